@@ -133,8 +133,11 @@ type Plan struct {
 	Users []*UserPlan `protobuf:"bytes,9,rep,name=users,proto3" json:"users,omitempty"`
 	// Number of users in the originating request (for progress reporting).
 	RequestUserCount int32 `protobuf:"varint,10,opt,name=request_user_count,json=requestUserCount,proto3" json:"request_user_count,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Target ids the resolver found during pre-flight (roles, queues, divisions,
+	// licenses), by external id, so the provisioner need not look them up again.
+	KnownTargetIds map[string]string `protobuf:"bytes,11,rep,name=known_target_ids,json=knownTargetIds,proto3" json:"known_target_ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Plan) Reset() {
@@ -235,6 +238,13 @@ func (x *Plan) GetRequestUserCount() int32 {
 		return x.RequestUserCount
 	}
 	return 0
+}
+
+func (x *Plan) GetKnownTargetIds() map[string]string {
+	if x != nil {
+		return x.KnownTargetIds
+	}
+	return nil
 }
 
 // UserPlan is the desired configuration of one user in a target and the steps
@@ -372,7 +382,7 @@ var File_orgsync_v1_plan_proto protoreflect.FileDescriptor
 const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\n" +
 	"\x15orgsync/v1/plan.proto\x12\n" +
-	"orgsync.v1\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\x1a\x19orgsync/v1/snapshot.proto\"\x99\x03\n" +
+	"orgsync.v1\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\x1a\x19orgsync/v1/snapshot.proto\"\xac\x04\n" +
 	"\x04Plan\x12\x17\n" +
 	"\aplan_id\x18\x01 \x01(\tR\x06planId\x12\x1d\n" +
 	"\n" +
@@ -387,7 +397,11 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\tresources\x18\b \x03(\v2\x14.orgsync.v1.ResourceR\tresources\x12*\n" +
 	"\x05users\x18\t \x03(\v2\x14.orgsync.v1.UserPlanR\x05users\x12,\n" +
 	"\x12request_user_count\x18\n" +
-	" \x01(\x05R\x10requestUserCount\"\x95\x01\n" +
+	" \x01(\x05R\x10requestUserCount\x12N\n" +
+	"\x10known_target_ids\x18\v \x03(\v2$.orgsync.v1.Plan.KnownTargetIdsEntryR\x0eknownTargetIds\x1aA\n" +
+	"\x13KnownTargetIdsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
 	"\bUserPlan\x120\n" +
 	"\adesired\x18\x01 \x01(\v2\x16.orgsync.v1.UserConfigR\adesired\x12&\n" +
 	"\x05steps\x18\x02 \x03(\v2\x10.orgsync.v1.StepR\x05steps\x12/\n" +
@@ -424,32 +438,34 @@ func file_orgsync_v1_plan_proto_rawDescGZIP() []byte {
 }
 
 var file_orgsync_v1_plan_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orgsync_v1_plan_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_orgsync_v1_plan_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_orgsync_v1_plan_proto_goTypes = []any{
 	(StepKind)(0),           // 0: orgsync.v1.StepKind
 	(*Plan)(nil),            // 1: orgsync.v1.Plan
 	(*UserPlan)(nil),        // 2: orgsync.v1.UserPlan
 	(*Step)(nil),            // 3: orgsync.v1.Step
-	(Trigger)(0),            // 4: orgsync.v1.Trigger
-	(ExistingUserPolicy)(0), // 5: orgsync.v1.ExistingUserPolicy
-	(*Resource)(nil),        // 6: orgsync.v1.Resource
-	(*UserConfig)(nil),      // 7: orgsync.v1.UserConfig
-	(Component)(0),          // 8: orgsync.v1.Component
+	nil,                     // 4: orgsync.v1.Plan.KnownTargetIdsEntry
+	(Trigger)(0),            // 5: orgsync.v1.Trigger
+	(ExistingUserPolicy)(0), // 6: orgsync.v1.ExistingUserPolicy
+	(*Resource)(nil),        // 7: orgsync.v1.Resource
+	(*UserConfig)(nil),      // 8: orgsync.v1.UserConfig
+	(Component)(0),          // 9: orgsync.v1.Component
 }
 var file_orgsync_v1_plan_proto_depIdxs = []int32{
-	4, // 0: orgsync.v1.Plan.trigger:type_name -> orgsync.v1.Trigger
-	5, // 1: orgsync.v1.Plan.existing_users:type_name -> orgsync.v1.ExistingUserPolicy
-	6, // 2: orgsync.v1.Plan.resources:type_name -> orgsync.v1.Resource
+	5, // 0: orgsync.v1.Plan.trigger:type_name -> orgsync.v1.Trigger
+	6, // 1: orgsync.v1.Plan.existing_users:type_name -> orgsync.v1.ExistingUserPolicy
+	7, // 2: orgsync.v1.Plan.resources:type_name -> orgsync.v1.Resource
 	2, // 3: orgsync.v1.Plan.users:type_name -> orgsync.v1.UserPlan
-	7, // 4: orgsync.v1.UserPlan.desired:type_name -> orgsync.v1.UserConfig
-	3, // 5: orgsync.v1.UserPlan.steps:type_name -> orgsync.v1.Step
-	8, // 6: orgsync.v1.UserPlan.include:type_name -> orgsync.v1.Component
-	0, // 7: orgsync.v1.Step.kind:type_name -> orgsync.v1.StepKind
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	4, // 4: orgsync.v1.Plan.known_target_ids:type_name -> orgsync.v1.Plan.KnownTargetIdsEntry
+	8, // 5: orgsync.v1.UserPlan.desired:type_name -> orgsync.v1.UserConfig
+	3, // 6: orgsync.v1.UserPlan.steps:type_name -> orgsync.v1.Step
+	9, // 7: orgsync.v1.UserPlan.include:type_name -> orgsync.v1.Component
+	0, // 8: orgsync.v1.Step.kind:type_name -> orgsync.v1.StepKind
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_orgsync_v1_plan_proto_init() }
@@ -466,7 +482,7 @@ func file_orgsync_v1_plan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgsync_v1_plan_proto_rawDesc), len(file_orgsync_v1_plan_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
