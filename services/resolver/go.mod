@@ -12,3 +12,8 @@ replace (
 	github.com/orgsync/orgsync/services/reconciler => ../reconciler
 	github.com/orgsync/orgsync/services/resolver => ../resolver
 )
+
+require (
+	github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
+)
