@@ -26,8 +26,8 @@ func testSnapshot() *orgsyncv1.Snapshot {
 	agent := &orgsyncv1.UserConfig{
 		ExternalId: extid.User("src", "jane@src.example.com"), Email: "jane@src.example.com",
 		ManagerRef: boss.ExternalId, ManagerEmail: boss.Email, DivisionRef: div.ExternalId,
-		Skills:    []*orgsyncv1.Proficiency{{Ref: skill.ExternalId, Proficiency: 4}},
-		TeamRef:   team.ExternalId, QueueRefs: []string{queue.ExternalId}, LicenseRefs: []string{lic.ExternalId},
+		Skills:  []*orgsyncv1.Proficiency{{Ref: skill.ExternalId, Proficiency: 4}},
+		TeamRef: team.ExternalId, QueueRefs: []string{queue.ExternalId}, LicenseRefs: []string{lic.ExternalId},
 		Grants: []*orgsyncv1.Grant{{RoleRef: role.ExternalId, DivisionRef: div.ExternalId}},
 	}
 	return &orgsyncv1.Snapshot{
