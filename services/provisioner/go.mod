@@ -12,3 +12,14 @@ replace (
 	github.com/orgsync/orgsync/services/reconciler => ../reconciler
 	github.com/orgsync/orgsync/services/resolver => ../resolver
 )
+
+require (
+	github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
+)
+
+require (
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
