@@ -18,9 +18,9 @@ func TestLoadRoutesEveryPathOfTheSpec(t *testing.T) {
 		t.Fatalf("spec has %d paths, want the 94 of the reference subset", got)
 	}
 	cases := map[string]string{
-		"POST /api/v2/users/search":              "/api/v2/users/search",
-		"GET /api/v2/users/abc":                  "/api/v2/users/{userId}",
-		"GET /api/v2/users/externalid/SRC/k%7C1": "/api/v2/users/externalid/{authorityName}/{externalKey}",
+		"POST /api/v2/users/search":               "/api/v2/users/search",
+		"GET /api/v2/users/abc":                   "/api/v2/users/{userId}",
+		"GET /api/v2/users/externalid/SRC/k%7C1":  "/api/v2/users/externalid/{authorityName}/{externalKey}",
 		"PUT /api/v2/users/u1/routingskills/bulk": "/api/v2/users/{userId}/routingskills/bulk",
 	}
 	for in, want := range cases {
