@@ -12,3 +12,5 @@ replace (
 	github.com/orgsync/orgsync/services/reconciler => ../reconciler
 	github.com/orgsync/orgsync/services/resolver => ../resolver
 )
+
+require github.com/coder/websocket v1.8.15 // indirect

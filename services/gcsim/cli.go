@@ -1,0 +1,63 @@
+package gcsim
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Main runs the gcsim command line: flags --addr, --fixture (path; default
+// the embedded demo fixture), --latency, --latency-jitter, --rate-limit,
+// --not-found-after-create, --activation-delay. It serves until ctx ends.
+// --help prints usage and returns nil.
+func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gcsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8089", "listen address")
+	fixture := fs.String("fixture", "", "fixture JSON file (default: embedded demo fixture)")
+	var cfg Config
+	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every API request")
+	fs.DurationVar(&cfg.LatencyJitter, "latency-jitter", 0, "random extra latency in [0, jitter)")
+	fs.IntVar(&cfg.RateLimitPerMinute, "rate-limit", DefaultRateLimitPerMinute, "requests per minute per token (negative disables)")
+	fs.DurationVar(&cfg.NotFoundAfterCreate, "not-found-after-create", 0, "window in which GET of a new user/skill/team is 404")
+	fs.DurationVar(&cfg.ActivationDelay, "activation-delay", 0, "time a new user stays inactive")
+	fs.DurationVar(&cfg.TokenTTL, "token-ttl", DefaultTokenTTL, "access token lifetime")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gcsim [flags]\n\nSimulates the Genesys Cloud Platform API v2 (POST /oauth/token, /api/v2/..., admin under /_sim/).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v (see --help)", fs.Args())
+	}
+	sim, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	f := DemoFixture()
+	if *fixture != "" {
+		data, err := os.ReadFile(*fixture)
+		if err != nil {
+			return fmt.Errorf("read fixture: %w", err)
+		}
+		if f, err = ParseFixture(data); err != nil {
+			return fmt.Errorf("%s: %w", *fixture, err)
+		}
+	}
+	if err := sim.LoadFixture(f); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log.Info("gcsim listening", "addr", *addr, "orgs", len(sim.OrgIDs()), "latency", cfg.Latency.String(), "rateLimit", cfg.RateLimitPerMinute, "started", time.Now().Format(time.RFC3339))
+	return sim.ListenAndServe(ctx, *addr)
+}

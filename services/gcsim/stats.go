@@ -1,0 +1,127 @@
+package gcsim
+
+import (
+	"maps"
+	"sync"
+	"time"
+)
+
+// Faults are injected into every API request of one org.
+type Faults struct {
+	// ErrorRate is the probability [0,1] that a request fails with 503
+	// before it has any effect.
+	ErrorRate float64 `json:"errorRate"`
+	// ResetRate is the probability [0,1] that the connection is closed
+	// without a response AFTER the request took effect (a lost response).
+	ResetRate float64 `json:"resetRate"`
+	// Latency is added to each request of the org.
+	Latency time.Duration `json:"latency"`
+}
+
+// Stats counts API traffic of one org since the last ResetStats.
+type Stats struct {
+	// Requests per operation, keyed "METHOD /path/template" (the route
+	// pattern, e.g. "GET /api/v2/users/{userId}"); includes POST /oauth/token.
+	Requests map[string]int `json:"requests"`
+	// Status counts responses per HTTP status; 0 counts connections reset by
+	// fault injection.
+	Status map[int]int `json:"status"`
+	// RateLimited is the number of 429 responses.
+	RateLimited int `json:"rateLimited"`
+	// Creates counts successful creations per resource type ("user",
+	// "skill", "language", "team").
+	Creates map[string]int `json:"creates"`
+}
+
+// TotalRequests sums Requests.
+func (st Stats) TotalRequests() int {
+	n := 0
+	for _, c := range st.Requests {
+		n += c
+	}
+	return n
+}
+
+type orgStats struct {
+	mu sync.Mutex
+	st Stats
+}
+
+func newStats() Stats {
+	return Stats{Requests: map[string]int{}, Status: map[int]int{}, Creates: map[string]int{}}
+}
+
+func (s *Sim) orgStatsFor(orgID string) *orgStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	os, ok := s.stats[orgID]
+	if !ok {
+		os = &orgStats{st: newStats()}
+		s.stats[orgID] = os
+	}
+	return os
+}
+
+func (s *Sim) recordRequest(orgID, op string, status int) {
+	os := s.orgStatsFor(orgID)
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	os.st.Requests[op]++
+	if status < 0 {
+		status = 0
+	}
+	os.st.Status[status]++
+	if status == 429 {
+		os.st.RateLimited++
+	}
+}
+
+// recordCreate counts a successful creation of kind in org.
+func (s *Sim) recordCreate(orgID, kind string) {
+	os := s.orgStatsFor(orgID)
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	os.st.Creates[kind]++
+}
+
+// Stats returns a copy of the org's counters (zero Stats for unknown orgs).
+func (s *Sim) Stats(orgID string) Stats {
+	os := s.orgStatsFor(orgID)
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	return Stats{
+		Requests:    maps.Clone(os.st.Requests),
+		Status:      maps.Clone(os.st.Status),
+		RateLimited: os.st.RateLimited,
+		Creates:     maps.Clone(os.st.Creates),
+	}
+}
+
+// ResetStats zeroes the counters of every org.
+func (s *Sim) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = map[string]*orgStats{}
+}
+
+// SetFaults sets the faults injected into orgID's requests; the zero Faults
+// clears them.
+func (s *Sim) SetFaults(orgID string, f Faults) error {
+	if f.ErrorRate < 0 || f.ErrorRate > 1 || f.ResetRate < 0 || f.ResetRate > 1 || f.Latency < 0 {
+		return errf(400, "bad.request", "faults for org %s: rates must be within [0,1] and latency >= 0", orgID)
+	}
+	if s.lookupOrg(orgID) == nil {
+		return notFound("org %s is not loaded", orgID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[orgID] = f
+	return nil
+}
+
+// Faults returns the faults currently injected into orgID.
+func (s *Sim) Faults(orgID string) Faults {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.faults[orgID]
+}

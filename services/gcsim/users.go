@@ -1,0 +1,497 @@
+package gcsim
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// timeFormat is how Genesys renders date-times.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// expandSet parses the multi-valued, comma-tolerant `expand` parameter.
+func expandSet(r *http.Request) map[string]bool {
+	set := map[string]bool{}
+	for _, v := range r.URL.Query()["expand"] {
+		for _, e := range strings.Split(v, ",") {
+			set[strings.TrimSpace(e)] = true
+		}
+	}
+	return set
+}
+
+func (o *org) divisionRef(id string) map[string]any {
+	d := o.divisions[id]
+	if d == nil {
+		return map[string]any{"id": id, "selfUri": "/api/v2/authorization/divisions/" + id}
+	}
+	return map[string]any{"id": d.id, "name": d.name, "selfUri": "/api/v2/authorization/divisions/" + d.id}
+}
+
+// renderUser builds the Genesys User representation. expand supports
+// skills, languages, team and authorization (best effort, as the real API).
+func (s *Sim) renderUser(o *org, u *user, expand map[string]bool) map[string]any {
+	addrs := make([]contact, 0, len(u.addresses))
+	for _, a := range u.addresses {
+		a.Display = a.Address
+		addrs = append(addrs, a)
+	}
+	m := map[string]any{
+		"id":                 u.id,
+		"name":               u.name,
+		"email":              u.email,
+		"username":           u.email,
+		"division":           o.divisionRef(u.divisionID),
+		"chat":               map[string]any{"jabberId": u.id + "@" + o.id + ".orgspan.com"},
+		"primaryContactInfo": []contact{{Address: u.email, Display: u.email, MediaType: "EMAIL", Type: "PRIMARY"}},
+		"addresses":          addrs,
+		"state":              u.stateAt(s.now()),
+		"version":            u.version,
+		"acdAutoAnswer":      false,
+		"dateModified":       fmtTime(u.modified),
+		"selfUri":            "/api/v2/users/" + u.id,
+	}
+	if u.title != "" {
+		m["title"] = u.title
+	}
+	if u.department != "" {
+		m["department"] = u.department
+	}
+	if mgr := o.users[u.managerID]; mgr != nil {
+		// User.manager is itself a User, whose schema requires version.
+		m["manager"] = map[string]any{"id": mgr.id, "version": mgr.version, "selfUri": "/api/v2/users/" + mgr.id}
+	}
+	if expand["skills"] {
+		m["skills"] = o.userSkills(u)
+	}
+	if expand["languages"] {
+		m["languages"] = o.userLanguages(u)
+	}
+	if expand["team"] && u.teamID != "" {
+		if t := o.teams[u.teamID]; t != nil {
+			m["team"] = o.renderTeam(t)
+		}
+	}
+	if expand["authorization"] {
+		m["authorization"] = o.userAuthorization(u)
+	}
+	return m
+}
+
+// userVisible applies the post-create 404 window to GET by id.
+func (s *Sim) userVisible(u *user) bool {
+	return !s.now().Before(u.created.Add(s.cfg.NotFoundAfterCreate))
+}
+
+// lookupUser returns the user or a 404 ErrorBody naming the id.
+func (o *org) lookupUser(id string) (*user, *apiError) {
+	u := o.users[id]
+	if u == nil {
+		return nil, notFound("user %s not found", id)
+	}
+	return u, nil
+}
+
+// GET /api/v2/users
+func (s *Sim) listUsers(r *http.Request, o *org) (int, any, *apiError) {
+	state := r.URL.Query().Get("state")
+	if state == "" {
+		state = "active"
+	}
+	if !slices.Contains([]string{"active", "inactive", "deleted", "any"}, state) {
+		return 0, nil, errf(400, "invalid.query.param.value", "Value [%s] is not valid for parameter [state]. Allowable values are: active, inactive, deleted, any", state)
+	}
+	ids := idFilter(r, "id")
+	expand := expandSet(r)
+	now := s.now()
+	var out []map[string]any
+	for _, u := range sortedBy(o.users, func(u *user) string { return u.name }, func(u *user) string { return u.id }) {
+		if ids != nil && !ids[u.id] {
+			continue
+		}
+		if state != "any" && u.stateAt(now) != state {
+			continue
+		}
+		out = append(out, s.renderUser(o, u, expand))
+	}
+	p, err := paginate(r, out)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, p, nil
+}
+
+type createUserBody struct {
+	Name       string    `json:"name"`
+	Email      string    `json:"email"`
+	DivisionID string    `json:"divisionId"`
+	Department string    `json:"department"`
+	Title      string    `json:"title"`
+	Addresses  []contact `json:"addresses"`
+	Password   string    `json:"password"`
+	State      string    `json:"state"`
+}
+
+// POST /api/v2/users
+func (s *Sim) createUser(r *http.Request, o *org) (int, any, *apiError) {
+	var b createUserBody
+	if err := decodeBody(r, &b); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case strings.TrimSpace(b.Name) == "":
+		return 0, nil, badRequest("CreateUser.name is required")
+	case !strings.Contains(b.Email, "@"):
+		return 0, nil, badRequest("CreateUser.email %q is not a valid email address", b.Email)
+	case b.DivisionID == "":
+		return 0, nil, badRequest("CreateUser.divisionId is required")
+	case o.divisions[b.DivisionID] == nil:
+		return 0, nil, badRequest("CreateUser.divisionId %s is not a division of this organization", b.DivisionID)
+	}
+	if other := o.findUserByEmail(b.Email); other != nil {
+		return 0, nil, errf(409, "general.conflict", "a user with email %s already exists (user %s)", b.Email, other.id)
+	}
+	if err := o.checkAddresses("", b.Addresses); err != nil {
+		return 0, nil, err
+	}
+	now := s.now()
+	u := &user{
+		id: newID(), name: b.Name, email: b.Email, title: b.Title, department: b.Department,
+		divisionID: b.DivisionID, version: 1, addresses: b.Addresses,
+		created: now, activeAt: now.Add(s.cfg.ActivationDelay), modified: now,
+		skills: map[string]float64{}, languages: map[string]float64{}, licenses: map[string]bool{},
+	}
+	o.users[u.id] = u
+	s.recordCreate(o.id, "user")
+	s.userChanged(o, u.id, "created")
+	return 200, s.renderUser(o, u, nil), nil
+}
+
+// checkAddresses validates contacts and enforces DID ownership: a PHONE
+// number held by another user than selfID is a 409.
+func (o *org) checkAddresses(selfID string, addrs []contact) *apiError {
+	for i, a := range addrs {
+		if !slices.Contains([]string{"PHONE", "EMAIL", "SMS"}, a.MediaType) {
+			return badRequest("addresses[%d].mediaType %q must be PHONE, EMAIL or SMS", i, a.MediaType)
+		}
+		if a.Type != "" && !slices.Contains([]string{"PRIMARY", "WORK", "WORK2", "WORK3", "WORK4", "HOME", "MOBILE", "MAIN", "OTHER"}, a.Type) {
+			return badRequest("addresses[%d].type %q is not a valid contact type", i, a.Type)
+		}
+		if a.MediaType == "PHONE" {
+			if normalizePhone(a.Address) == "" {
+				return badRequest("addresses[%d].address %q is not a phone number", i, a.Address)
+			}
+			if owner := o.phoneOwner(a.Address); owner != nil && owner.id != selfID {
+				return errf(409, "general.conflict", "phone number %s is already assigned to user %s", a.Address, owner.id)
+			}
+		}
+	}
+	return nil
+}
+
+// GET /api/v2/users/{userId}
+func (s *Sim) getUser(r *http.Request, o *org) (int, any, *apiError) {
+	u, err := o.lookupUser(r.PathValue("userId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if !s.userVisible(u) {
+		return 0, nil, notFound("user %s not found", u.id)
+	}
+	return 200, s.renderUser(o, u, expandSet(r)), nil
+}
+
+type updateUserBody struct {
+	Name       *string    `json:"name"`
+	Email      *string    `json:"email"`
+	Title      *string    `json:"title"`
+	Department *string    `json:"department"`
+	Addresses  *[]contact `json:"addresses"`
+	Manager    *string    `json:"manager"`
+	Version    *int       `json:"version"`
+	State      *string    `json:"state"`
+}
+
+// PATCH /api/v2/users/{userId}: optimistic concurrency on version (409 when
+// stale); each successful PATCH increments the version.
+func (s *Sim) patchUser(r *http.Request, o *org) (int, any, *apiError) {
+	u, err := o.lookupUser(r.PathValue("userId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	var b updateUserBody
+	if err := decodeBody(r, &b); err != nil {
+		return 0, nil, err
+	}
+	if b.Version == nil {
+		return 0, nil, badRequest("UpdateUser.version is required")
+	}
+	if *b.Version != u.version {
+		return 0, nil, errf(409, "general.conflict", "The version supplied (%d) does not match the current version of the user (%d)", *b.Version, u.version)
+	}
+	if b.Email != nil && !strings.EqualFold(*b.Email, u.email) {
+		if !strings.Contains(*b.Email, "@") {
+			return 0, nil, badRequest("UpdateUser.email %q is not a valid email address", *b.Email)
+		}
+		if other := o.findUserByEmail(*b.Email); other != nil {
+			return 0, nil, errf(409, "general.conflict", "a user with email %s already exists (user %s)", *b.Email, other.id)
+		}
+	}
+	if b.Name != nil && strings.TrimSpace(*b.Name) == "" {
+		return 0, nil, badRequest("UpdateUser.name must not be empty")
+	}
+	if b.Manager != nil && *b.Manager != "" {
+		if *b.Manager == u.id {
+			return 0, nil, badRequest("UpdateUser.manager: a user cannot be their own manager")
+		}
+		if o.users[*b.Manager] == nil {
+			return 0, nil, badRequest("UpdateUser.manager %s is not a user of this organization", *b.Manager)
+		}
+	}
+	if b.Addresses != nil {
+		if err := o.checkAddresses(u.id, *b.Addresses); err != nil {
+			return 0, nil, err
+		}
+	}
+	if b.State != nil && *b.State != "active" && *b.State != "inactive" {
+		return 0, nil, badRequest("UpdateUser.state %q is not supported (active or inactive)", *b.State)
+	}
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&u.name, b.Name)
+	set(&u.email, b.Email)
+	set(&u.title, b.Title)
+	set(&u.department, b.Department)
+	set(&u.managerID, b.Manager)
+	if b.State != nil {
+		if *b.State == "active" && s.now().Before(u.activeAt) {
+			u.activeAt = s.now()
+		}
+	}
+	if b.Name != nil || b.Email != nil || b.Title != nil || b.Department != nil || b.Manager != nil || b.State != nil {
+		s.userChanged(o, u.id, "profile")
+	}
+	if b.Addresses != nil {
+		u.addresses = append([]contact{}, (*b.Addresses)...)
+		s.userChanged(o, u.id, "addresses")
+	}
+	u.version++
+	u.modified = s.now()
+	return 200, s.renderUser(o, u, nil), nil
+}
+
+// DELETE /api/v2/users/{userId}
+func (s *Sim) deleteUser(r *http.Request, o *org) (int, any, *apiError) {
+	u, err := o.lookupUser(r.PathValue("userId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	delete(o.users, u.id)
+	for _, q := range o.queues {
+		delete(q.members, u.id)
+	}
+	for _, other := range o.users {
+		if other.managerID == u.id {
+			other.managerID = ""
+			s.userChanged(o, other.id, "profile")
+		}
+	}
+	s.userChanged(o, u.id, "deleted")
+	return 200, map[string]any{}, nil
+}
+
+type searchCriteria struct {
+	Type   string           `json:"type"`
+	Fields []string         `json:"fields"`
+	Value  string           `json:"value"`
+	Values []string         `json:"values"`
+	Group  []searchCriteria `json:"group"`
+}
+
+type userSearchBody struct {
+	PageSize   int              `json:"pageSize"`
+	PageNumber int              `json:"pageNumber"`
+	Expand     []string         `json:"expand"`
+	Query      []searchCriteria `json:"query"`
+}
+
+// matches evaluates one criterion against u (fields are ORed, values ORed).
+func (c searchCriteria) matches(u *user) (bool, *apiError) {
+	values := c.Values
+	if c.Value != "" {
+		values = append(values, c.Value)
+	}
+	if len(values) == 0 {
+		return false, badRequest("search criterion of type %s needs value or values", c.Type)
+	}
+	if len(c.Fields) == 0 {
+		return false, badRequest("search criterion of type %s needs fields", c.Type)
+	}
+	for _, f := range c.Fields {
+		var field string
+		switch f {
+		case "email":
+			field = u.email
+		case "name":
+			field = u.name
+		case "id":
+			field = u.id
+		case "title":
+			field = u.title
+		case "department":
+			field = u.department
+		default:
+			return false, badRequest("search field %q is not supported (email, name, id, title, department)", f)
+		}
+		for _, v := range values {
+			lf, lv := strings.ToLower(field), strings.ToLower(v)
+			switch c.Type {
+			case "EXACT", "TERM", "TERMS":
+				if lf == lv {
+					return true, nil
+				}
+			case "CONTAINS":
+				if strings.Contains(lf, lv) {
+					return true, nil
+				}
+			case "STARTS_WITH":
+				if strings.HasPrefix(lf, lv) {
+					return true, nil
+				}
+			default:
+				return false, badRequest("search type %q is not supported (EXACT, CONTAINS, STARTS_WITH, TERM)", c.Type)
+			}
+		}
+	}
+	return false, nil
+}
+
+// POST /api/v2/users/search: criteria are ANDed; matching is
+// case-insensitive.
+func (s *Sim) searchUsers(r *http.Request, o *org) (int, any, *apiError) {
+	var b userSearchBody
+	if err := decodeBody(r, &b); err != nil {
+		return 0, nil, err
+	}
+	if b.PageSize == 0 {
+		b.PageSize = defaultPageSize
+	}
+	if b.PageNumber == 0 {
+		b.PageNumber = 1
+	}
+	if b.PageSize < 1 || b.PageSize > maxPageSize {
+		return 0, nil, badRequest("UserSearchRequest.pageSize %d must be within 1..%d", b.PageSize, maxPageSize)
+	}
+	if b.PageNumber < 1 {
+		return 0, nil, badRequest("UserSearchRequest.pageNumber %d must be >= 1", b.PageNumber)
+	}
+	if len(b.Query) == 0 {
+		return 0, nil, badRequest("UserSearchRequest.query must contain at least one criterion")
+	}
+	expand := map[string]bool{}
+	for _, e := range b.Expand {
+		expand[e] = true
+	}
+	var hits []map[string]any
+	for _, u := range sortedBy(o.users, func(u *user) string { return u.name }, func(u *user) string { return u.id }) {
+		ok := true
+		for _, c := range b.Query {
+			m, err := c.matches(u)
+			if err != nil {
+				return 0, nil, err
+			}
+			ok = ok && m
+		}
+		if ok {
+			hits = append(hits, s.renderUser(o, u, expand))
+		}
+	}
+	total := len(hits)
+	lo := min((b.PageNumber-1)*b.PageSize, total)
+	hi := min(lo+b.PageSize, total)
+	return 200, map[string]any{
+		"total":      total,
+		"pageCount":  (total + b.PageSize - 1) / b.PageSize,
+		"pageSize":   b.PageSize,
+		"pageNumber": b.PageNumber,
+		"types":      []string{"users"},
+		"results":    append([]map[string]any{}, hits[lo:hi]...),
+	}, nil
+}
+
+// POST /api/v2/users/{userId}/externalid: external ids are unique per org;
+// re-posting the same pair on the same user is a no-op.
+func (s *Sim) addExternalID(r *http.Request, o *org) (int, any, *apiError) {
+	u, err := o.lookupUser(r.PathValue("userId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	var b externalID
+	if err := decodeBody(r, &b); err != nil {
+		return 0, nil, err
+	}
+	if b.AuthorityName == "" || b.ExternalKey == "" {
+		return 0, nil, badRequest("UserExternalIdentifier.authorityName and externalKey are required")
+	}
+	if owner := o.userByExternalID(b.AuthorityName, b.ExternalKey); owner != nil {
+		if owner.id != u.id {
+			return 0, nil, errf(409, "general.conflict", "external id %s/%s already belongs to user %s", b.AuthorityName, b.ExternalKey, owner.id)
+		}
+		return 200, u.externalIDs, nil
+	}
+	u.externalIDs = append(u.externalIDs, b)
+	s.userChanged(o, u.id, "externalid")
+	return 200, u.externalIDs, nil
+}
+
+func (o *org) userByExternalID(authority, key string) *user {
+	for _, u := range o.users {
+		for _, e := range u.externalIDs {
+			if e.AuthorityName == authority && e.ExternalKey == key {
+				return u
+			}
+		}
+	}
+	return nil
+}
+
+// GET /api/v2/users/{userId}/externalid
+func (s *Sim) listExternalIDs(r *http.Request, o *org) (int, any, *apiError) {
+	u, err := o.lookupUser(r.PathValue("userId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, append([]externalID{}, u.externalIDs...), nil
+}
+
+// DELETE /api/v2/users/{userId}/externalid/{authorityName}/{externalKey}
+func (s *Sim) deleteExternalID(r *http.Request, o *org) (int, any, *apiError) {
+	u, err := o.lookupUser(r.PathValue("userId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	a, k := r.PathValue("authorityName"), r.PathValue("externalKey")
+	i := slices.IndexFunc(u.externalIDs, func(e externalID) bool { return e.AuthorityName == a && e.ExternalKey == k })
+	if i < 0 {
+		return 0, nil, notFound("user %s has no external id %s/%s", u.id, a, k)
+	}
+	u.externalIDs = slices.Delete(u.externalIDs, i, i+1)
+	s.userChanged(o, u.id, "externalid")
+	return 204, nil, nil
+}
+
+// GET /api/v2/users/externalid/{authorityName}/{externalKey}
+func (s *Sim) getUserByExternalID(r *http.Request, o *org) (int, any, *apiError) {
+	a, k := r.PathValue("authorityName"), r.PathValue("externalKey")
+	u := o.userByExternalID(a, k)
+	if u == nil {
+		return 0, nil, notFound("no user with external id %s/%s", a, k)
+	}
+	return 200, s.renderUser(o, u, expandSet(r)), nil
+}
