@@ -1,0 +1,384 @@
+package genesys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orgsync/orgsync/services/gcsim"
+)
+
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	acme, globex := e.client(t, acme), e.client(t, globex)
+	ctx := ctxT(t)
+
+	a, err := acme.GetOrganization(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := globex.GetOrganization(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID == g.ID || a.Name != "Acme" || g.Name != "Globex" {
+		t.Fatalf("orgs: acme=%+v globex=%+v", a, g)
+	}
+	gus, found, err := globex.FindUserByEmail(ctx, "gus@globex.example")
+	if err != nil || !found {
+		t.Fatalf("globex user: %v %v", found, err)
+	}
+	// Acme's token cannot see Globex's user, by id or by email.
+	if _, err := acme.GetUser(ctx, gus.ID); !IsNotFound(err) {
+		t.Fatalf("acme read globex's user: %v", err)
+	}
+	if _, found, err := acme.FindUserByEmail(ctx, "gus@globex.example"); err != nil || found {
+		t.Fatalf("acme search found globex's user: %v %v", found, err)
+	}
+}
+
+func TestBadCredentialsGiveClearErrorWithoutSecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	ctx := ctxT(t)
+	for name, cfg := range map[string]OrgConfig{
+		"wrong secret": {OrgID: acme, ClientID: "acme-client", ClientSecret: "not-the-secret-42"},
+		"unknown org":  {OrgID: "initech", ClientID: "initech-client", ClientSecret: "not-the-secret-42"},
+	} {
+		cfg.APIBaseURL, cfg.LoginBaseURL = e.url, e.url
+		seen := &calls{}
+		c := e.clientWith(t, cfg, WithObserver(seen.observe))
+		_, err := c.GetOrganization(ctx)
+		if err == nil {
+			t.Fatalf("%s: call succeeded", name)
+		}
+		if !IsUnauthorized(err) {
+			t.Errorf("%s: IsUnauthorized(%v) = false", name, err)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "not-the-secret-42") {
+			t.Fatalf("%s: error leaks the secret: %s", name, msg)
+		}
+		for _, want := range []string{cfg.OrgID, "/oauth/token", "401"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error %q does not mention %q", name, msg, want)
+			}
+		}
+		// Rejected credentials are not retried.
+		if n := c.TokenFetches(); n != 0 {
+			t.Errorf("%s: %d tokens fetched", name, n)
+		}
+		if n := seen.count(func(Call) bool { return true }); n != 1 {
+			t.Errorf("%s: %d attempts, want 1 (no retry on bad credentials)", name, n)
+		}
+	}
+}
+
+func TestTokenRefreshedBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{TokenTTL: 2 * time.Second})
+	seen := &calls{}
+	c := e.client(t, acme, WithObserver(seen.observe))
+	ctx := ctxT(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.TokenFetches() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("token not refreshed within 5s of a 2s token (fetches=%d)", c.TokenFetches())
+		}
+		if _, err := c.GetOrganization(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // pacing of a polling loop, not synchronisation
+	}
+	if n := seen.count(withStatus(http.StatusUnauthorized)); n != 0 {
+		t.Fatalf("%d calls hit 401: the token was used until it expired", n)
+	}
+}
+
+func TestRateLimitHonoursRetryAfterWithoutStorm(t *testing.T) {
+	t.Parallel()
+	const budget, workers, perWorker = 20, 4, 7 // 1 + 28 calls: the budget is exceeded once
+	e := newEnv(t, gcsim.Config{RateLimitPerMinute: budget})
+	seen := &calls{}
+	c := e.client(t, acme, WithObserver(seen.observe))
+	ctx := ctxT(t)
+	if _, err := c.GetOrganization(ctx); err != nil { // opens the token's one-minute window
+		t.Fatal(err)
+	}
+	e.advance(59 * time.Second) // the window now resets one second from here: Retry-After 1
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*perWorker)
+	for range workers {
+		wg.Go(func() {
+			for range perWorker {
+				if _, err := c.GetOrganization(ctx); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	throttled := e.sim.Stats(acme).RateLimited
+	st := c.Limiter().Stats()
+	t.Logf("429s=%d limiter=%+v elapsed=%s", throttled, st, time.Since(start))
+	if throttled == 0 {
+		t.Fatal("the simulator never throttled: the test did not exercise 429")
+	}
+	if throttled > workers {
+		t.Fatalf("%d 429s for %d concurrent callers: callers kept hammering after the first 429", throttled, workers)
+	}
+	if int64(throttled) != st.Throttled || st.Rate >= st.MaxRate {
+		t.Fatalf("limiter did not adapt: %+v", st)
+	}
+	if time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("finished in %s, before the 1s Retry-After", time.Since(start))
+	}
+}
+
+func TestRetriesUnderFaultsNeverDuplicateCreates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	c := e.client(t, acme)
+	ctx := ctxT(t)
+	home, err := c.GetHomeDivision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.SetFaults(acme, gcsim.Faults{ErrorRate: 0.15, ResetRate: 0.25}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	for i := range n {
+		if _, err := c.CreateSkill(ctx, fmt.Sprintf("Fault Skill %02d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateTeam(ctx, fmt.Sprintf("Fault Team %02d", i), "", ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateUser(ctx, CreateUser{Name: fmt.Sprintf("Fault User %02d", i),
+			Email: fmt.Sprintf("fault%02d@acme.example", i), DivisionID: home.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.sim.SetFaults(acme, gcsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.sim.Stats(acme)
+	t.Logf("status counts under faults: %v; creates: %v", st.Status, st.Creates)
+	if st.Status[0] == 0 || st.Status[503] == 0 {
+		t.Fatalf("faults not exercised: %v", st.Status)
+	}
+	for kind, want := range map[string]int{"skill": n, "team": n, "user": n} {
+		if got := st.Creates[kind]; got != want {
+			t.Errorf("%d %ss created for %d requested: duplicates or losses", got, kind, want)
+		}
+	}
+	skills, err := c.ListSkills(ctx, "Fault Skill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	teams, err := c.ListTeams(ctx, "Fault Team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(skills) != n || len(teams) != n {
+		t.Fatalf("listed %d skills and %d teams, want %d each", len(skills), len(teams), n)
+	}
+}
+
+func TestPatchUserRetriesVersionConflict(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	ctx := ctxT(t)
+	other := e.client(t, acme)
+	ann, found, err := other.FindUserByEmail(ctx, "ann@acme.example")
+	if err != nil || !found {
+		t.Fatal(found, err)
+	}
+	// Between this client's read and its PATCH, another writer changes the
+	// user: the PATCH carries a stale version and must be retried.
+	seen := &calls{}
+	var once sync.Once
+	c := e.client(t, acme, WithObserver(func(cctx context.Context, call Call) {
+		seen.observe(cctx, call)
+		if call.Operation == opGetUser.String() && call.Status == 200 {
+			once.Do(func() {
+				if _, err := other.PatchUser(cctx, ann.ID, UserPatch{Department: ptr("Interloper")}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}))
+	u, err := c.PatchUser(ctx, ann.ID, UserPatch{Title: ptr("Head of Support"), Addresses: &[]Contact{{Address: "+13175550101", MediaType: "PHONE", Type: "WORK"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := seen.count(withStatus(http.StatusConflict)); n != 1 {
+		t.Fatalf("%d conflicts seen, want exactly 1", n)
+	}
+	got, err := c.GetUser(ctx, ann.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Title != "Head of Support" || got.Title != "Head of Support" || got.Department != "Interloper" {
+		t.Fatalf("user after patch: %+v", got)
+	}
+	if len(got.Addresses) != 1 || got.Addresses[0].Address != "+13175550101" || got.Addresses[0].Type != "WORK" {
+		t.Fatalf("addresses: %+v", got.Addresses)
+	}
+	if got.Version != ann.Version+2 {
+		t.Fatalf("version %d, want %d (two writes)", got.Version, ann.Version+2)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestReadAfterCreateWaitsOutEventualConsistency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{NotFoundAfterCreate: 300 * time.Millisecond, ActivationDelay: 600 * time.Millisecond})
+	ctx := ctxT(t)
+	c, bystander := e.client(t, acme), e.client(t, acme)
+	home, err := c.GetHomeDivision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.CreateUser(ctx, CreateUser{Name: "New Hire", Email: "new.hire@acme.example", DivisionID: home.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client that did not create the user sees the platform's 404 window...
+	if _, err := bystander.GetUser(ctx, u.ID); !IsNotFound(err) {
+		t.Fatalf("bystander read within the 404 window: %v (the window is not exercised)", err)
+	}
+	// ...the creator's read waits it out.
+	got, err := c.GetUser(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != u.ID {
+		t.Fatalf("read %s, created %s", got.ID, u.ID)
+	}
+	active, err := bystander.WaitUserActive(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active.State != "active" {
+		t.Fatalf("state %q", active.State)
+	}
+}
+
+func TestExactNameMatchingOverPrefixFilter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	c := e.client(t, acme)
+	ctx := ctxT(t)
+	prefixed, err := c.ListSkills(ctx, "Billing Support")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prefixed) < 2 {
+		t.Fatalf("prefix filter returned %d skills; the test needs several", len(prefixed))
+	}
+	s, found, err := c.FindSkillByName(ctx, "Billing Support")
+	if err != nil || !found || s.Name != "Billing Support" {
+		t.Fatalf("FindSkillByName: %+v %v %v", s, found, err)
+	}
+	if _, created, err := c.EnsureSkill(ctx, "Billing"); err != nil || created {
+		t.Fatalf("EnsureSkill(Billing) created=%v err=%v; it exists", created, err)
+	}
+	b, created, err := c.EnsureSkill(ctx, "Bill")
+	if err != nil || !created || b.Name != "Bill" {
+		t.Fatalf("EnsureSkill(Bill): %+v created=%v err=%v", b, created, err)
+	}
+	if l, found, err := c.FindLanguageByName(ctx, "English"); err != nil || !found || l.Name != "English" {
+		t.Fatalf("FindLanguageByName: %+v %v %v", l, found, err)
+	}
+	if tm, found, err := c.FindTeamByName(ctx, "Team A"); err != nil || !found || tm.Name != "Team A" {
+		t.Fatalf("FindTeamByName: %+v %v %v", tm, found, err)
+	}
+	if q, found, err := c.FindQueueByName(ctx, "Support"); err != nil || !found || q.Name != "Support" {
+		t.Fatalf("FindQueueByName: %+v %v %v", q, found, err)
+	}
+	if r, found, err := c.FindRoleByName(ctx, "Agent"); err != nil || !found || r.Name != "Agent" {
+		t.Fatalf("FindRoleByName: %+v %v %v", r, found, err)
+	}
+	if _, found, err := c.FindSkillByName(ctx, "Billing Sup"); err != nil || found {
+		t.Fatalf("FindSkillByName(Billing Sup) found=%v err=%v; only longer names exist", found, err)
+	}
+	if got := e.sim.Stats(acme).Creates["skill"]; got != 1 {
+		t.Fatalf("%d skills created, want 1", got)
+	}
+}
+
+func TestCursorAndPageListingsWalkEveryPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	cfg := e.config(acme)
+	cfg.PageSize = 2
+	seen := &calls{}
+	c := e.clientWith(t, cfg, WithObserver(seen.observe))
+	ctx := ctxT(t)
+	teams, err := c.ListTeams(ctx, "Team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	skills, err := c.ListSkills(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, tm := range teams {
+		names[tm.Name] = true
+	}
+	if len(teams) != 5 || len(names) != 5 {
+		t.Fatalf("teams: %d listed, %d distinct, want 5", len(teams), len(names))
+	}
+	if len(skills) != 5 {
+		t.Fatalf("skills: %d, want 5", len(skills))
+	}
+	if n := seen.count(withOp(opListTeams.String())); n != 3 {
+		t.Errorf("%d team pages fetched for 5 teams at 2 per page, want 3", n)
+	}
+	if n := seen.count(withOp(opListSkills.String())); n != 3 {
+		t.Errorf("%d skill pages fetched for 5 skills at 2 per page, want 3", n)
+	}
+}
+
+func TestBadInputRejectedBeforeSending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	cfg := e.config(acme)
+	cfg.PageSize = 500
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "PageSize 500 out of range 1..100") {
+		t.Fatalf("oversized page size: %v", err)
+	}
+	seen := &calls{}
+	c := e.client(t, acme, WithObserver(seen.observe))
+	ctx := ctxT(t)
+	checks := map[string]error{}
+	_, checks["GetUser empty id"] = c.GetUser(ctx, "")
+	_, checks["GetUser bad expand"] = c.GetUser(ctx, "u1", "routingProfile")
+	_, checks["CreateUser no email"] = c.CreateUser(ctx, CreateUser{Name: "x", DivisionID: "d"})
+	_, checks["proficiency"] = c.AddUserRoutingSkills(ctx, "u1", []SkillProficiency{{ID: "s", Proficiency: 9}})
+	_, checks["no licenses"] = c.AssignLicenses(ctx, nil)
+	checks["grant without division"] = c.GrantRoles(ctx, "u1", []RoleDivision{{RoleID: "r"}})
+	for name, err := range checks {
+		if !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if n := seen.count(func(Call) bool { return true }); n != 0 {
+		t.Fatalf("%d requests sent for invalid input", n)
+	}
+}
