@@ -11,21 +11,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/orgsync/orgsync/pkg/apispec"
 )
 
 // Demo fixture ids used across tests.
 const (
-	srcOrg  = "5f0c2a4e-0000-4000-8000-000000000001"
-	t1Org   = "5f0c2a4e-0000-4000-8000-000000000011"
-	t2Org   = "5f0c2a4e-0000-4000-8000-000000000012"
-	janeID  = "5f0c2a4e-0000-4000-8000-0000000000a2"
-	johnID  = "5f0c2a4e-0000-4000-8000-0000000000a1"
-	srcCID  = "source-client"
-	srcSec  = "source-secret"
-	t1CID   = "target1-client"
-	t1Sec   = "target1-secret"
-	t2CID   = "target2-client"
-	t2Sec   = "target2-secret"
+	srcOrg = "5f0c2a4e-0000-4000-8000-000000000001"
+	t1Org  = "5f0c2a4e-0000-4000-8000-000000000011"
+	t2Org  = "5f0c2a4e-0000-4000-8000-000000000012"
+	janeID = "5f0c2a4e-0000-4000-8000-0000000000a2"
+	johnID = "5f0c2a4e-0000-4000-8000-0000000000a1"
+	srcCID = "source-client"
+	srcSec = "source-secret"
+	t1CID  = "target1-client"
+	t1Sec  = "target1-secret"
+	t2CID  = "target2-client"
+	t2Sec  = "target2-secret"
 )
 
 type fakeClock struct {
@@ -41,10 +43,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 type env struct {
-	t     *testing.T
-	sim   *Sim
-	srv   *httptest.Server
-	clock *fakeClock
+	t      *testing.T
+	sim    *Sim
+	srv    *httptest.Server
+	clock  *fakeClock
+	client *http.Client
+	rec    *apispec.Recorder
 }
 
 // newEnv starts a simulator with the demo fixture and a fake clock.
@@ -64,7 +68,15 @@ func newEnv(t *testing.T, cfg Config) *env {
 	}
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, sim: sim, srv: srv, clock: clock}
+	// Every exchange is validated against the Genesys spec; a test fails on
+	// any request or response that breaks the contract.
+	rec := apispec.NewValidatingTransport(srv.Client().Transport)
+	t.Cleanup(func() {
+		for _, v := range rec.Violations() {
+			t.Errorf("spec %s", v)
+		}
+	})
+	return &env{t: t, sim: sim, srv: srv, clock: clock, client: &http.Client{Transport: rec}, rec: rec}
 }
 
 // token obtains an access token with client credentials (Basic auth).
@@ -133,7 +145,7 @@ func (e *env) call(tok, method, path string, body any) result {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := e.srv.Client().Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -169,4 +181,12 @@ func names(t *testing.T, listing map[string]any) []string {
 		out = append(out, e.(map[string]any)["name"].(string))
 	}
 	return out
+}
+
+// unchecked returns a view of e whose requests bypass the spec validator:
+// for tests that deliberately send requests the spec forbids.
+func (e *env) unchecked() *env {
+	c := *e
+	c.client = e.srv.Client()
+	return &c
 }
