@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -105,8 +106,18 @@ func TestRateLimitHonoursRetryAfterWithoutStorm(t *testing.T) {
 	t.Parallel()
 	const budget, workers, perWorker = 20, 4, 7 // 1 + 28 calls: the budget is exceeded once
 	e := newEnv(t, gcsim.Config{RateLimitPerMinute: budget})
-	seen := &calls{}
-	c := e.client(t, acme, WithObserver(seen.observe))
+	var (
+		mu      sync.Mutex
+		minRate = math.Inf(1)
+		lim     = NewLimiter(1000, 1000, 1)
+	)
+	// The rate recovers additively on success, so sample it on every call to
+	// see the dip the 429 caused.
+	c := e.client(t, acme, WithLimiter(lim), WithObserver(func(context.Context, Call) {
+		mu.Lock()
+		minRate = min(minRate, lim.Stats().Rate)
+		mu.Unlock()
+	}))
 	ctx := ctxT(t)
 	if _, err := c.GetOrganization(ctx); err != nil { // opens the token's one-minute window
 		t.Fatal(err)
@@ -138,8 +149,11 @@ func TestRateLimitHonoursRetryAfterWithoutStorm(t *testing.T) {
 	if throttled > workers {
 		t.Fatalf("%d 429s for %d concurrent callers: callers kept hammering after the first 429", throttled, workers)
 	}
-	if int64(throttled) != st.Throttled || st.Rate >= st.MaxRate {
-		t.Fatalf("limiter did not adapt: %+v", st)
+	mu.Lock()
+	dip := minRate
+	mu.Unlock()
+	if int64(throttled) != st.Throttled || dip >= st.MaxRate {
+		t.Fatalf("limiter did not adapt: lowest rate %g, stats %+v", dip, st)
 	}
 	if time.Since(start) < 900*time.Millisecond {
 		t.Fatalf("finished in %s, before the 1s Retry-After", time.Since(start))
