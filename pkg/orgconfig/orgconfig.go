@@ -305,4 +305,3 @@ func (c *Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(attrs...)
 }
-
