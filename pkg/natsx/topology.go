@@ -176,14 +176,26 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, topo Topology) e
 			return fmt.Errorf("natsx: ensure stream %s (%v): %w", s.Name, s.Subjects, err)
 		}
 	}
+	_, err := EnsureTokenBucket(ctx, js, topo)
+	return err
+}
+
+// EnsureTokenBucket creates or updates only the token bucket (the auth
+// service needs nothing else) and returns it. Idempotent and safe to run
+// concurrently, like EnsureStreams.
+func EnsureTokenBucket(ctx context.Context, js jetstream.JetStream, topo Topology) (jetstream.KeyValue, error) {
+	if err := topo.Validate(); err != nil {
+		return nil, err
+	}
 	kvCfg := topo.TokenBucketConfig()
-	if err := retryEnsure(ctx, func() error {
-		_, err := js.CreateOrUpdateKeyValue(ctx, kvCfg)
+	var kv jetstream.KeyValue
+	if err := retryEnsure(ctx, func() (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kvCfg)
 		return err
 	}); err != nil {
-		return fmt.Errorf("natsx: ensure KV bucket %s: %w", TokenBucket, err)
+		return nil, fmt.Errorf("natsx: ensure KV bucket %s: %w", TokenBucket, err)
 	}
-	return nil
+	return kv, nil
 }
 
 // retryEnsure runs op until it succeeds, fails with a non-race error, or
