@@ -60,6 +60,11 @@ func (s *Sim) LoadFixture(f *Fixture) error {
 				return fmt.Errorf("gcsim: LoadFixture: org %q: clientId %q is already used by loaded org %s", o.name, cid, owner)
 			}
 		}
+		for id, other := range s.orgs {
+			if o.crmKey != "" && other.crmKey == o.crmKey && !replacing[id] {
+				return fmt.Errorf("gcsim: LoadFixture: org %q: crmApiKey is already used by loaded org %s", o.name, id)
+			}
+		}
 	}
 	for _, o := range orgs {
 		if old := s.orgs[o.id]; old != nil {

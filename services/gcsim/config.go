@@ -9,6 +9,14 @@ import (
 const (
 	DefaultRateLimitPerMinute = 300
 	DefaultTokenTTL           = 86400 * time.Second
+	// DefaultChannelTTL is the lifetime of a notifications channel (Genesys:
+	// 24 hours, renewed by (re)subscribing).
+	DefaultChannelTTL = 24 * time.Hour
+	// DefaultNotificationHeartbeat is the interval of the WebSocket
+	// "channel.metadata" heartbeat (Genesys: 30 seconds).
+	DefaultNotificationHeartbeat = 30 * time.Second
+	// DefaultCRMDelay is how long a fake-CRM record stays PENDING.
+	DefaultCRMDelay = 2 * time.Second
 )
 
 // Config tunes the simulator. The zero value is valid: no latency, the
@@ -33,6 +41,22 @@ type Config struct {
 	// TokenTTL is the lifetime of issued access tokens (expires_in).
 	// 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
+	// ChannelTTL is the lifetime of a notifications channel; creating it and
+	// every POST/PUT of its subscriptions set expires = now + ChannelTTL.
+	// 0 means DefaultChannelTTL.
+	ChannelTTL time.Duration
+	// NotificationHeartbeat is the interval of the WebSocket heartbeat
+	// message; expired channels' sockets are also closed on this tick.
+	// 0 means DefaultNotificationHeartbeat; negative disables heartbeats.
+	NotificationHeartbeat time.Duration
+	// EvictOldestChannel switches the 21st channel of an OAuth client from
+	// the default 400 to the documented platform behaviour: the channel with
+	// the oldest last use (unconnected ones first) is removed to make room.
+	EvictOldestChannel bool
+	// CRMDelay is how long a fake-CRM user record stays PENDING after a PUT
+	// before it turns PROVISIONED (or ERROR); per-org and per-key
+	// overrides: Sim.SetCRMBehaviour. 0 means DefaultCRMDelay.
+	CRMDelay time.Duration
 	// Clock returns the current time; nil means time.Now. Tests inject a
 	// controllable clock to drive rate-limit windows, token expiry,
 	// activation and 404 windows without sleeping.
@@ -46,6 +70,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.ChannelTTL == 0 {
+		c.ChannelTTL = DefaultChannelTTL
+	}
+	if c.NotificationHeartbeat == 0 {
+		c.NotificationHeartbeat = DefaultNotificationHeartbeat
+	}
+	if c.CRMDelay == 0 {
+		c.CRMDelay = DefaultCRMDelay
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -67,6 +100,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gcsim config: ActivationDelay must be >= 0, got %v", c.ActivationDelay)
 	case c.TokenTTL < time.Second:
 		return fmt.Errorf("gcsim config: TokenTTL must be >= 1s, got %v", c.TokenTTL)
+	case c.ChannelTTL < time.Second:
+		return fmt.Errorf("gcsim config: ChannelTTL must be >= 1s, got %v", c.ChannelTTL)
+	case c.CRMDelay < 0:
+		return fmt.Errorf("gcsim config: CRMDelay must be >= 0, got %v", c.CRMDelay)
 	}
 	return nil
 }

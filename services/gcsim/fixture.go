@@ -46,6 +46,10 @@ type FixtureOrg struct {
 	Integrations []FixtureIntegration               `json:"integrations"`
 	Utilization  map[string]FixtureMediaUtilization `json:"utilization"`
 	Users        []FixtureUser                      `json:"users"`
+	// CRMAPIKey, when set, enables the fake CRM for this org: requests to
+	// /crm/v1/ carrying it in X-CRM-Key act on this org's records. Unique
+	// across orgs; never shown in state dumps.
+	CRMAPIKey string `json:"crmApiKey,omitempty"`
 }
 
 // FixtureClient is an OAuth client (client credentials grant). Client ids
@@ -197,7 +201,7 @@ func (u uniq) add(key string) bool {
 
 // buildOrgs validates f and builds fresh org states from it.
 func buildOrgs(f *Fixture) ([]*org, error) {
-	orgIDs, clientIDs := uniq{}, uniq{}
+	orgIDs, clientIDs, crmKeys := uniq{}, uniq{}, uniq{}
 	var out []*org
 	for i, fo := range f.Orgs {
 		where := fmt.Sprintf("fixture: orgs[%d]", i)
@@ -225,6 +229,9 @@ func buildOrgs(f *Fixture) ([]*org, error) {
 				return nil, fmt.Errorf("%s: clients[%d]: clientId %q is already used (client ids must be unique across orgs)", where, j, c.ClientID)
 			}
 		}
+		if fo.CRMAPIKey != "" && !crmKeys.add(fo.CRMAPIKey) {
+			return nil, fmt.Errorf("%s: crmApiKey is already used by another org (CRM keys must be unique across orgs)", where)
+		}
 		o, err := buildOrg(fo, where)
 		if err != nil {
 			return nil, err
@@ -247,6 +254,7 @@ func idOr(id string, parts ...string) (string, error) {
 // buildOrg builds one org; where prefixes every error.
 func buildOrg(fo FixtureOrg, where string) (*org, error) {
 	o := newOrg(fo.ID, fo.Name)
+	o.crmKey = fo.CRMAPIKey
 	for _, c := range fo.Clients {
 		o.clients[c.ClientID] = c.ClientSecret
 	}

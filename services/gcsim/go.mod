@@ -16,6 +16,7 @@ replace (
 require github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
 
 require (
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/getkin/kin-openapi v0.153.0 // indirect
 	github.com/go-openapi/jsonpointer v0.22.5 // indirect
 	github.com/go-openapi/swag/jsonname v0.25.5 // indirect

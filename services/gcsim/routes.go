@@ -125,6 +125,16 @@ func (s *Sim) routes() {
 	s.handle("GET /api/v2/telephony/providers/edges/didpools/dids", s.listDIDNumbers)
 	s.handle("GET /api/v2/telephony/providers/edges/didpools/{didPoolId}", s.getDIDPool)
 
+	// Notifications (the WebSocket itself is served at /channels/{id}, see Handler)
+	s.handle("GET /api/v2/notifications/availabletopics", s.availableTopics)
+	s.handle("GET /api/v2/notifications/channels", s.listChannels)
+	s.handle("POST /api/v2/notifications/channels", s.createChannel)
+	s.handle("HEAD /api/v2/notifications/channels/{channelId}", s.headChannel)
+	s.handle("GET /api/v2/notifications/channels/{channelId}/subscriptions", s.listSubscriptions)
+	s.handle("POST /api/v2/notifications/channels/{channelId}/subscriptions", s.subscribe(false))
+	s.handle("PUT /api/v2/notifications/channels/{channelId}/subscriptions", s.subscribe(true))
+	s.handle("DELETE /api/v2/notifications/channels/{channelId}/subscriptions", s.deleteSubscriptions)
+
 	// Integrations and organization
 	s.handle("GET /api/v2/integrations", s.listIntegrations)
 	s.handle("GET /api/v2/integrations/{integrationId}", s.getIntegration)

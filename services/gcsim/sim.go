@@ -29,6 +29,9 @@ type Sim struct {
 	faults    map[string]Faults
 	stats     map[string]*orgStats
 	listeners []func(UserChange)
+
+	notif *notifier // Notifications API channels and sockets
+	crm   *crmState // fake CRM records and behaviours
 }
 
 // New builds a simulator with no organizations; load some with LoadFixture.
@@ -44,19 +47,25 @@ func New(cfg Config) (*Sim, error) {
 		tokens:    map[string]*token{},
 		faults:    map[string]Faults{},
 		stats:     map[string]*orgStats{},
+		notif:     &notifier{channels: map[string]*channel{}},
+		crm:       newCRMState(),
 	}
 	s.routes()
+	s.OnUserChanged(s.publishUserChange)
 	return s, nil
 }
 
 func (s *Sim) now() time.Time { return s.cfg.Clock() }
 
 // Handler serves the OAuth endpoint (/oauth/token), the Genesys API under
-// /api/v2/ and the simulator's admin endpoints under /_sim/.
+// /api/v2/, the notification WebSockets under /channels/, the fake CRM
+// under /crm/v1/ and the simulator's admin endpoints under /_sim/.
 func (s *Sim) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("POST /oauth/token", s.handleToken)
 	root.Handle("/api/v2/", http.HandlerFunc(s.serveAPI))
+	root.HandleFunc("GET /channels/{channelId}", s.serveChannelSocket)
+	s.crmRoutes(root)
 	s.adminRoutes(root)
 	return root
 }
@@ -82,6 +91,7 @@ func (s *Sim) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		s.Close() // hijacked WebSockets are not closed by Shutdown
 		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("gcsim: shutdown: %w", err)
 		}

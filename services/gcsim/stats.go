@@ -31,6 +31,14 @@ type Stats struct {
 	// Creates counts successful creations per resource type ("user",
 	// "skill", "language", "team").
 	Creates map[string]int `json:"creates"`
+	// NotificationsDelivered counts audit notifications written to the
+	// org's WebSockets (heartbeats and pongs excluded).
+	NotificationsDelivered int `json:"notificationsDelivered"`
+	// CRMRequests counts fake-CRM requests per "METHOD /crm/v1/..." route
+	// (kept apart from Requests: the CRM is not the Genesys API).
+	CRMRequests map[string]int `json:"crmRequests"`
+	// CRMRateLimited is the number of fake-CRM 429 responses.
+	CRMRateLimited int `json:"crmRateLimited"`
 }
 
 // TotalRequests sums Requests.
@@ -48,7 +56,7 @@ type orgStats struct {
 }
 
 func newStats() Stats {
-	return Stats{Requests: map[string]int{}, Status: map[int]int{}, Creates: map[string]int{}}
+	return Stats{Requests: map[string]int{}, Status: map[int]int{}, Creates: map[string]int{}, CRMRequests: map[string]int{}}
 }
 
 func (s *Sim) orgStatsFor(orgID string) *orgStats {
@@ -94,6 +102,29 @@ func (s *Sim) Stats(orgID string) Stats {
 		Status:      maps.Clone(os.st.Status),
 		RateLimited: os.st.RateLimited,
 		Creates:     maps.Clone(os.st.Creates),
+
+		NotificationsDelivered: os.st.NotificationsDelivered,
+		CRMRequests:            maps.Clone(os.st.CRMRequests),
+		CRMRateLimited:         os.st.CRMRateLimited,
+	}
+}
+
+// recordNotification counts one audit notification written to a socket.
+func (s *Sim) recordNotification(orgID string) {
+	os := s.orgStatsFor(orgID)
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	os.st.NotificationsDelivered++
+}
+
+// recordCRMRequest counts one fake-CRM request and its 429s.
+func (s *Sim) recordCRMRequest(orgID, op string, status int) {
+	os := s.orgStatsFor(orgID)
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	os.st.CRMRequests[op]++
+	if status == 429 {
+		os.st.CRMRateLimited++
 	}
 }
 

@@ -18,6 +18,7 @@ type org struct {
 
 	id, name string
 	clients  map[string]string // clientId -> clientSecret
+	crmKey   string            // fake-CRM API key; "" = CRM disabled; immutable
 
 	homeDivisionID string
 	divisions      map[string]*division
