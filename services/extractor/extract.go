@@ -1,0 +1,393 @@
+package extractor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/orgsync/orgsync/pkg/extid"
+	"github.com/orgsync/orgsync/pkg/genesys"
+	"github.com/orgsync/orgsync/pkg/telemetry"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+const tracerName = "orgsync/extractor"
+
+// UserNotFoundError says a selector names no user of the source org. It can
+// never succeed on retry.
+type UserNotFoundError struct {
+	SourceOrg string
+	Selector  string // "id 5f0c..." or "email jane@..."
+}
+
+func (e *UserNotFoundError) Error() string {
+	return fmt.Sprintf("user not found in source org %s: %s", e.SourceOrg, e.Selector)
+}
+
+// Extracted is the configuration graph of the reference users of one request.
+type Extracted struct {
+	// Users in selector order (duplicates removed).
+	Users []*orgsyncv1.UserConfig
+	// Resources referenced by any user, once per external id, sorted by it.
+	Resources []*orgsyncv1.Resource
+}
+
+// Extract reads each selected user of sourceOrg and every object its
+// configuration references, and returns them in source terms with
+// deterministic external ids. Components not in include (empty = all) are
+// not read at all, which saves their API calls. Errors: *UserNotFoundError
+// for a selector naming nobody; API errors as the client returns them (use
+// IsPermanent to tell what retrying cannot fix).
+func Extract(ctx context.Context, c *genesys.Client, sourceOrg string, selectors []*orgsyncv1.UserSelector, include []orgsyncv1.Component) (*Extracted, error) {
+	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "extractor.extract")
+	defer span.End()
+	span.SetAttributes(attribute.String("orgsync.source_org", sourceOrg), attribute.Int("orgsync.users", len(selectors)))
+
+	x := &extraction{c: c, src: sourceOrg, include: include, cat: newCatalog(c),
+		resources: map[string]*orgsyncv1.Resource{}, emails: map[string]string{}}
+
+	// Read every reference user first: a manager's reference depends on
+	// whether the manager is part of the request.
+	var users []*genesys.User
+	for _, sel := range selectors {
+		u, err := x.readUser(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(users, func(o *genesys.User) bool { return o.ID == u.ID }) {
+			continue
+		}
+		users = append(users, u)
+		x.emails[u.ID] = u.Email
+	}
+	inRequest := map[string]bool{}
+	for _, u := range users {
+		inRequest[u.ID] = true
+	}
+	out := &Extracted{}
+	for _, u := range users {
+		cfg, err := x.userConfig(ctx, u, inRequest)
+		if err != nil {
+			return nil, fmt.Errorf("extract user %s (%s) of %s: %w", u.Email, u.ID, sourceOrg, err)
+		}
+		out.Users = append(out.Users, cfg)
+	}
+	for _, r := range x.resources {
+		out.Resources = append(out.Resources, r)
+	}
+	sort.Slice(out.Resources, func(i, j int) bool { return out.Resources[i].GetExternalId() < out.Resources[j].GetExternalId() })
+	return out, nil
+}
+
+// IsPermanent reports whether an extraction error can never succeed on
+// retry: a missing user, invalid input, or an API 4xx other than 408/429
+// (bad credentials, forbidden, not found, bad request).
+func IsPermanent(err error) bool {
+	var nf *UserNotFoundError
+	if errors.As(err, &nf) || errors.Is(err, genesys.ErrInvalidArgument) {
+		return true
+	}
+	var te *genesys.TokenError
+	if errors.As(err, &te) {
+		return te.Status >= 400 && te.Status < 500 && te.Status != http.StatusTooManyRequests && te.Status != http.StatusRequestTimeout
+	}
+	s := genesys.StatusOf(err)
+	return s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout
+}
+
+type extraction struct {
+	c         *genesys.Client
+	src       string
+	include   []orgsyncv1.Component
+	cat       *catalog
+	resources map[string]*orgsyncv1.Resource
+	emails    map[string]string // user id → email (reference users and managers read so far)
+}
+
+func (x *extraction) included(cs ...orgsyncv1.Component) bool {
+	if len(x.include) == 0 {
+		return true
+	}
+	for _, c := range cs {
+		if slices.Contains(x.include, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// readUser resolves a selector to the user, with its team expanded.
+func (x *extraction) readUser(ctx context.Context, sel *orgsyncv1.UserSelector) (*genesys.User, error) {
+	id := sel.GetUserId()
+	if email := sel.GetEmail(); email != "" {
+		found, ok, err := x.c.FindUserByEmail(ctx, email)
+		if err != nil {
+			return nil, fmt.Errorf("extract: find user by email %s in %s: %w", email, x.src, err)
+		}
+		if !ok {
+			return nil, &UserNotFoundError{SourceOrg: x.src, Selector: "email " + email}
+		}
+		id = found.ID
+	}
+	u, err := x.c.GetUser(ctx, id, "team")
+	if genesys.IsNotFound(err) {
+		return nil, &UserNotFoundError{SourceOrg: x.src, Selector: describeSelector(sel)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("extract: read user %s of %s: %w", describeSelector(sel), x.src, err)
+	}
+	return u, nil
+}
+
+func describeSelector(sel *orgsyncv1.UserSelector) string {
+	if e := sel.GetEmail(); e != "" {
+		return "email " + e
+	}
+	if id := sel.GetUserId(); id != "" {
+		return "id " + id
+	}
+	return "empty selector"
+}
+
+// resource registers the object of kind/id as a snapshot resource (once per
+// external id) and returns its external id.
+func (x *extraction) resource(ctx context.Context, t orgsyncv1.ResourceType, kind, id string) (string, error) {
+	e, err := x.cat.lookup(ctx, kind, id)
+	if err != nil {
+		return "", err
+	}
+	ref := extid.Resource(x.src, t, e.name)
+	if _, ok := x.resources[ref]; !ok {
+		x.resources[ref] = &orgsyncv1.Resource{ExternalId: ref, Type: t, Name: e.name, SourceId: id, Description: e.description}
+	}
+	return ref, nil
+}
+
+var (
+	cProfile = orgsyncv1.Component_COMPONENT_PROFILE
+	cLicense = orgsyncv1.Component_COMPONENT_LICENSE
+	cSkills  = orgsyncv1.Component_COMPONENT_SKILLS
+	cLangs   = orgsyncv1.Component_COMPONENT_LANGUAGES
+	cUtil    = orgsyncv1.Component_COMPONENT_UTILIZATION
+	cRoles   = orgsyncv1.Component_COMPONENT_ROLES
+	cQueues  = orgsyncv1.Component_COMPONENT_QUEUES
+	cTeam    = orgsyncv1.Component_COMPONENT_TEAM
+	cPhone   = orgsyncv1.Component_COMPONENT_PHONE
+)
+
+// userConfig builds one user's configuration. Lists are sorted by external
+// id so the same source state always yields the same bytes (snapshot id).
+func (x *extraction) userConfig(ctx context.Context, u *genesys.User, inRequest map[string]bool) (*orgsyncv1.UserConfig, error) {
+	cfg := &orgsyncv1.UserConfig{
+		ExternalId:    extid.User(x.src, u.Email),
+		SourceUserId:  u.ID,
+		Name:          u.Name,
+		Email:         u.Email,
+		SourceVersion: int64(u.Version),
+	}
+	var err error
+	if u.Division != nil && u.Division.ID != "" {
+		if cfg.DivisionRef, err = x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_DIVISION, kindDivision, u.Division.ID); err != nil {
+			return nil, err
+		}
+	}
+	if x.included(cProfile) {
+		cfg.Title, cfg.Department = u.Title, u.Department
+		if err := x.manager(ctx, u, cfg, inRequest); err != nil {
+			return nil, err
+		}
+	}
+	if x.included(cSkills) {
+		skills, err := x.c.ListUserRoutingSkills(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("list routing skills: %w", err)
+		}
+		for _, s := range skills {
+			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_SKILL, kindSkill, s.ID)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Skills = append(cfg.Skills, &orgsyncv1.Proficiency{Ref: ref, Proficiency: s.Proficiency})
+		}
+		sortProficiencies(cfg.Skills)
+	}
+	if x.included(cLangs) {
+		langs, err := x.c.ListUserRoutingLanguages(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("list routing languages: %w", err)
+		}
+		for _, l := range langs {
+			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_LANGUAGE, kindLanguage, l.ID)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Languages = append(cfg.Languages, &orgsyncv1.Proficiency{Ref: ref, Proficiency: l.Proficiency})
+		}
+		sortProficiencies(cfg.Languages)
+	}
+	if x.included(cUtil) {
+		util, err := x.c.GetUserUtilization(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("read utilization: %w", err)
+		}
+		cfg.Utilization = agentUtilization(util)
+	}
+	if x.included(cTeam) && u.Team != nil && u.Team.ID != "" {
+		if cfg.TeamRef, err = x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_TEAM, kindTeam, u.Team.ID); err != nil {
+			return nil, err
+		}
+	}
+	if x.included(cRoles) {
+		if cfg.Grants, err = x.grants(ctx, u.ID); err != nil {
+			return nil, err
+		}
+	}
+	if x.included(cQueues) {
+		queues, err := x.c.ListUserQueues(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("list queues: %w", err)
+		}
+		for _, q := range queues {
+			if !q.Joined {
+				continue
+			}
+			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE, kindQueue, q.ID)
+			if err != nil {
+				return nil, err
+			}
+			cfg.QueueRefs = append(cfg.QueueRefs, ref)
+		}
+		cfg.QueueRefs = sortedUnique(cfg.QueueRefs)
+	}
+	if x.included(cPhone) {
+		cfg.Phones = workPhones(u)
+	}
+	// Routing components need a license in the target, so licenses are read
+	// whenever any of them is cloned (same rule as the resolver's LICENSE step).
+	if x.included(cLicense, cSkills, cLangs, cUtil, cQueues) {
+		lic, err := x.c.GetUserLicenses(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("read licenses: %w", err)
+		}
+		for _, l := range lic.Licenses {
+			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_LICENSE, kindLicense, l.ID)
+			if err != nil {
+				return nil, err
+			}
+			cfg.LicenseRefs = append(cfg.LicenseRefs, ref)
+		}
+		cfg.LicenseRefs = sortedUnique(cfg.LicenseRefs)
+	}
+	return cfg, nil
+}
+
+// manager fills manager_email (and manager_ref when the manager is cloned by
+// the same request). A manager outside the request costs one GET, cached.
+func (x *extraction) manager(ctx context.Context, u *genesys.User, cfg *orgsyncv1.UserConfig, inRequest map[string]bool) error {
+	if u.Manager == nil || u.Manager.ID == "" {
+		return nil
+	}
+	email, ok := x.emails[u.Manager.ID]
+	if !ok {
+		m, err := x.c.GetUser(ctx, u.Manager.ID)
+		if genesys.IsNotFound(err) {
+			return nil // manager deleted meanwhile: nothing to point at
+		}
+		if err != nil {
+			return fmt.Errorf("read manager %s: %w", u.Manager.ID, err)
+		}
+		email = m.Email
+		x.emails[m.ID] = email
+	}
+	cfg.ManagerEmail = email
+	if inRequest[u.Manager.ID] {
+		cfg.ManagerRef = extid.User(x.src, email)
+	}
+	return nil
+}
+
+// grants reads the user's role grants (role + division).
+func (x *extraction) grants(ctx context.Context, userID string) ([]*orgsyncv1.Grant, error) {
+	subj, err := x.c.GetSubject(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("read role grants: %w", err)
+	}
+	var out []*orgsyncv1.Grant
+	seen := map[string]bool{}
+	for _, g := range subj.Grants {
+		role, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_ROLE, kindRole, g.Role.ID)
+		if err != nil {
+			return nil, err
+		}
+		div, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_DIVISION, kindDivision, g.Division.ID)
+		if err != nil {
+			return nil, err
+		}
+		if seen[role+"\x00"+div] {
+			continue
+		}
+		seen[role+"\x00"+div] = true
+		out = append(out, &orgsyncv1.Grant{RoleRef: role, DivisionRef: div})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].RoleRef != out[j].RoleRef {
+			return out[i].RoleRef < out[j].RoleRef
+		}
+		return out[i].DivisionRef < out[j].DivisionRef
+	})
+	return out, nil
+}
+
+// agentUtilization converts the user's utilization; org-level (inherited)
+// utilization is not the user's own and yields nil.
+func agentUtilization(u *genesys.Utilization) *orgsyncv1.Utilization {
+	if u == nil || !strings.EqualFold(u.Level, "Agent") {
+		return nil
+	}
+	out := &orgsyncv1.Utilization{}
+	for media, m := range u.Utilization {
+		mc := &orgsyncv1.MediaCapacity{MediaType: media, MaximumCapacity: int32(m.MaximumCapacity), IncludeNonAcd: m.IncludeNonAcd}
+		mc.InterruptibleMediaTypes = append([]string(nil), m.InterruptableMediaTypes...)
+		sort.Strings(mc.InterruptibleMediaTypes)
+		out.Media = append(out.Media, mc)
+	}
+	sort.Slice(out.Media, func(i, j int) bool { return out.Media[i].MediaType < out.Media[j].MediaType })
+	return out
+}
+
+// workPhones abstracts the user's PHONE addresses of the WORK family to
+// logical aliases "<lower-case email>/<lower-case type>" (e.g.
+// "jane@acme.example/work"): source numbers never exist in a target, the
+// provisioner allocates one per alias there.
+func workPhones(u *genesys.User) []*orgsyncv1.Phone {
+	var out []*orgsyncv1.Phone
+	seen := map[string]bool{}
+	for _, a := range u.Addresses {
+		if !strings.EqualFold(a.MediaType, "PHONE") || !strings.HasPrefix(strings.ToUpper(a.Type), "WORK") || a.Address == "" {
+			continue
+		}
+		alias := strings.ToLower(strings.TrimSpace(u.Email)) + "/" + strings.ToLower(a.Type)
+		if seen[alias] {
+			continue
+		}
+		seen[alias] = true
+		out = append(out, &orgsyncv1.Phone{Alias: alias, SourceNumber: a.Address, Type: strings.ToUpper(a.Type)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
+	return out
+}
+
+func sortProficiencies(p []*orgsyncv1.Proficiency) {
+	sort.Slice(p, func(i, j int) bool { return p[i].Ref < p[j].Ref })
+}
+
+func sortedUnique(s []string) []string {
+	sort.Strings(s)
+	return slices.Compact(s)
+}

@@ -1,0 +1,194 @@
+// Package extractor is orgsync's extractor service: it turns clone requests
+// (orgsync.clone.<src>) and change events of tracked users
+// (orgsync.change.<src>) into Snapshots of the source users' configuration
+// graph with deterministic external ids (orgsync.snapshot.<src>).
+package extractor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orgsync/orgsync/pkg/events"
+	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/orgs"
+)
+
+// Durable consumer names.
+const (
+	CloneDurable   = "extractor"
+	ChangesDurable = "extractor-changes"
+)
+
+// Defaults of Config.
+const (
+	DefaultAckWait         = 30 * time.Second
+	DefaultInProgressEvery = 10 * time.Second
+	DefaultMaxDeliver      = 5
+	DefaultConcurrency     = 4
+)
+
+// Config tunes the extractor. The zero value is valid (see WithDefaults).
+type Config struct {
+	// Topology of streams and buckets (replicas also apply to the tracking bucket).
+	Topology natsx.Topology
+	// AckWait of both consumers; extraction reports progress every
+	// InProgressEvery, so AckWait only bounds how long a crashed instance
+	// holds a message.
+	AckWait         time.Duration
+	InProgressEvery time.Duration
+	// MaxDeliver bounds redeliveries of transient failures (API 5xx, 429
+	// beyond the client's retries, NATS hiccups).
+	MaxDeliver int
+	// Backoff between redeliveries (natsx default when empty).
+	Backoff []time.Duration
+	// Concurrency: messages handled at once per consumer.
+	Concurrency int
+	// Now is the clock (extracted_at, tracking timestamps); default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.InProgressEvery == 0 {
+		c.InProgressEvery = min(DefaultInProgressEvery, c.AckWait/3)
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports every invalid field (after defaults).
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("AckWait and InProgressEvery must be >= 0, MaxDeliver and Concurrency >= 1"))
+	}
+	if c.InProgressEvery >= c.AckWait {
+		errs = append(errs, fmt.Errorf("InProgressEvery %v must be shorter than AckWait %v", c.InProgressEvery, c.AckWait))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("extractor: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Deps are the extractor's collaborators.
+type Deps struct {
+	JS      jetstream.JetStream
+	NC      *nats.Conn
+	Clients orgs.Clients
+	Events  *events.Emitter
+	Logger  *slog.Logger
+}
+
+// Service is a running extractor.
+type Service struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	ready    atomic.Bool
+	tracking atomic.Pointer[Tracking]
+}
+
+// New checks cfg and deps and returns an unstarted service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if deps.JS == nil || deps.Clients == nil {
+		return nil, errors.New("extractor: Deps.JS and Deps.Clients are required")
+	}
+	if deps.Events == nil {
+		deps.Events = events.New(deps.JS)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg, deps: deps, log: deps.Logger.With("service", "extractor")}, nil
+}
+
+// Ready reports whether both consumers are bound.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Tracking is the tracking bucket once Run has opened it (nil before).
+func (s *Service) Tracking() *Tracking { return s.tracking.Load() }
+
+func (s *Service) specs() (natsx.ConsumerSpec, natsx.ConsumerSpec) {
+	base := natsx.ConsumerSpec{
+		AckWait: s.cfg.AckWait, InProgressEvery: s.cfg.InProgressEvery, MaxDeliver: s.cfg.MaxDeliver,
+		Backoff: s.cfg.Backoff, Concurrency: s.cfg.Concurrency, Logger: s.log,
+	}
+	clone := base
+	clone.Stream, clone.Durable = natsx.StreamClone, CloneDurable
+	clone.FilterSubjects = []string{natsx.SubjectRoot + ".clone.>"}
+	clone.OnTerminate = s.onCloneTerminated
+	changes := base
+	changes.Stream, changes.Durable = natsx.StreamChanges, ChangesDurable
+	changes.FilterSubjects = []string{natsx.SubjectRoot + ".change.>"}
+	changes.OnTerminate = s.onChangeTerminated
+	return clone, changes
+}
+
+// Run ensures the streams and the tracking bucket, binds the consumers and
+// handles messages until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, s.cfg.Topology); err != nil {
+		return fmt.Errorf("extractor: %w", err)
+	}
+	tr, err := OpenTracking(ctx, s.deps.JS, s.cfg.Topology)
+	if err != nil {
+		return err
+	}
+	s.tracking.Store(tr)
+	clone, changes := s.specs()
+	// Create the consumers up front so Ready means "bound" (Consume's own
+	// create-or-update is then a no-op).
+	for _, spec := range []natsx.ConsumerSpec{clone, changes} {
+		if _, err := s.deps.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.ConsumerConfig()); err != nil {
+			return fmt.Errorf("extractor: create consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, run := range []func() error{
+		func() error { return natsx.Consume(ctx, s.deps.JS, clone, s.handleClone) },
+		func() error { return natsx.Consume(ctx, s.deps.JS, changes, s.handleChange) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = run(); errs[i] != nil {
+				cancel() // one consumer down: stop the other, Run reports why
+			}
+		}()
+	}
+	s.ready.Store(true)
+	wg.Wait()
+	s.ready.Store(false)
+	return errors.Join(errs...)
+}
