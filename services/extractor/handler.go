@@ -70,7 +70,7 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 	}
 	tr := s.tracking.Load()
 	for _, u := range ex.Users {
-		if err := tr.Track(ctx, v.src, u.GetSourceUserId(), u.GetEmail(), v.targets, req.GetOptions(), req.GetRequestId()); err != nil {
+		if err := tr.Track(ctx, v.src, u.GetSourceUserId(), u.GetEmail(), v.targets, req.GetOptions(), req.GetRequestId(), m.StreamSequence()); err != nil {
 			return err // redelivery re-extracts; the snapshot publish is deduplicated
 		}
 	}

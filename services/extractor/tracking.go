@@ -38,14 +38,18 @@ type Tracked struct {
 	// Targets is the union of the target orgs of every request that cloned
 	// the user, sorted.
 	Targets []string `json:"targets"`
-	// Include, ExistingUsers: of the latest request (component and policy
-	// enum names). Empty include = every component.
+	// Include, ExistingUsers: of the latest request, i.e. the one with the
+	// highest CLONE stream sequence (OptionsSeq), whatever order concurrent
+	// handlers finish in (component and policy enum names). Empty include =
+	// every component.
 	Include       []string `json:"include,omitempty"`
 	ExistingUsers string   `json:"existing_users,omitempty"`
+	OptionsSeq    uint64   `json:"options_seq,omitempty"`
 	// EmailMapping per target, merged over requests (the latest request
-	// wins for a target it names).
+	// wins for a target it names; an earlier one only fills targets that
+	// have no rule yet).
 	EmailMapping map[string]EmailRule `json:"email_mapping,omitempty"`
-	// LastRequestID and UpdatedAt say which request touched the record last.
+	// LastRequestID and UpdatedAt: the latest request and when it was recorded.
 	LastRequestID string    `json:"last_request_id"`
 	UpdatedAt     time.Time `json:"updated_at"`
 }
@@ -132,9 +136,10 @@ func TrackingKey(sourceOrg, userID string) (string, error) {
 }
 
 // Track records that user (of sourceOrg, with its current email) is cloned
-// into targets with opts by request requestID, merging with what is
-// recorded already (compare-and-set on the key's revision).
-func (t *Tracking) Track(ctx context.Context, sourceOrg, userID, email string, targets []string, opts *orgsyncv1.CloneOptions, requestID string) error {
+// into targets with opts by request requestID (CLONE stream sequence seq),
+// merging with what is recorded already (compare-and-set on the key's
+// revision).
+func (t *Tracking) Track(ctx context.Context, sourceOrg, userID, email string, targets []string, opts *orgsyncv1.CloneOptions, requestID string, seq uint64) error {
 	key, err := TrackingKey(sourceOrg, userID)
 	if err != nil {
 		return err
@@ -156,7 +161,7 @@ func (t *Tracking) Track(ctx context.Context, sourceOrg, userID, email string, t
 			}
 			rev = entry.Revision()
 		}
-		merge(&rec, email, targets, opts, requestID, t.now())
+		merge(&rec, email, targets, opts, requestID, seq, t.now())
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("tracking: encode %s: %w", key, err)
@@ -181,14 +186,26 @@ func isWrongRevision(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-func merge(rec *Tracked, email string, targets []string, opts *orgsyncv1.CloneOptions, requestID string, now time.Time) {
-	rec.Email = email
+func merge(rec *Tracked, email string, targets []string, opts *orgsyncv1.CloneOptions, requestID string, seq uint64, now time.Time) {
 	for _, tg := range targets {
 		if !slices.Contains(rec.Targets, tg) {
 			rec.Targets = append(rec.Targets, tg)
 		}
 	}
 	sort.Strings(rec.Targets)
+	latest := seq >= rec.OptionsSeq
+	for target, r := range opts.GetEmailMapping() {
+		if rec.EmailMapping == nil {
+			rec.EmailMapping = map[string]EmailRule{}
+		}
+		if _, has := rec.EmailMapping[target]; latest || !has {
+			rec.EmailMapping[target] = EmailRule{FromDomain: r.GetFromDomain(), ToDomain: r.GetToDomain()}
+		}
+	}
+	if !latest {
+		return
+	}
+	rec.Email = email
 	rec.Include = nil
 	for _, c := range opts.GetInclude() {
 		rec.Include = append(rec.Include, c.String())
@@ -197,12 +214,7 @@ func merge(rec *Tracked, email string, targets []string, opts *orgsyncv1.CloneOp
 	if p := opts.GetExistingUsers(); p != orgsyncv1.ExistingUserPolicy_EXISTING_USER_POLICY_UNSPECIFIED {
 		rec.ExistingUsers = p.String()
 	}
-	for target, r := range opts.GetEmailMapping() {
-		if rec.EmailMapping == nil {
-			rec.EmailMapping = map[string]EmailRule{}
-		}
-		rec.EmailMapping[target] = EmailRule{FromDomain: r.GetFromDomain(), ToDomain: r.GetToDomain()}
-	}
+	rec.OptionsSeq = seq
 	rec.LastRequestID = requestID
 	rec.UpdatedAt = now.UTC()
 }

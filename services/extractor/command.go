@@ -1,0 +1,26 @@
+package extractor
+
+import (
+	"flag"
+
+	"github.com/orgsync/orgsync/pkg/service"
+)
+
+// Command is the extractor's service command: its flags and its builder
+// from the shared service environment (cmd/extractor and `orgsync dev`).
+func Command() service.Command {
+	return service.Command{
+		Name:    "extractor",
+		Summary: "reads reference users and everything they reference from a source org (orgsync.clone.<src>, orgsync.change.<src>) and publishes Snapshots",
+		Flags: func(fs *flag.FlagSet) service.Builder {
+			var cfg Config
+			fs.DurationVar(&cfg.AckWait, "ack-wait", DefaultAckWait, "how long a crashed instance holds a message before it is redelivered (progress is reported while extracting)")
+			fs.IntVar(&cfg.MaxDeliver, "max-deliver", DefaultMaxDeliver, "delivery attempts of a request failing with transient errors before it is reported failed")
+			fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests extracted at once per consumer")
+			return func(env *service.Env) (service.Runnable, error) {
+				cfg.Topology = env.Topology
+				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger})
+			}
+		},
+	}
+}
