@@ -227,4 +227,3 @@ func TestBadCloneRequestsFailOnceWithReason(t *testing.T) {
 		t.Errorf("bad requests tracked users: %+v", recs)
 	}
 }
-
