@@ -1,0 +1,136 @@
+// Package orgsync is the orgsync command line: submit clone requests and
+// follow them (clone, plan, status, watch), and run the whole system in one
+// process (dev, demo).
+package orgsync
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+)
+
+// Exit statuses of Main.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // the request or a target failed, or an operation failed
+	ExitUsage  = 2 // bad flags or arguments
+)
+
+// IO is where a command writes: Out for results (summary, JSON), Err for
+// progress and diagnostics.
+type IO struct {
+	Out, Err io.Writer
+}
+
+type subcommand struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, io IO) int
+}
+
+func subcommands() []subcommand {
+	return []subcommand{
+		{"clone", "publish a clone request (--wait: follow it with progress bars and a summary)", runClone},
+		{"plan", "dry run: show what a clone would create or change in each target; nothing is written", runPlan},
+		{"status", "show the job report of a request: orgsync status REQUEST_ID", runStatus},
+		{"watch", "print events live (--org to follow one org)", runWatch},
+		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},
+		{"demo", "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)", runDemo},
+	}
+}
+
+// Main runs the orgsync command line and returns the process exit status.
+func Main(ctx context.Context, args []string, out IO) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(out.Err)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	for _, c := range subcommands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], out)
+		}
+	}
+	fmt.Fprintf(out.Err, "orgsync: unknown command %q\n\n", args[0])
+	usage(out.Err)
+	return ExitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "orgsync — clone Genesys Cloud user configurations across organizations")
+	fmt.Fprintln(w, "\nUsage: orgsync <command> [flags]\n\nCommands:")
+	for _, c := range subcommands() {
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun `orgsync <command> --help` for the flags of a command.")
+}
+
+// newFlagSet returns a flag set that reports errors to io.Err.
+func newFlagSet(name, args string, out IO) *flag.FlagSet {
+	fs := flag.NewFlagSet("orgsync "+name, flag.ContinueOnError)
+	fs.SetOutput(out.Err)
+	fs.Usage = func() {
+		for _, c := range subcommands() {
+			if c.name == name {
+				fmt.Fprintf(out.Err, "orgsync %s — %s\n\n", name, c.summary)
+			}
+		}
+		fmt.Fprintf(out.Err, "Usage: orgsync %s %s\n\nFlags:\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; ok is false when the command must stop with code.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
+// natsFlag registers --nats.
+func natsFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("ORGSYNC_NATS_URL")
+	if def == "" {
+		def = nats.DefaultURL
+	}
+	return fs.String("nats", def, "NATS server URL(s) of the orgsync deployment, e.g. the one `orgsync dev` prints (env ORGSYNC_NATS_URL)")
+}
+
+// connect opens NATS and JetStream for a CLI command.
+func connect(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name("orgsync-cli"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("JetStream on %s: %w", url, err)
+	}
+	return nc, js, nil
+}
+
+func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
+
+func fail(out IO, format string, args ...any) int {
+	fmt.Fprintf(out.Err, "orgsync: "+format+"\n", args...)
+	return ExitFailed
+}

@@ -1,0 +1,201 @@
+package orgsync
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+// cloneFlags are the flags of `orgsync clone` and `orgsync plan`.
+type cloneFlags struct {
+	nats      *string
+	source    string
+	users     listFlag
+	targets   listFlag
+	include   string
+	existing  string
+	emailMaps listFlag
+	requestID string
+	dryRun    bool
+	wait      bool
+	output    string
+	timeout   time.Duration
+}
+
+func (f *cloneFlags) register(fs *flag.FlagSet, withWait bool) {
+	f.nats = natsFlag(fs)
+	fs.StringVar(&f.source, "source", "", "orgsync key of the source org (required)")
+	fs.Var(&f.users, "user", "reference user in the source org, by email or Genesys user id; repeat or comma-separate (required)")
+	fs.Var(&f.targets, "target", "orgsync key of a target org; repeat or comma-separate (required)")
+	fs.StringVar(&f.include, "include", "", "components to clone, comma-separated: profile, license, skills, languages, utilization, roles, queues, team, phone (default all)")
+	fs.StringVar(&f.existing, "existing", "adopt", "a same-email user orgsync did not create: adopt, skip or fail")
+	fs.Var(&f.emailMaps, "map-email", "email rule for a target: TARGET=FROM_DOMAIN:TO_DOMAIN (or TARGET=TO_DOMAIN); repeatable")
+	fs.StringVar(&f.requestID, "request-id", "", "request id (idempotency key); default a new UUID. Re-submitting an id within the dedupe window does not run the job again")
+	fs.StringVar(&f.output, "output", "text", "output: text (progress bars + summary table) or json (the job report, for scripts)")
+	fs.DurationVar(&f.timeout, "timeout", waitTimeout, "with --wait: give up following the request after this long (the job itself goes on)")
+	if withWait {
+		fs.BoolVar(&f.dryRun, "dry-run", false, "plan and report only; write nothing in any target")
+		fs.BoolVar(&f.wait, "wait", false, "follow the request until every target is done; exit status 1 when any target failed")
+	}
+}
+
+func (f *cloneFlags) spec() (CloneSpec, error) {
+	include, err := ParseComponents(f.include)
+	if err != nil {
+		return CloneSpec{}, err
+	}
+	existing, err := ParseExisting(f.existing)
+	if err != nil {
+		return CloneSpec{}, err
+	}
+	if f.output != "text" && f.output != "json" {
+		return CloneSpec{}, fmt.Errorf("--output must be text or json, got %q", f.output)
+	}
+	var maps map[string]*orgsyncv1.EmailMapping
+	for _, m := range f.emailMaps {
+		target, rule, err := ParseEmailMap(m)
+		if err != nil {
+			return CloneSpec{}, err
+		}
+		if maps == nil {
+			maps = map[string]*orgsyncv1.EmailMapping{}
+		}
+		maps[target] = rule
+	}
+	by := os.Getenv("USER")
+	if by == "" {
+		by = "orgsync-cli"
+	}
+	return CloneSpec{
+		RequestID: f.requestID, SourceOrg: f.source, Users: f.users, Targets: f.targets,
+		DryRun: f.dryRun, Include: include, Existing: existing, EmailMap: maps, RequestedBy: by,
+	}, nil
+}
+
+const cloneArgs = "--source ORG --user EMAIL|ID... --target ORG... [flags]"
+
+func runClone(ctx context.Context, args []string, out IO) int {
+	fs := newFlagSet("clone", cloneArgs, out)
+	var f cloneFlags
+	f.register(fs, true)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	return cloneCommand(ctx, fs, &f, out)
+}
+
+func runPlan(ctx context.Context, args []string, out IO) int {
+	fs := newFlagSet("plan", cloneArgs, out)
+	var f cloneFlags
+	f.register(fs, false)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	f.dryRun, f.wait = true, true
+	return cloneCommand(ctx, fs, &f, out)
+}
+
+func cloneCommand(ctx context.Context, fs *flag.FlagSet, f *cloneFlags, out IO) int {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out.Err, "orgsync %s: unexpected arguments %v\n", fs.Name(), fs.Args())
+		return ExitUsage
+	}
+	spec, err := f.spec()
+	if err != nil {
+		fmt.Fprintf(out.Err, "orgsync %s: %v\n", fs.Name(), err)
+		return ExitUsage
+	}
+	req, err := spec.Build()
+	if err != nil {
+		fmt.Fprintf(out.Err, "orgsync %s: %v\n", fs.Name(), err)
+		return ExitUsage
+	}
+	nc, js, err := connect(*f.nats)
+	if err != nil {
+		return fail(out, "%v", err)
+	}
+	defer nc.Close()
+	c := &Client{JS: js}
+	rep, err := RunClone(ctx, c, req, CloneOptions{Wait: f.wait, JSON: f.output == "json", Timeout: f.timeout}, out)
+	if err != nil {
+		return fail(out, "%v", err)
+	}
+	if rep != nil && rep.Failed() {
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// CloneOptions say how RunClone shows a request.
+type CloneOptions struct {
+	// Wait follows the request until it is complete.
+	Wait bool
+	// JSON prints the job report as JSON on Out instead of bars and a table.
+	JSON bool
+	// Timeout bounds Wait (0: waitTimeout).
+	Timeout time.Duration
+	// NoProgress hides the progress bars (the summary is still printed).
+	NoProgress bool
+}
+
+// RunClone submits req and, with Wait, follows it: progress bars on Err,
+// then the summary table (or the JSON report) on Out. It returns the report
+// (nil without Wait) and an error when submitting or following failed.
+func RunClone(ctx context.Context, c *Client, req *orgsyncv1.CloneRequest, opts CloneOptions, out IO) (*Report, error) {
+	sub, err := c.Submit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if sub.Duplicate {
+		fmt.Fprintf(out.Err, "request %s was already submitted; showing its outcome\n", req.GetRequestId())
+	}
+	if !opts.Wait {
+		if opts.JSON {
+			fmt.Fprintf(out.Out, "{\"requestId\": %q, \"duplicate\": %t}\n", req.GetRequestId(), sub.Duplicate)
+		} else {
+			fmt.Fprintf(out.Out, "submitted request %s (follow it: orgsync status %s)\n", req.GetRequestId(), req.GetRequestId())
+		}
+		return nil, nil
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = waitTimeout
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var progress func(*Report)
+	var view *progressView
+	if !opts.JSON && !opts.NoProgress {
+		fmt.Fprintf(out.Err, "request %s: %d user(s) from %s into %d org(s)\n", req.GetRequestId(), len(req.GetUsers()), req.GetSourceOrg(), len(req.GetTargetOrgs()))
+		view = newProgressView(out.Err, req.GetTargetOrgs(), len(req.GetUsers()))
+		progress = view.update
+	}
+	rep, err := c.Wait(wctx, sub, progress)
+	if view != nil {
+		view.close()
+	}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("request %s not complete after %v (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), timeout, req.GetRequestId(), err)
+		}
+		if rep != nil {
+			_ = writeReport(out.Out, rep, opts.JSON)
+		}
+		return rep, err
+	}
+	return rep, writeReport(out.Out, rep, opts.JSON)
+}
+
+func writeReport(w io.Writer, rep *Report, asJSON bool) error {
+	if asJSON {
+		return rep.WriteJSON(w)
+	}
+	return rep.WriteSummary(w)
+}

@@ -1,0 +1,373 @@
+package orgsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"gopkg.in/yaml.v3"
+
+	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/orgconfig"
+	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
+	"github.com/orgsync/orgsync/services/gcsim"
+)
+
+// DevConfig configures the one-process environment of `orgsync dev`,
+// `orgsync demo` and the end-to-end tests.
+type DevConfig struct {
+	// StoreDir holds JetStream's store and the provisioner's bbolt file
+	// (required). Reusing it keeps streams, KV and ID translation across
+	// restarts.
+	StoreDir string
+	// Orgs is the org registry; nil means gcsim with Fixture, with one org
+	// key per fixture org derived from its first client id
+	// ("target1-client" → "target1").
+	Orgs *orgconfig.Config
+	// Fixture for gcsim; nil means gcsim.DemoFixture(). Ignored with Orgs.
+	Fixture *gcsim.Fixture
+	// Sim configures gcsim (latency, rate limit, eventual consistency).
+	Sim gcsim.Config
+	// GcsimAddr is gcsim's listen address; default "127.0.0.1:0" (a free port).
+	GcsimAddr string
+	// NATSPort: the embedded server's client port; 0 picks a free one.
+	NATSPort int
+	// Logger of the services; default discards everything.
+	Logger *slog.Logger
+	// Commands are the services to run; default ServiceCommands().
+	Commands []service.Command
+	// ServiceArgs are extra flags per service name, appended to the dev
+	// defaults (e.g. "provisioner": {"--own", "target1"}).
+	ServiceArgs map[string][]string
+	// RegistryOptions are passed to every service's org registry (tests:
+	// orgs.WithTransport with the spec-validating transport).
+	RegistryOptions []orgs.Option
+	// ReadyTimeout bounds the wait for every service to be ready (default 30s).
+	ReadyTimeout time.Duration
+}
+
+func (c DevConfig) withDefaults() DevConfig {
+	if c.GcsimAddr == "" {
+		c.GcsimAddr = "127.0.0.1:0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Commands == nil {
+		c.Commands = ServiceCommands()
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first invalid field of c (after defaults).
+func (c DevConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.StoreDir == "":
+		return errors.New("dev: StoreDir is required")
+	case c.NATSPort < 0 || c.NATSPort > 65535:
+		return fmt.Errorf("dev: NATSPort must be 0..65535, got %d", c.NATSPort)
+	case c.ReadyTimeout < 0:
+		return fmt.Errorf("dev: ReadyTimeout must be >= 0, got %v", c.ReadyTimeout)
+	}
+	seen := map[string]bool{}
+	for _, cmd := range c.Commands {
+		if seen[cmd.Name] {
+			return fmt.Errorf("dev: service %s listed twice", cmd.Name)
+		}
+		seen[cmd.Name] = true
+	}
+	return nil
+}
+
+// Dev is a running one-process orgsync: embedded nats-server, gcsim (unless
+// real orgs are configured) and every service, each on its own NATS
+// connection as if it were its own process.
+type Dev struct {
+	cfg DevConfig
+	// Server is the embedded nats-server; NATSURL its client URL.
+	Server  *server.Server
+	NATSURL string
+	// Sim is gcsim (nil with real orgs); SimURL its base URL.
+	Sim    *gcsim.Sim
+	SimURL string
+	// Orgs is the org registry the services use (with credentials).
+	Orgs *orgconfig.Config
+	// OrgIDs maps org keys to gcsim org ids (empty with real orgs).
+	OrgIDs map[string]string
+
+	stopSim context.CancelFunc
+	simDone chan error
+
+	mu       sync.Mutex
+	services map[string]*runningService
+}
+
+type runningService struct {
+	name   string
+	svc    service.Runnable
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartDev starts the environment and returns once every service is ready.
+// Close stops it. ctx bounds start-up only.
+func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dev: store dir: %w", err)
+	}
+	d = &Dev{cfg: cfg, services: map[string]*runningService{}, OrgIDs: map[string]string{}}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+
+	port := cfg.NATSPort
+	if port == 0 {
+		port = -1
+	}
+	d.Server, err = natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: filepath.Join(cfg.StoreDir, "jetstream"), Port: port, ServerName: "orgsync-dev"})
+	if err != nil {
+		return nil, err
+	}
+	d.NATSURL = d.Server.ClientURL()
+
+	d.Orgs = cfg.Orgs
+	if d.Orgs == nil {
+		if err := d.startSim(cfg); err != nil {
+			return nil, err
+		}
+	}
+	for _, cmd := range cfg.Commands {
+		if err := d.StartService(ctx, cmd.Name); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// startSim starts gcsim with the fixture and derives the org registry.
+func (d *Dev) startSim(cfg DevConfig) error {
+	fx := cfg.Fixture
+	if fx == nil {
+		fx = gcsim.DemoFixture()
+	}
+	sim, err := gcsim.New(cfg.Sim)
+	if err != nil {
+		return fmt.Errorf("dev: gcsim: %w", err)
+	}
+	if err := sim.LoadFixture(fx); err != nil {
+		return fmt.Errorf("dev: gcsim fixture: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.GcsimAddr)
+	if err != nil {
+		return fmt.Errorf("dev: gcsim listen on %s: %w", cfg.GcsimAddr, err)
+	}
+	d.Sim, d.SimURL = sim, "http://"+ln.Addr().String()
+	simCtx, stop := context.WithCancel(context.Background())
+	d.stopSim, d.simDone = stop, make(chan error, 1)
+	go func() { d.simDone <- sim.Serve(simCtx, ln) }()
+
+	entries := map[string]orgconfig.Org{}
+	for _, o := range fx.Orgs {
+		if len(o.Clients) == 0 {
+			continue
+		}
+		key := OrgKeyOf(o.Clients[0].ClientID)
+		entries[key] = orgconfig.Org{
+			APIBaseURL: d.SimURL, LoginBaseURL: d.SimURL,
+			ClientID: o.Clients[0].ClientID, ClientSecret: o.Clients[0].ClientSecret,
+			// gcsim is local: a budget above the Genesys default keeps the
+			// demo quick; gcsim's own per-token limit still applies.
+			RateLimit: 50, Burst: 50,
+		}
+		d.OrgIDs[key] = o.ID
+	}
+	d.Orgs, err = orgconfig.New(entries)
+	if err != nil {
+		return fmt.Errorf("dev: org registry for gcsim: %w", err)
+	}
+	return nil
+}
+
+// OrgKeyOf derives the orgsync key of a fixture org from its client id.
+func OrgKeyOf(clientID string) string { return strings.TrimSuffix(clientID, "-client") }
+
+// command returns the configured command named name.
+func (d *Dev) command(name string) (service.Command, bool) {
+	for _, c := range d.cfg.Commands {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return service.Command{}, false
+}
+
+// devArgs are the flags `orgsync dev` gives a service by default.
+func (d *Dev) devArgs(name string) []string {
+	switch name {
+	case "provisioner":
+		return []string{"--own", "all", "--state", filepath.Join(d.cfg.StoreDir, "provisioner.db")}
+	}
+	return nil
+}
+
+// StartService builds the named service with the dev defaults, the
+// configured ServiceArgs and extra, on its own NATS connection, runs it and
+// waits until it is ready. A name already running is an error.
+func (d *Dev) StartService(ctx context.Context, name string, extra ...string) error {
+	cmd, ok := d.command(name)
+	if !ok {
+		return fmt.Errorf("dev: no service %q", name)
+	}
+	d.mu.Lock()
+	_, running := d.services[name]
+	d.mu.Unlock()
+	if running {
+		return fmt.Errorf("dev: service %s is already running", name)
+	}
+	fs, _, build := service.FlagSet(cmd, io.Discard)
+	if build == nil {
+		return fmt.Errorf("dev: service %s has no builder", name)
+	}
+	args := append(append(d.devArgs(name), d.cfg.ServiceArgs[name]...), extra...)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("dev: flags of %s %v: %w", name, args, err)
+	}
+	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-"+name), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("dev: connect %s to NATS: %w", name, err)
+	}
+	cfg := d.Orgs
+	if name != "auth" {
+		cfg = cfg.WithoutSecrets() // only the auth service holds credentials
+	}
+	logger := d.cfg.Logger.With("service", name)
+	env, err := service.NewEnv(ctx, nc, cfg, natsx.Topology{}, logger, d.cfg.RegistryOptions...)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("dev: environment of %s: %w", name, err)
+	}
+	svc, err := build(env)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("dev: build %s: %w", name, err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	rs := &runningService{name: name, svc: svc, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { rs.done <- svc.Run(runCtx) }()
+
+	deadline := time.NewTimer(d.cfg.ReadyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !svc.Ready() {
+		select {
+		case err := <-rs.done:
+			cancel()
+			nc.Close()
+			return fmt.Errorf("dev: %s stopped while starting: %v", name, err)
+		case <-deadline.C:
+			cancel()
+			nc.Close()
+			return fmt.Errorf("dev: %s not ready after %v", name, d.cfg.ReadyTimeout)
+		case <-ctx.Done():
+			cancel()
+			nc.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	d.mu.Lock()
+	d.services[name] = rs
+	d.mu.Unlock()
+	return nil
+}
+
+// StopService stops the named service cleanly (its Run returns) and waits
+// for it.
+func (d *Dev) StopService(name string) error {
+	d.mu.Lock()
+	rs, ok := d.services[name]
+	delete(d.services, name)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("dev: service %s is not running", name)
+	}
+	rs.cancel()
+	err := <-rs.done
+	_ = rs.nc.Drain()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("dev: %s: %w", name, err)
+	}
+	return nil
+}
+
+// Running lists the running services, sorted.
+func (d *Dev) Running() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var names []string
+	for n := range d.services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Connect opens a client connection to the embedded server (closed by the caller).
+func (d *Dev) Connect() (*nats.Conn, jetstream.JetStream, error) { return connect(d.NATSURL) }
+
+// WriteOrgsFile writes the org registry as YAML (mode 0600: it holds the
+// gcsim credentials) so standalone service binaries can join with --orgs.
+func (d *Dev) WriteOrgsFile(path string) error {
+	doc := map[string]map[string]orgconfig.Org{"orgs": {}}
+	for _, k := range d.Orgs.Keys() {
+		o, _ := d.Orgs.Entry(k)
+		doc["orgs"][k] = o
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// Close stops every service, gcsim and the server. It is safe to call twice.
+func (d *Dev) Close() {
+	for _, name := range d.Running() {
+		_ = d.StopService(name)
+	}
+	if d.stopSim != nil {
+		d.stopSim()
+		<-d.simDone
+		d.stopSim = nil
+	}
+	if d.Server != nil {
+		d.Server.Shutdown()
+		d.Server.WaitForShutdown()
+		d.Server = nil
+	}
+}

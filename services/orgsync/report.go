@@ -1,0 +1,385 @@
+package orgsync
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+// Overall statuses of a Report.
+const (
+	ReportRunning   = "running"
+	ReportSucceeded = "succeeded"
+	ReportFailed    = "failed"
+)
+
+// Report is the job report of one clone request, folded from its events
+// (stream EVENTS). It is what `orgsync clone --wait --output json` and
+// `orgsync status ID --output json` print, so its JSON shape is a contract
+// for scripts: add fields, never rename them.
+type Report struct {
+	RequestID string `json:"requestId"`
+	SourceOrg string `json:"sourceOrg,omitempty"`
+	// Status is "running", "succeeded" (every target done without failure)
+	// or "failed" (the request, or at least one target, failed).
+	Status string `json:"status"`
+	// Reason of a request-level failure (bad payload, unknown org, ...).
+	Reason string `json:"reason,omitempty"`
+	DryRun bool   `json:"dryRun,omitempty"`
+	// Targets in the order of the request (then by org key for targets only
+	// the events name).
+	Targets []*TargetReport `json:"targets"`
+	// APICalls sums the targets' calls (extraction calls are not included:
+	// they belong to the source org).
+	APICalls Usage `json:"apiCalls"`
+
+	expected []string
+	byOrg    map[string]*TargetReport
+	failed   bool // a REQUEST event said FAILED
+}
+
+// TargetReport is one target org's part of a Report.
+type TargetReport struct {
+	Org string `json:"org"`
+	// Status: "pending" (no event yet), "running", "changed", "unchanged",
+	// "planned" (dry run), "skipped" or "failed".
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	PlanID string `json:"planId,omitempty"`
+	// Done and Total users, as the provisioner reports progress.
+	Done  int `json:"done"`
+	Total int `json:"total"`
+	// Users changed / unchanged / failed / skipped / planned.
+	Counts   map[string]int `json:"counts"`
+	APICalls Usage          `json:"apiCalls"`
+	Users    []*UserReport  `json:"users"`
+
+	terminal     bool
+	targetCalls  *Usage // from the TARGET event, when it carries them
+	usersByExtID map[string]*UserReport
+}
+
+// UserReport is one user in one target.
+type UserReport struct {
+	ExternalID   string `json:"externalId"`
+	TargetUserID string `json:"targetUserId,omitempty"`
+	Status       string `json:"status"`
+	Reason       string `json:"reason,omitempty"`
+	// StepsApplied lists the steps that changed the target (or, in a dry
+	// run, would change it), in the order they finished.
+	StepsApplied []string      `json:"stepsApplied"`
+	Steps        []*StepReport `json:"steps"`
+	APICalls     Usage         `json:"apiCalls"`
+	Errors       []string      `json:"errors,omitempty"`
+
+	terminal bool
+}
+
+// StepReport is one step of a user plan.
+type StepReport struct {
+	Step   string `json:"step"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Usage counts Genesys API calls.
+type Usage struct {
+	Reads     int `json:"reads"`
+	Writes    int `json:"writes"`
+	Throttled int `json:"throttled"`
+	Total     int `json:"total"`
+}
+
+func usageOf(u *orgsyncv1.ApiUsage) Usage {
+	return Usage{Reads: int(u.GetReads()), Writes: int(u.GetWrites()), Throttled: int(u.GetThrottled()),
+		Total: int(u.GetReads() + u.GetWrites())}
+}
+
+func (u *Usage) add(o Usage) {
+	u.Reads += o.Reads
+	u.Writes += o.Writes
+	u.Throttled += o.Throttled
+	u.Total += o.Total
+}
+
+// StatusName renders an event status for humans and JSON: "changed", "failed"...
+func StatusName(s orgsyncv1.Status) string {
+	if s == orgsyncv1.Status_STATUS_UNSPECIFIED {
+		return "unknown"
+	}
+	return strings.ToLower(strings.TrimPrefix(s.String(), "STATUS_"))
+}
+
+func isTerminal(s orgsyncv1.Status) bool {
+	return s != orgsyncv1.Status_STATUS_UNSPECIFIED && s != orgsyncv1.Status_STATUS_RUNNING
+}
+
+// NewReport starts the report of requestID. targets are the orgs the request
+// names (may be empty when unknown: `status` learns them from the events);
+// the report is complete once each of them reported a final TARGET event.
+func NewReport(requestID, sourceOrg string, targets []string) *Report {
+	r := &Report{RequestID: requestID, SourceOrg: sourceOrg, Status: ReportRunning, Targets: []*TargetReport{}, byOrg: map[string]*TargetReport{}}
+	for _, t := range targets {
+		r.expected = append(r.expected, t)
+		r.target(t)
+	}
+	return r
+}
+
+func (r *Report) target(org string) *TargetReport {
+	if t, ok := r.byOrg[org]; ok {
+		return t
+	}
+	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{}}
+	r.byOrg[org] = t
+	r.Targets = append(r.Targets, t)
+	return t
+}
+
+// Target returns the report of org, or nil.
+func (r *Report) Target(org string) *TargetReport { return r.byOrg[org] }
+
+func (t *TargetReport) user(extID string) *UserReport {
+	if u, ok := t.usersByExtID[extID]; ok {
+		return u
+	}
+	u := &UserReport{ExternalID: extID, Status: "pending", StepsApplied: []string{}, Steps: []*StepReport{}}
+	t.usersByExtID[extID] = u
+	t.Users = append(t.Users, u)
+	return u
+}
+
+// User returns the report of the user with external id extID, or nil.
+func (t *TargetReport) User(extID string) *UserReport { return t.usersByExtID[extID] }
+
+// Apply folds one event into the report. Events of other requests are
+// ignored. Applying the same event twice changes nothing, and a final
+// status is never overwritten by a later "running" (a redelivered plan
+// re-announces itself).
+func (r *Report) Apply(e *orgsyncv1.Event) {
+	if e.GetRequestId() != r.RequestID {
+		return
+	}
+	if r.SourceOrg == "" {
+		r.SourceOrg = e.GetSourceOrg()
+	}
+	switch e.GetKind() {
+	case orgsyncv1.EventKind_EVENT_KIND_REQUEST:
+		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED {
+			r.failed = true
+			r.Reason = e.GetReason()
+			if r.Reason == "" {
+				r.Reason = e.GetMessage()
+			}
+		}
+	case orgsyncv1.EventKind_EVENT_KIND_TARGET:
+		t := r.target(e.GetOrg())
+		if e.GetPlanId() != "" {
+			t.PlanID = e.GetPlanId()
+		}
+		if e.GetTotal() > 0 {
+			t.Total = int(e.GetTotal())
+		}
+		if int(e.GetDone()) > t.Done {
+			t.Done = int(e.GetDone())
+		}
+		if t.terminal && !isTerminal(e.GetStatus()) {
+			return
+		}
+		t.Status = StatusName(e.GetStatus())
+		t.terminal = isTerminal(e.GetStatus())
+		if e.GetReason() != "" {
+			t.Reason = e.GetReason()
+		}
+		if e.GetApiCalls() != nil && t.terminal {
+			u := usageOf(e.GetApiCalls())
+			t.targetCalls = &u
+		}
+		if e.GetStatus() == orgsyncv1.Status_STATUS_PLANNED {
+			r.DryRun = true
+		}
+	case orgsyncv1.EventKind_EVENT_KIND_USER:
+		t := r.target(e.GetOrg())
+		u := t.user(e.GetUserExternalId())
+		if e.GetTargetUserId() != "" {
+			u.TargetUserID = e.GetTargetUserId()
+		}
+		if e.GetTotal() > 0 {
+			t.Total = int(e.GetTotal())
+		}
+		if int(e.GetDone()) > t.Done {
+			t.Done = int(e.GetDone())
+		}
+		if u.terminal && !isTerminal(e.GetStatus()) {
+			return
+		}
+		u.Status = StatusName(e.GetStatus())
+		u.terminal = isTerminal(e.GetStatus())
+		u.Reason = e.GetReason()
+		if e.GetApiCalls() != nil {
+			u.APICalls = usageOf(e.GetApiCalls())
+		}
+		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED && e.GetReason() != "" {
+			u.Errors = appendUnique(u.Errors, e.GetReason())
+		}
+	case orgsyncv1.EventKind_EVENT_KIND_STEP:
+		t := r.target(e.GetOrg())
+		u := t.user(e.GetUserExternalId())
+		if e.GetTargetUserId() != "" && u.TargetUserID == "" {
+			u.TargetUserID = e.GetTargetUserId()
+		}
+		var s *StepReport
+		for _, have := range u.Steps {
+			if have.Step == e.GetStep() {
+				s = have
+			}
+		}
+		if s == nil {
+			s = &StepReport{Step: e.GetStep()}
+			u.Steps = append(u.Steps, s)
+		}
+		s.Status, s.Reason = StatusName(e.GetStatus()), e.GetReason()
+		switch e.GetStatus() {
+		case orgsyncv1.Status_STATUS_CHANGED, orgsyncv1.Status_STATUS_PLANNED:
+			u.StepsApplied = appendUnique(u.StepsApplied, e.GetStep())
+		case orgsyncv1.Status_STATUS_FAILED:
+			if e.GetReason() != "" {
+				u.Errors = appendUnique(u.Errors, e.GetStep()+": "+e.GetReason())
+			}
+		}
+	}
+	r.recompute()
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, have := range list {
+		if have == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// recompute derives counts, totals and the overall status.
+func (r *Report) recompute() {
+	r.APICalls = Usage{}
+	anyFailed := r.failed
+	for _, t := range r.Targets {
+		t.Counts = map[string]int{}
+		var sum Usage
+		for _, u := range t.Users {
+			if u.terminal {
+				t.Counts[u.Status]++
+			}
+			sum.add(u.APICalls)
+		}
+		t.APICalls = sum
+		if t.targetCalls != nil && t.targetCalls.Total >= sum.Total {
+			// The target's own count also covers shared resources (skills,
+			// teams) ensured once for all users.
+			t.APICalls = *t.targetCalls
+		}
+		r.APICalls.add(t.APICalls)
+		if t.Status == "failed" {
+			anyFailed = true
+		}
+	}
+	switch {
+	case r.failed:
+		r.Status = ReportFailed
+	case !r.Complete():
+		r.Status = ReportRunning
+	case anyFailed:
+		r.Status = ReportFailed
+	default:
+		r.Status = ReportSucceeded
+	}
+}
+
+// Complete reports whether nothing more will happen: the request failed as a
+// whole, or every expected target (at least one) reported a final status.
+func (r *Report) Complete() bool {
+	if r.failed {
+		return true
+	}
+	orgs := r.expected
+	if len(orgs) == 0 {
+		for _, t := range r.Targets {
+			orgs = append(orgs, t.Org)
+		}
+	}
+	if len(orgs) == 0 {
+		return false
+	}
+	for _, o := range orgs {
+		if t := r.byOrg[o]; t == nil || !t.terminal {
+			return false
+		}
+	}
+	return true
+}
+
+// Failed reports whether the request or any target failed.
+func (r *Report) Failed() bool { return r.Status == ReportFailed }
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteSummary writes the human summary: the overall outcome and a table
+// with one row per target (status, users changed/unchanged/failed, API calls).
+func (r *Report) WriteSummary(w io.Writer) error {
+	fmt.Fprintf(w, "request %s: %s", r.RequestID, r.Status)
+	if r.DryRun {
+		fmt.Fprint(w, " (dry run: nothing written)")
+	}
+	fmt.Fprintln(w)
+	if r.Reason != "" {
+		fmt.Fprintf(w, "  reason: %s\n", r.Reason)
+	}
+	if len(r.Targets) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TARGET\tSTATUS\tUSERS\tCHANGED\tUNCHANGED\tFAILED\tAPI CALLS (R/W)\tREASON")
+	for _, t := range r.Targets {
+		changed := t.Counts["changed"] + t.Counts["planned"]
+		total := t.Total
+		if total == 0 {
+			total = len(t.Users)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d (%d/%d)\t%s\n", t.Org, t.Status, total, changed,
+			t.Counts["unchanged"], t.Counts["failed"], t.APICalls.Total, t.APICalls.Reads, t.APICalls.Writes, oneLine(t.Reason))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, t := range r.Targets {
+		for _, u := range t.Users {
+			for _, e := range u.Errors {
+				fmt.Fprintf(w, "  %s %s: %s\n", t.Org, u.ExternalID, oneLine(e))
+			}
+		}
+	}
+	return nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// sortedTargets returns org keys in stable order (for watch output).
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

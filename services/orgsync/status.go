@@ -1,0 +1,45 @@
+package orgsync
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+func runStatus(ctx context.Context, args []string, out IO) int {
+	fs := newFlagSet("status", "REQUEST_ID [flags]", out)
+	url := natsFlag(fs)
+	output := fs.String("output", "text", "output: text (summary table) or json (the job report)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(out.Err, "orgsync status: give exactly one request id")
+		return ExitUsage
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(out.Err, "orgsync status: --output must be text or json, got %q\n", *output)
+		return ExitUsage
+	}
+	nc, js, err := connect(*url)
+	if err != nil {
+		return fail(out, "%v", err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rep, found, err := (&Client{JS: js}).Status(ctx, fs.Arg(0))
+	if err != nil {
+		return fail(out, "status of %s: %v", fs.Arg(0), err)
+	}
+	if !found {
+		return fail(out, "no request %s in streams CLONE or EVENTS (never submitted, or older than their retention)", fs.Arg(0))
+	}
+	if err := writeReport(out.Out, rep, *output == "json"); err != nil {
+		return fail(out, "%v", err)
+	}
+	if rep.Failed() {
+		return ExitFailed
+	}
+	return ExitOK
+}
