@@ -275,8 +275,8 @@ func TestSingleFlightUnderConcurrency(t *testing.T) {
 
 func TestForceRefresh(t *testing.T) {
 	t.Parallel()
-	// Default ForceRefreshMinAge (10s): a force right after a fetch reuses it.
-	e := setup(t, options{})
+	// A force for a token fetched less than ForceRefreshMinAge ago reuses it.
+	e := setup(t, options{forceMinAge: time.Hour})
 	first := e.request(t, "orgsync.auth.token.acme-src", &orgsyncv1.TokenRequest{Org: "acme-src"})
 	again := e.request(t, "orgsync.auth.token.acme-src", &orgsyncv1.TokenRequest{Org: "acme-src", ForceRefresh: true})
 	if again.GetAccessToken() != first.GetAccessToken() || e.oauthCalls() != 1 {

@@ -38,7 +38,7 @@ const (
 	ServiceVersion            = "1.0.0"
 	QueueGroup                = "orgsync-auth"
 	DefaultSafetyMargin       = 5 * time.Minute
-	DefaultForceRefreshMinAge = 10 * time.Second
+	DefaultForceRefreshMinAge = time.Second
 	DefaultMaxConcurrent      = 256
 	DefaultFetchTimeout       = 30 * time.Second
 )
@@ -62,8 +62,11 @@ type Config struct {
 	// SafetyMargin is subtracted from expires_in (default 5 min).
 	SafetyMargin time.Duration
 	// ForceRefreshMinAge: a force_refresh for a token younger than this is
-	// answered with it instead of fetching again (default 10s), so a burst
-	// of 401s across services causes one refresh, not one each.
+	// answered with it instead of fetching again (default 1s). It absorbs
+	// the race of several services reporting the same rejected token at
+	// once (authclient already skips the force when the cache holds a token
+	// other than the rejected one); kept short so a token revoked right
+	// after issue is still replaced promptly.
 	ForceRefreshMinAge time.Duration
 	// MaxConcurrent bounds requests handled at once (default 256); more
 	// wait in the subscription's buffer.
