@@ -13,7 +13,8 @@ import (
 
 // Main runs the gcsim command line: flags --addr, --fixture (path; default
 // the embedded demo fixture), --latency, --latency-jitter, --rate-limit,
-// --not-found-after-create, --activation-delay. It serves until ctx ends.
+// --not-found-after-create, --activation-delay, --token-ttl, --channel-ttl,
+// --heartbeat, --evict-oldest-channel, --crm-delay. It serves until ctx ends.
 // --help prints usage and returns nil.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gcsim", flag.ContinueOnError)
@@ -27,6 +28,10 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.NotFoundAfterCreate, "not-found-after-create", 0, "window in which GET of a new user/skill/team is 404")
 	fs.DurationVar(&cfg.ActivationDelay, "activation-delay", 0, "time a new user stays inactive")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", DefaultTokenTTL, "access token lifetime")
+	fs.DurationVar(&cfg.ChannelTTL, "channel-ttl", DefaultChannelTTL, "notifications channel lifetime (renewed by subscribing)")
+	fs.DurationVar(&cfg.NotificationHeartbeat, "heartbeat", DefaultNotificationHeartbeat, "WebSocket heartbeat interval (negative disables)")
+	fs.BoolVar(&cfg.EvictOldestChannel, "evict-oldest-channel", false, "21st channel of a client evicts the oldest instead of 400")
+	fs.DurationVar(&cfg.CRMDelay, "crm-delay", DefaultCRMDelay, "time a fake-CRM record stays PENDING")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gcsim [flags]\n\nSimulates the Genesys Cloud Platform API v2 (POST /oauth/token, /api/v2/..., admin under /_sim/).\n\nFlags:\n")
 		fs.PrintDefaults()

@@ -316,3 +316,54 @@ func (s *Sim) crmGetUser(r *http.Request, orgID, key string) (int, any) {
 	s.settleLocked(orgID, rec)
 	return http.StatusOK, rec.view()
 }
+
+// crmAdminRoutes mounts the fake CRM's and the notifications' admin
+// endpoints (unauthenticated, not counted, like the rest of /_sim/):
+//
+//	GET  /_sim/orgs/{orgId}/crm                 CRMRecords
+//	PUT  /_sim/orgs/{orgId}/crm/behaviour       SetCRMBehaviour; durations as Go strings ("5s")
+//	POST /_sim/orgs/{orgId}/websockets/drop     DropWebSockets → {"dropped": n}
+func (s *Sim) crmAdminRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /_sim/orgs/{orgId}/crm", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"records": s.CRMRecords(r.PathValue("orgId"))})
+	})
+	mux.HandleFunc("PUT /_sim/orgs/{orgId}/crm/behaviour", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Delay          string `json:"delay"`
+			Fail           bool   `json:"fail"`
+			FailReason     string `json:"failReason"`
+			Never          bool   `json:"never"`
+			RateLimitEvery int    `json:"rateLimitEvery"`
+			RetryAfter     string `json:"retryAfter"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			writeError(w, r, errf(400, "sim.admin", "decode CRM behaviour: %v", err))
+			return
+		}
+		b := CRMBehaviour{Fail: in.Fail, FailReason: in.FailReason, Never: in.Never, RateLimitEvery: in.RateLimitEvery}
+		for _, d := range []struct {
+			name, v string
+			dst     *time.Duration
+		}{{"delay", in.Delay, &b.Delay}, {"retryAfter", in.RetryAfter, &b.RetryAfter}} {
+			if d.v == "" {
+				continue
+			}
+			v, err := time.ParseDuration(d.v)
+			if err != nil {
+				writeError(w, r, errf(400, "sim.admin", "CRM behaviour %s: %v", d.name, err))
+				return
+			}
+			*d.dst = v
+		}
+		if err := s.SetCRMBehaviour(r.PathValue("orgId"), b); err != nil {
+			writeError(w, r, errf(400, "sim.admin", "%v", err))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /_sim/orgs/{orgId}/websockets/drop", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"dropped": s.DropWebSockets(r.PathValue("orgId"))})
+	})
+}

@@ -200,3 +200,36 @@ func mustState(t *testing.T, f *Fixture) OrgState {
 	st, _ := sim.OrgState(t1Org)
 	return st
 }
+
+func TestCRMAndSocketAdminEndpoints(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{NotificationHeartbeat: -1})
+	admin := func(method, path, body string) result {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return result{status: resp.StatusCode, body: data}
+	}
+	if r := admin("PUT", "/_sim/orgs/"+t1Org+"/crm/behaviour", `{"delay":"1m","fail":true,"failReason":"down"}`); r.status != 204 {
+		t.Fatalf("PUT behaviour: %d %s", r.status, r.body)
+	}
+	if r := admin("PUT", "/_sim/orgs/"+t1Org+"/crm/behaviour", `{"delay":"soon"}`); r.status != 400 {
+		t.Fatalf("bad duration: %d", r.status)
+	}
+	e.crmExpect(202, t1CRMKey, "PUT", "jane", janeCRM)
+	e.clock.Advance(time.Minute)
+	r := admin("GET", "/_sim/orgs/"+t1Org+"/crm", "")
+	if r.status != 200 || !strings.Contains(string(r.body), `"status":"ERROR"`) || !strings.Contains(string(r.body), `"error":"down"`) {
+		t.Fatalf("GET crm: %d %s", r.status, r.body)
+	}
+	_, uri := e.createChannel(e.token(t1CID, t1Sec))
+	dial(t, uri)
+	if r := admin("POST", "/_sim/orgs/"+t1Org+"/websockets/drop", ""); r.status != 200 || !strings.Contains(string(r.body), `"dropped":1`) {
+		t.Fatalf("drop: %d %s", r.status, r.body)
+	}
+}

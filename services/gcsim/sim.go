@@ -66,6 +66,7 @@ func (s *Sim) Handler() http.Handler {
 	root.Handle("/api/v2/", http.HandlerFunc(s.serveAPI))
 	root.HandleFunc("GET /channels/{channelId}", s.serveChannelSocket)
 	s.crmRoutes(root)
+	s.crmAdminRoutes(root)
 	s.adminRoutes(root)
 	return root
 }
