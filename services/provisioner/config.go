@@ -1,0 +1,121 @@
+// Package provisioner applies orgsync Plans to target orgs: one durable,
+// pinned JetStream consumer per owned target org feeds plans to the Engine,
+// which runs each user's steps (DESIGN.md section 5) against the org's
+// rate-limited Genesys API, journaling every finished step in bbolt so a
+// redelivered plan resumes where the last attempt stopped.
+package provisioner
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orgsync/orgsync/pkg/events"
+	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/orgs"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxConcurrentPlans = 4
+	DefaultAckWait            = 60 * time.Second
+	DefaultMaxDeliver         = 5
+	DefaultUserConcurrency    = 4
+	DefaultInstance           = "provisioner"
+)
+
+// Config tunes the provisioner service.
+type Config struct {
+	// Orgs are the target org keys this instance owns. Empty means every org
+	// the Clients registry knows (Deps.Clients must then implement OrgLister).
+	Orgs []string
+	// StatePath is the bbolt file (ID translation, step journal, baselines).
+	// Required. One file belongs to one provisioner process.
+	StatePath string
+	// Instance names this provisioner in logs (default "provisioner").
+	Instance string
+	// MaxConcurrentPlans is how many plans of one org run at once (default 4).
+	// Plans sharing a user still run one after the other for that user.
+	MaxConcurrentPlans int
+	// UserConcurrency is how many users of one plan are worked on at once
+	// within a step (default 4); the org's rate limiter is the real bound.
+	UserConcurrency int
+	// AckWait before an unacknowledged plan is redelivered (default 60s); the
+	// runner sends InProgress every AckWait/3 while a plan runs.
+	AckWait time.Duration
+	// MaxDeliver bounds delivery attempts of a plan (default 5).
+	MaxDeliver int
+	// Backoff overrides the Nak delays of transient failures (natsx default when nil).
+	Backoff []time.Duration
+	// PinnedTTL: how long a silent pinned instance keeps an org (natsx default when 0).
+	PinnedTTL time.Duration
+}
+
+// WithDefaults returns c with zero fields replaced by defaults.
+func (c Config) WithDefaults() Config {
+	if c.Instance == "" {
+		c.Instance = DefaultInstance
+	}
+	if c.MaxConcurrentPlans == 0 {
+		c.MaxConcurrentPlans = DefaultMaxConcurrentPlans
+	}
+	if c.UserConcurrency == 0 {
+		c.UserConcurrency = DefaultUserConcurrency
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	return c
+}
+
+// Validate reports every invalid field (after defaults).
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	if c.StatePath == "" {
+		errs = append(errs, errors.New("StatePath is required"))
+	}
+	for _, o := range c.Orgs {
+		if err := natsx.ValidateOrgKey(o); err != nil {
+			errs = append(errs, fmt.Errorf("Orgs: %w", err))
+		}
+	}
+	if c.MaxConcurrentPlans < 1 || c.UserConcurrency < 1 {
+		errs = append(errs, errors.New("MaxConcurrentPlans and UserConcurrency must be >= 1"))
+	}
+	if c.AckWait < 3*time.Second {
+		errs = append(errs, fmt.Errorf("AckWait must be >= 3s, got %v", c.AckWait))
+	}
+	if c.MaxDeliver < 1 && c.MaxDeliver != -1 {
+		errs = append(errs, fmt.Errorf("MaxDeliver must be >= 1 or -1, got %d", c.MaxDeliver))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("provisioner: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Deps are the provisioner's collaborators.
+type Deps struct {
+	JS      jetstream.JetStream
+	NC      *nats.Conn
+	Clients orgs.Clients
+	Events  *events.Emitter
+	Logger  *slog.Logger
+	// Observer, when set, is told about every finished step (tests use it to
+	// stop a provisioner at a step boundary).
+	Observer StepObserver
+}
+
+// OrgLister is implemented by Clients registries that know their orgs
+// (orgs.Registry does); Config.Orgs empty means "all of them".
+type OrgLister interface {
+	Orgs() []string
+}

@@ -1,0 +1,169 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
+	"github.com/orgsync/orgsync/pkg/natsx"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+var tracer = otel.Tracer("orgsync/provisioner")
+
+// Service consumes plans of its target orgs and applies them.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	orgs   []string
+	store  *Store
+	engine *Engine
+	log    *slog.Logger
+
+	bound atomic.Int32 // consumers bound
+}
+
+// New validates cfg, opens the state file and builds the service. Close
+// happens when Run returns.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if deps.JS == nil || deps.Clients == nil || deps.Events == nil {
+		return nil, errors.New("provisioner: Deps.JS, Deps.Clients and Deps.Events are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	owned := cfg.Orgs
+	if len(owned) == 0 {
+		l, ok := deps.Clients.(OrgLister)
+		if !ok {
+			return nil, errors.New("provisioner: Config.Orgs is empty and Deps.Clients cannot list its orgs")
+		}
+		owned = l.Orgs()
+		if len(owned) == 0 {
+			return nil, errors.New("provisioner: no orgs to own (Config.Orgs empty, registry has none)")
+		}
+	}
+	for _, o := range owned {
+		if _, err := deps.Clients.Client(o); err != nil {
+			return nil, fmt.Errorf("provisioner: owned org %q: %w", o, err)
+		}
+	}
+	store, err := OpenStore(cfg.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	log := deps.Logger.With("service", "provisioner", "instance", cfg.Instance)
+	eng := NewEngine(EngineDeps{Clients: deps.Clients, Store: store, Events: deps.Events, Logger: log, Observer: deps.Observer},
+		EngineConfig{UserConcurrency: cfg.UserConcurrency})
+	return &Service{cfg: cfg, deps: deps, orgs: owned, store: store, engine: eng, log: log}, nil
+}
+
+// Orgs are the target orgs this service owns.
+func (s *Service) Orgs() []string { return append([]string(nil), s.orgs...) }
+
+// Engine is the domain engine (for callers that apply plans directly).
+func (s *Service) Engine() *Engine { return s.engine }
+
+// Ready reports whether every org's consumer is bound.
+func (s *Service) Ready() bool { return int(s.bound.Load()) == len(s.orgs) }
+
+// Run ensures the streams, binds one pinned consumer per owned org and
+// applies plans until ctx is done. It closes the state file before returning.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.store.Close()
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, natsx.Topology{}); err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.orgs))
+	for i, org := range s.orgs {
+		subj, err := natsx.PlanSubject(org)
+		if err != nil {
+			return fmt.Errorf("provisioner: %w", err)
+		}
+		spec := natsx.ConsumerSpec{
+			Stream:          natsx.StreamPlans,
+			Durable:         "provisioner-" + org,
+			FilterSubjects:  []string{subj},
+			AckWait:         s.cfg.AckWait,
+			MaxDeliver:      s.cfg.MaxDeliver,
+			Backoff:         s.cfg.Backoff,
+			Concurrency:     s.cfg.MaxConcurrentPlans,
+			Pinned:          true,
+			PinnedTTL:       s.cfg.PinnedTTL,
+			InProgressEvery: s.cfg.AckWait / 3,
+			OnTerminate:     s.onTerminate(org),
+			Logger:          s.log,
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.bound.Add(1)
+			defer s.bound.Add(-1)
+			errs[i] = natsx.Consume(ctx, s.deps.JS, spec, func(ctx context.Context, m natsx.Msg) error {
+				return s.handle(ctx, org, m)
+			})
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// handle decodes and applies one plan. Ack policy: an undecodable or invalid
+// plan, or one that can never succeed (a shared resource missing in the
+// target), is Permanent; a transient failure (5xx, 429 after retries,
+// network) returns the error for redelivery, and the journal makes the next
+// attempt resume at the first unfinished step.
+func (s *Service) handle(ctx context.Context, org string, m natsx.Msg) error {
+	ctx, span := tracer.Start(ctx, "provisioner.plan")
+	defer span.End()
+	var plan orgsyncv1.Plan
+	if err := natsx.Decode(m, &plan); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return natsx.Permanent(fmt.Errorf("provisioner: plan on %s: %w", m.Subject(), err))
+	}
+	span.SetAttributes(attribute.String("orgsync.plan_id", plan.GetPlanId()), attribute.String("orgsync.org", org),
+		attribute.Int("orgsync.users", len(plan.GetUsers())), attribute.Int64("orgsync.delivery", int64(m.Delivered())))
+	if plan.GetTargetOrg() != org {
+		return natsx.Permanent(fmt.Errorf("provisioner: plan %s targets %q but arrived on %s", plan.GetPlanId(), plan.GetTargetOrg(), m.Subject()))
+	}
+	_, err := s.engine.Apply(ctx, &plan)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		if IsPlanFailure(err) {
+			return natsx.Permanent(err)
+		}
+		s.log.Warn("plan attempt failed; will be redelivered", "plan", plan.GetPlanId(), "delivery", m.Delivered(), "err", err)
+	}
+	return err
+}
+
+// onTerminate reports a terminated plan as a failed TARGET event.
+func (s *Service) onTerminate(org string) natsx.TerminateHook {
+	return func(ctx context.Context, m natsx.Msg, reason error) {
+		var plan orgsyncv1.Plan
+		_ = natsx.Decode(m, &plan) // best effort: an undecodable plan still gets its event
+		ev := &orgsyncv1.Event{
+			Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: orgsyncv1.Status_STATUS_FAILED,
+			RequestId: plan.GetRequestId(), PlanId: plan.GetPlanId(), Org: org, SourceOrg: plan.GetSourceOrg(),
+			Message: "plan failed", Reason: reason.Error(), Total: int32(len(plan.GetUsers())),
+		}
+		if plan.GetPlanId() == "" {
+			ev.PlanId = fmt.Sprintf("undecodable:%s:%d", org, m.StreamSequence())
+		}
+		if err := s.deps.Events.Emit(ctx, ev); err != nil {
+			s.log.Error("emit failed target event", "plan", ev.PlanId, "err", err)
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orgsync/orgsync/pkg/genesys"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+// A plan runs phase by phase: each phase is one step kind, run for every user
+// of the plan whose steps include it, before the next phase starts. The
+// phase order is a topological order of the step graph (DESIGN.md section 5)
+// and lets steps batch across users (licenses in one call, queue and team
+// members per resource, one DID listing).
+type phase struct {
+	kind orgsyncv1.StepKind
+	// batch handles all pending users at once; each handles one user (the
+	// runner spreads users over EngineConfig.UserConcurrency workers).
+	batch func(r *run, ctx context.Context, pending []*userRun) map[*userRun]stepResult
+	each  func(r *run, ctx context.Context, u *userRun) stepResult
+}
+
+var phases = []phase{
+	{kind: orgsyncv1.StepKind_STEP_KIND_ENSURE_USER, batch: (*run).ensureUsers},
+	{kind: orgsyncv1.StepKind_STEP_KIND_STAMP_EXTERNAL_ID, each: (*run).stampExternalID},
+	{kind: orgsyncv1.StepKind_STEP_KIND_LICENSE, batch: (*run).assignLicenses},
+	{kind: orgsyncv1.StepKind_STEP_KIND_WAIT_ACTIVE, each: (*run).waitActive},
+	{kind: orgsyncv1.StepKind_STEP_KIND_PROFILE, each: (*run).applyProfile},
+	{kind: orgsyncv1.StepKind_STEP_KIND_ROUTING, each: (*run).applyRouting},
+	{kind: orgsyncv1.StepKind_STEP_KIND_GRANTS, each: (*run).applyGrants},
+	{kind: orgsyncv1.StepKind_STEP_KIND_QUEUES, batch: (*run).applyQueues},
+	{kind: orgsyncv1.StepKind_STEP_KIND_TEAM, batch: (*run).applyTeams},
+	{kind: orgsyncv1.StepKind_STEP_KIND_PHONE, each: (*run).applyPhone},
+}
+
+var phaseByKind = func() map[orgsyncv1.StepKind]phase {
+	m := map[orgsyncv1.StepKind]phase{}
+	for _, p := range phases {
+		m[p.kind] = p
+	}
+	return m
+}()
+
+// stepResult is the outcome of one step of one user.
+type stepResult struct {
+	status orgsyncv1.Status
+	diffs  []*orgsyncv1.FieldDiff
+	msg    string
+	reason string
+	attrs  map[string]string
+	err    error
+}
+
+func changedIf(changed bool, diffs []*orgsyncv1.FieldDiff, msg string) stepResult {
+	if changed {
+		return stepResult{status: orgsyncv1.Status_STATUS_CHANGED, diffs: diffs, msg: msg}
+	}
+	return stepResult{status: orgsyncv1.Status_STATUS_UNCHANGED, msg: msg}
+}
+
+func failed(err error) stepResult { return stepResult{err: err} }
+
+// userFailure marks an error that dooms one user (not the plan, not
+// transient): a 4xx answer, a policy refusal, a reference that cannot be
+// resolved.
+type userFailure struct{ err error }
+
+func (u *userFailure) Error() string { return u.err.Error() }
+func (u *userFailure) Unwrap() error { return u.err }
+
+func failUser(format string, args ...any) error {
+	return &userFailure{err: fmt.Errorf(format, args...)}
+}
+
+// permanentForUser reports whether err dooms the user rather than asking for
+// a retry: client errors (4xx other than 401, 408, 429), invalid arguments,
+// userFailure. Cancellation, 5xx, 429 and network errors are transient.
+func permanentForUser(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var uf *userFailure
+	if errors.As(err, &uf) || errors.Is(err, genesys.ErrInvalidArgument) {
+		return true
+	}
+	s := genesys.StatusOf(err)
+	return s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
+}
+
+// runPhase runs one phase for every live user that has its step and has not
+// journaled it yet (in a dry run nothing is journaled).
+func (r *run) runPhase(ctx context.Context, ph phase) {
+	var pending []*userRun
+	for _, u := range r.users {
+		stepID, ok := u.steps[ph.kind]
+		if !ok || !u.alive() {
+			continue
+		}
+		// ENSURE_USER always runs: even when journaled it (re)loads the
+		// user's current state, which later steps compare against.
+		if ph.kind != orgsyncv1.StepKind_STEP_KIND_ENSURE_USER && !r.dry {
+			entry, done, err := r.e.deps.Store.StepDone(r.org, r.plan.GetPlanId(), u.ext, stepID)
+			if err != nil {
+				u.retry = fmt.Errorf("read journal of step %s: %w", stepID, err)
+				continue
+			}
+			if done {
+				u.setStatus(stepID, entry.Status)
+				continue
+			}
+		}
+		pending = append(pending, u)
+	}
+	if len(pending) == 0 {
+		return
+	}
+	ctx, span := tracer.Start(ctx, "provisioner.step."+stepName(ph.kind),
+		// one span per phase: the step across the plan's users
+		trace.WithAttributes(attribute.String("orgsync.plan_id", r.plan.GetPlanId()), attribute.Int("orgsync.users", len(pending))))
+	defer span.End()
+	var results map[*userRun]stepResult
+	if ph.batch != nil {
+		results = ph.batch(r, ctx, pending)
+	} else {
+		results = r.forEach(ctx, pending, func(ctx context.Context, u *userRun) stepResult { return ph.each(r, ctx, u) })
+	}
+	for _, u := range pending {
+		res, ok := results[u]
+		if !ok {
+			res = failed(fmt.Errorf("internal: step %s produced no result", stepName(ph.kind)))
+		}
+		if res.err != nil {
+			span.SetStatus(codes.Error, res.err.Error())
+		}
+		r.finishStep(ctx, u, u.steps[ph.kind], res)
+	}
+}
+
+// forEach runs fn for every user, UserConcurrency at a time.
+func (r *run) forEach(ctx context.Context, users []*userRun, fn func(context.Context, *userRun) stepResult) map[*userRun]stepResult {
+	out := make(map[*userRun]stepResult, len(users))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.e.cfg.UserConcurrency)
+	for _, u := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := fn(ctx, u)
+			mu.Lock()
+			out[u] = res
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// finishStep records a step's outcome: journal (not in a dry run), STEP
+// event, observer; a failure dooms the user (permanent) or ends its work for
+// this attempt (transient, resumed on redelivery).
+func (r *run) finishStep(ctx context.Context, u *userRun, stepID string, res stepResult) {
+	if res.err != nil {
+		if !permanentForUser(res.err) {
+			u.retry = res.err
+			return
+		}
+		u.failed = fmt.Errorf("step %s: %w", stepID, res.err)
+		u.setStatus(stepID, orgsyncv1.Status_STATUS_FAILED)
+		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_FAILED,
+			UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Reason: res.err.Error(),
+			Message: fmt.Sprintf("%s of %s failed", stepID, u.d.GetEmail())})
+		return
+	}
+	if r.dry && res.status == orgsyncv1.Status_STATUS_CHANGED {
+		res.status = orgsyncv1.Status_STATUS_PLANNED
+	}
+	u.setStatus(stepID, res.status)
+	if !r.dry {
+		entry := JournalEntry{Status: res.status, TargetUserID: u.id, At: time.Now().UTC()}
+		if err := r.e.deps.Store.MarkStepDone(r.org, r.plan.GetPlanId(), u.ext, stepID, entry); err != nil {
+			u.retry = fmt.Errorf("journal step %s: %w", stepID, err)
+			return
+		}
+	}
+	r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: res.status,
+		UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Message: res.msg, Reason: res.reason,
+		Diffs: res.diffs, Attributes: res.attrs})
+	if !r.dry && r.e.deps.Observer != nil {
+		r.e.deps.Observer(ctx, r.org, r.plan.GetPlanId(), u.ext, stepID, res.status)
+	}
+}
+
+func stepName(k orgsyncv1.StepKind) string {
+	switch k {
+	case orgsyncv1.StepKind_STEP_KIND_ENSURE_USER:
+		return "ensure-user"
+	case orgsyncv1.StepKind_STEP_KIND_STAMP_EXTERNAL_ID:
+		return "external-id"
+	case orgsyncv1.StepKind_STEP_KIND_LICENSE:
+		return "license"
+	case orgsyncv1.StepKind_STEP_KIND_WAIT_ACTIVE:
+		return "wait-active"
+	case orgsyncv1.StepKind_STEP_KIND_PROFILE:
+		return "profile"
+	case orgsyncv1.StepKind_STEP_KIND_ROUTING:
+		return "routing"
+	case orgsyncv1.StepKind_STEP_KIND_GRANTS:
+		return "grants"
+	case orgsyncv1.StepKind_STEP_KIND_QUEUES:
+		return "queues"
+	case orgsyncv1.StepKind_STEP_KIND_TEAM:
+		return "team"
+	case orgsyncv1.StepKind_STEP_KIND_PHONE:
+		return "phone"
+	}
+	return k.String()
+}

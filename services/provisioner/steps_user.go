@@ -1,0 +1,387 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/orgsync/orgsync/pkg/extid"
+	"github.com/orgsync/orgsync/pkg/genesys"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+// ensureUsers finds or creates every pending user, cheapest evidence first:
+//
+//  1. the id journaled by an earlier attempt of this plan, else the bbolt
+//     translation — verified with one batched GET /users?id=... (a stale
+//     translation is forgotten);
+//  2. GET /users/externalid/orgsync/<external id> (the stamp survives a lost
+//     bbolt file);
+//  3. one batched exact email search — a same-email user orgsync did not
+//     stamp is adopted, skipped or failed per plan.existing_users;
+//  4. POST /users {name, email, divisionId, title, department}.
+//
+// Every read asks for expand=skills,languages,team so later steps compare
+// against what it returned instead of reading again.
+func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]stepResult {
+	out := map[*userRun]stepResult{}
+	store := r.e.deps.Store
+
+	// 1. Known ids.
+	var known []*userRun
+	for _, u := range pending {
+		b, err := store.Baseline(r.org, u.ext)
+		if err != nil {
+			out[u] = failed(err)
+			continue
+		}
+		u.baseline = b
+		if e, ok, err := store.StepDone(r.org, r.plan.GetPlanId(), u.ext, u.steps[orgsyncv1.StepKind_STEP_KIND_ENSURE_USER]); err == nil && ok && e.TargetUserID != "" {
+			u.id, u.found = e.TargetUserID, foundJournal
+		} else if id, ok, err := store.TargetID(r.org, u.ext); err != nil {
+			out[u] = failed(err)
+			continue
+		} else if ok {
+			u.id, u.found = id, foundTranslation
+		}
+		if u.id != "" {
+			known = append(known, u)
+		}
+	}
+	if len(known) > 0 {
+		ids := make([]string, len(known))
+		for i, u := range known {
+			ids[i] = u.id
+		}
+		var got []genesys.User
+		err := r.m.call(ctx, extsOf(known), func(ctx context.Context) (err error) {
+			got, err = r.c.ListUsersByID(ctx, ids, userExpand...)
+			return err
+		})
+		if err != nil {
+			for _, u := range known {
+				out[u] = failed(fmt.Errorf("read users by id: %w", err))
+			}
+		} else {
+			byID := map[string]genesys.User{}
+			for _, gu := range got {
+				byID[gu.ID] = gu
+			}
+			for _, u := range known {
+				gu, ok := byID[u.id]
+				if !ok || gu.State == "deleted" {
+					// Deleted behind our back: forget and look it up again.
+					if err := store.ForgetTargetID(r.org, u.ext); err != nil {
+						out[u] = failed(err)
+					}
+					u.id, u.found = "", ""
+					continue
+				}
+				u.setUser(&gu)
+			}
+		}
+	}
+
+	// 2. External id.
+	var rest []*userRun
+	for _, u := range pending {
+		if _, done := out[u]; !done && u.user == nil {
+			rest = append(rest, u)
+		}
+	}
+	byExt := r.forEach(ctx, rest, func(ctx context.Context, u *userRun) stepResult {
+		var gu *genesys.User
+		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+			gu, err = r.c.GetUserByExternalIDExpand(ctx, extid.Authority, u.ext, userExpand...)
+			return err
+		})
+		switch {
+		case genesys.IsNotFound(err):
+			return stepResult{}
+		case err != nil:
+			return failed(fmt.Errorf("look up user by external id: %w", err))
+		}
+		u.found = foundExternalID
+		u.setUser(gu)
+		return stepResult{}
+	})
+	rest = rest[:0]
+	for u, res := range byExt {
+		if res.err != nil {
+			out[u] = res
+		} else if u.user == nil {
+			rest = append(rest, u)
+		}
+	}
+	sort.Slice(rest, func(i, j int) bool { return rest[i].ext < rest[j].ext })
+
+	// 3. Email.
+	if len(rest) > 0 {
+		emails := make([]string, len(rest))
+		for i, u := range rest {
+			emails[i] = u.d.GetEmail()
+		}
+		var hits map[string]genesys.User
+		err := r.m.call(ctx, extsOf(rest), func(ctx context.Context) (err error) {
+			hits, err = r.c.FindUsersByEmails(ctx, emails, userExpand...)
+			return err
+		})
+		if err != nil {
+			for _, u := range rest {
+				out[u] = failed(fmt.Errorf("search users by email: %w", err))
+			}
+			rest = nil
+		}
+		var create []*userRun
+		for _, u := range rest {
+			gu, ok := hits[strings.ToLower(u.d.GetEmail())]
+			if !ok {
+				create = append(create, u)
+				continue
+			}
+			switch r.plan.GetExistingUsers() {
+			case orgsyncv1.ExistingUserPolicy_EXISTING_USER_POLICY_SKIP:
+				u.skipped = fmt.Sprintf("a user with email %s (%s) already exists in %s and the policy is SKIP", u.d.GetEmail(), gu.ID, r.org)
+				out[u] = stepResult{status: orgsyncv1.Status_STATUS_SKIPPED, reason: u.skipped}
+				continue
+			case orgsyncv1.ExistingUserPolicy_EXISTING_USER_POLICY_FAIL:
+				out[u] = failed(failUser("a user with email %s (%s) already exists in %s and the policy is FAIL", u.d.GetEmail(), gu.ID, r.org))
+				continue
+			}
+			u.found = foundEmail
+			u.setUser(&gu)
+		}
+
+		// 4. Create.
+		created := r.forEach(ctx, create, func(ctx context.Context, u *userRun) stepResult {
+			return r.createUser(ctx, u)
+		})
+		for u, res := range created {
+			out[u] = res
+		}
+	}
+
+	for _, u := range pending {
+		if _, done := out[u]; done {
+			continue
+		}
+		if u.found != foundJournal && u.found != foundTranslation && !r.dry {
+			if err := store.PutTargetID(r.org, u.ext, u.id); err != nil {
+				out[u] = failed(err)
+				continue
+			}
+		}
+		res := stepResult{status: orgsyncv1.Status_STATUS_UNCHANGED, msg: fmt.Sprintf("user %s found (%s)", u.d.GetEmail(), u.found),
+			attrs: map[string]string{"found_by": u.found}}
+		if u.found == foundEmail {
+			res.msg = fmt.Sprintf("existing user %s adopted (policy ADOPT)", u.d.GetEmail())
+		}
+		out[u] = res
+	}
+	return out
+}
+
+// createUser creates (or, in a dry run, plans) a user that was not found.
+func (r *run) createUser(ctx context.Context, u *userRun) stepResult {
+	d := u.d
+	div := r.id(d.GetDivisionRef())
+	if r.dry {
+		u.found, u.act = foundNew, fresh()
+		u.user = &genesys.User{Name: d.GetName(), Email: d.GetEmail(), Title: d.GetTitle(), Department: d.GetDepartment(), State: "active"}
+		return stepResult{status: orgsyncv1.Status_STATUS_CHANGED, msg: "user " + d.GetEmail() + " would be created",
+			diffs: []*orgsyncv1.FieldDiff{{Field: "user", Want: d.GetEmail()}}}
+	}
+	if div == "" {
+		return failed(failUser("division %s of user %s is not resolved in %s", d.GetDivisionRef(), u.ext, r.org))
+	}
+	var gu *genesys.User
+	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+		gu, err = r.c.CreateUser(ctx, genesys.CreateUser{Name: d.GetName(), Email: d.GetEmail(), DivisionID: div,
+			Title: d.GetTitle(), Department: d.GetDepartment()})
+		return err
+	})
+	if err != nil {
+		return failed(fmt.Errorf("create user %s: %w", d.GetEmail(), err))
+	}
+	u.id, u.found, u.user, u.act = gu.ID, foundCreated, gu, fresh()
+	// Record at once: a crash before the journal entry must not lose the id.
+	if err := r.e.deps.Store.PutTargetID(r.org, u.ext, u.id); err != nil {
+		return failed(err)
+	}
+	return stepResult{status: orgsyncv1.Status_STATUS_CHANGED, msg: "user " + d.GetEmail() + " created",
+		attrs: map[string]string{"found_by": foundCreated}}
+}
+
+func (u *userRun) setUser(gu *genesys.User) {
+	u.id, u.user, u.act = gu.ID, gu, fromUser(gu)
+}
+
+func extsOf(us []*userRun) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.ext
+	}
+	return out
+}
+
+// stampExternalID puts orgsync's external id on the user unless it was found
+// by it, or orgsync completed this very user before (baseline via translation).
+func (r *run) stampExternalID(ctx context.Context, u *userRun) stepResult {
+	if u.found == foundExternalID || (u.baseline != nil && (u.found == foundTranslation || u.found == foundJournal)) {
+		return changedIf(false, nil, "external id already stamped")
+	}
+	if r.dry {
+		return changedIf(true, []*orgsyncv1.FieldDiff{{Field: "externalId." + extid.Authority, Want: u.ext}}, "external id would be stamped")
+	}
+	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
+		_, err := r.c.AddUserExternalID(ctx, u.id, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext})
+		return err
+	})
+	if err != nil {
+		return failed(fmt.Errorf("stamp external id: %w", err))
+	}
+	return changedIf(true, nil, "external id stamped")
+}
+
+// assignLicenses gives every pending user the licenses it lacks, in one
+// POST /license/organization for the whole plan. Users just created lack
+// everything; users whose baseline holds the same licenses are trusted;
+// the others are read (GET /license/users/{id}).
+func (r *run) assignLicenses(ctx context.Context, pending []*userRun) map[*userRun]stepResult {
+	out := map[*userRun]stepResult{}
+	missing := map[*userRun][]string{}
+	var toRead []*userRun
+	for _, u := range pending {
+		if !u.included(orgsyncv1.Component_COMPONENT_LICENSE) && len(u.d.GetLicenseRefs()) == 0 {
+			out[u] = stepResult{status: orgsyncv1.Status_STATUS_SKIPPED, msg: "license not included"}
+			continue
+		}
+		switch {
+		case u.act.licenses != nil:
+		case u.trusted(func(a, b *orgsyncv1.UserConfig) bool { return sameRefs(a.GetLicenseRefs(), b.GetLicenseRefs()) }):
+			u.act.licenses = map[string]bool{}
+			for _, ref := range u.d.GetLicenseRefs() {
+				u.act.licenses[r.id(ref)] = true
+			}
+		case u.found == foundNew:
+			u.act.licenses = map[string]bool{}
+		default:
+			toRead = append(toRead, u)
+		}
+	}
+	read := r.forEach(ctx, toRead, func(ctx context.Context, u *userRun) stepResult {
+		var lu *genesys.LicenseUser
+		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+			lu, err = r.c.GetUserLicenses(ctx, u.id)
+			return err
+		})
+		if err != nil {
+			return failed(fmt.Errorf("read licenses: %w", err))
+		}
+		u.act.licenses = map[string]bool{}
+		for _, l := range lu.Licenses {
+			u.act.licenses[l.ID] = true
+		}
+		return stepResult{}
+	})
+	for u, res := range read {
+		if res.err != nil {
+			out[u] = res
+		}
+	}
+	byLicense := map[string][]string{}
+	var batch []*userRun
+	for _, u := range pending {
+		if _, done := out[u]; done {
+			continue
+		}
+		for _, ref := range u.d.GetLicenseRefs() {
+			id := r.id(ref)
+			if id == "" {
+				out[u] = failed(failUser("license %s is not resolved in %s", ref, r.org))
+				break
+			}
+			if !u.act.licenses[id] {
+				missing[u] = append(missing[u], id)
+				byLicense[id] = append(byLicense[id], u.id)
+			}
+		}
+		if _, done := out[u]; !done && len(missing[u]) > 0 {
+			batch = append(batch, u)
+		}
+	}
+	if len(byLicense) > 0 && !r.dry {
+		var assignments []genesys.LicenseAssignment
+		for _, lic := range sortedKeys(byLicense) {
+			assignments = append(assignments, genesys.LicenseAssignment{LicenseID: lic, UserIDsAdd: byLicense[lic]})
+		}
+		var statuses []genesys.LicenseUpdateStatus
+		err := r.m.call(ctx, extsOf(batch), func(ctx context.Context) (err error) {
+			statuses, err = r.c.AssignLicenses(ctx, assignments)
+			return err
+		})
+		if err != nil {
+			for _, u := range batch {
+				out[u] = failed(fmt.Errorf("assign licenses: %w", err))
+			}
+		}
+		bad := map[string]string{}
+		for _, s := range statuses {
+			if s.Result != "" && !strings.EqualFold(s.Result, "success") {
+				bad[s.UserID] = fmt.Sprintf("license %s: %s", s.LicenseID, s.Result)
+			}
+		}
+		for _, u := range batch {
+			if reason, ok := bad[u.id]; ok {
+				out[u] = failed(failUser("assign licenses: %s", reason))
+			}
+		}
+	}
+	for _, u := range pending {
+		if _, done := out[u]; done {
+			continue
+		}
+		var diffs []*orgsyncv1.FieldDiff
+		for _, id := range missing[u] {
+			diffs = append(diffs, &orgsyncv1.FieldDiff{Field: "licenses[" + id + "]", Want: id})
+			u.act.licenses[id] = true
+		}
+		out[u] = changedIf(len(diffs) > 0, diffs, fmt.Sprintf("%d license(s) assigned", len(diffs)))
+	}
+	return out
+}
+
+// waitActive waits until the user is readable and active; a user already
+// seen active (the create response, a read) costs nothing.
+func (r *run) waitActive(ctx context.Context, u *userRun) stepResult {
+	if u.user != nil && u.user.State == "active" {
+		return changedIf(false, nil, "user is active")
+	}
+	if r.dry {
+		return changedIf(false, nil, "user would be waited for")
+	}
+	var gu *genesys.User
+	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+		gu, err = r.c.WaitUserActive(ctx, u.id)
+		return err
+	})
+	if err != nil {
+		return failed(err)
+	}
+	u.user.State, u.user.Version = gu.State, gu.Version
+	return changedIf(false, nil, "user became active")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var _ = proto.Equal
