@@ -279,7 +279,7 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: ur.Status,
 			UserExternalId: u.ext, TargetUserId: u.id, Reason: ur.Reason, ApiCalls: ur.Calls,
 			Message: fmt.Sprintf("user %s %s", u.d.GetEmail(), statusWord(ur.Status)),
-			Done: int32(done), Total: int32(len(r.users))})
+			Done:    int32(done), Total: int32(len(r.users))})
 	}
 	res.Calls = r.m.plan().proto()
 	if len(retry) > 0 {

@@ -78,7 +78,9 @@ func (u *userRun) changed() bool {
 	return false
 }
 
-func (u *userRun) included(c orgsyncv1.Component) bool { return resolver.Included(u.up.GetInclude(), c) }
+func (u *userRun) included(c orgsyncv1.Component) bool {
+	return resolver.Included(u.up.GetInclude(), c)
+}
 
 // trusted reports whether the user's component c may be taken from the
 // baseline instead of read back: orgsync applied exactly this desired value
