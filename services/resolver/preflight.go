@@ -1,0 +1,160 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/orgsync/orgsync/pkg/extid"
+	"github.com/orgsync/orgsync/pkg/genesys"
+	"github.com/orgsync/orgsync/pkg/telemetry"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+// Missing is an object a plan needs that the target org lacks and orgsync
+// cannot create (roles, queues, divisions, license definitions).
+type Missing struct {
+	Type orgsyncv1.ResourceType
+	Name string
+}
+
+func (m Missing) String() string { return fmt.Sprintf("%s %q", extid.TypeName(m.Type), m.Name) }
+
+// PreflightError fails one target's plan before anything is written there.
+type PreflightError struct {
+	Target  string
+	Missing []Missing // in plan resource order
+}
+
+func (e *PreflightError) Error() string {
+	parts := make([]string, len(e.Missing))
+	for i, m := range e.Missing {
+		parts[i] = m.String()
+	}
+	return fmt.Sprintf("pre-flight: target %s lacks %d object(s) orgsync cannot create: %s",
+		e.Target, len(e.Missing), strings.Join(parts, ", "))
+}
+
+// mustPreexist lists the resource types a target must already hold.
+var mustPreexist = map[orgsyncv1.ResourceType]bool{
+	orgsyncv1.ResourceType_RESOURCE_TYPE_ROLE:     true,
+	orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE:    true,
+	orgsyncv1.ResourceType_RESOURCE_TYPE_DIVISION: true,
+	orgsyncv1.ResourceType_RESOURCE_TYPE_LICENSE:  true,
+}
+
+// Preflight checks, read-only, that every ROLE, QUEUE, DIVISION and LICENSE
+// resource of plan exists in the target (client c) under its exact name,
+// and records the target ids found in plan.KnownTargetIds (by external id).
+// Roles and queues are looked up by name (Genesys' name filter is a prefix
+// match, so the listing is compared exactly: "Billing Queue" never matches
+// "Billing Queue Overflow"); divisions and license definitions are listed
+// once. It returns a *PreflightError naming every missing object, or the
+// API error that prevented the check.
+func Preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan) error {
+	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "resolver.preflight")
+	defer span.End()
+	var divisions, licenses map[string]string // name → id, listed lazily once
+	var missing []Missing
+	known := map[string]string{}
+	for _, r := range plan.GetResources() {
+		if !mustPreexist[r.GetType()] {
+			continue
+		}
+		var id string
+		var found bool
+		var err error
+		switch r.GetType() {
+		case orgsyncv1.ResourceType_RESOURCE_TYPE_DIVISION:
+			if divisions == nil {
+				if divisions, err = listDivisions(ctx, c); err != nil {
+					return err
+				}
+			}
+			id, found = divisions[r.GetName()]
+		case orgsyncv1.ResourceType_RESOURCE_TYPE_LICENSE:
+			if licenses == nil {
+				if licenses, err = listLicenses(ctx, c); err != nil {
+					return err
+				}
+			}
+			id, found = licenses[r.GetName()]
+		case orgsyncv1.ResourceType_RESOURCE_TYPE_ROLE:
+			roles, err := c.ListRoles(ctx, r.GetName())
+			if err != nil {
+				return fmt.Errorf("pre-flight: look up role %q in %s: %w", r.GetName(), plan.GetTargetOrg(), err)
+			}
+			for _, x := range roles {
+				if x.Name == r.GetName() {
+					id, found = x.ID, true
+					break
+				}
+			}
+		case orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE:
+			queues, err := c.ListQueues(ctx, r.GetName())
+			if err != nil {
+				return fmt.Errorf("pre-flight: look up queue %q in %s: %w", r.GetName(), plan.GetTargetOrg(), err)
+			}
+			for _, x := range queues {
+				if x.Name == r.GetName() {
+					id, found = x.ID, true
+					break
+				}
+			}
+		}
+		if !found {
+			missing = append(missing, Missing{Type: r.GetType(), Name: r.GetName()})
+			continue
+		}
+		known[r.GetExternalId()] = id
+	}
+	if len(missing) > 0 {
+		return &PreflightError{Target: plan.GetTargetOrg(), Missing: missing}
+	}
+	if len(known) > 0 {
+		plan.KnownTargetIds = known
+	}
+	return nil
+}
+
+func listDivisions(ctx context.Context, c *genesys.Client) (map[string]string, error) {
+	all, err := c.ListDivisions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pre-flight: list divisions: %w", err)
+	}
+	out := make(map[string]string, len(all))
+	for _, d := range all {
+		out[d.Name] = d.ID
+	}
+	return out, nil
+}
+
+// listLicenses maps license definition ids (their cross-org name, e.g.
+// "cx2") to themselves.
+func listLicenses(ctx context.Context, c *genesys.Client) (map[string]string, error) {
+	all, err := c.ListLicenseDefinitions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pre-flight: list license definitions: %w", err)
+	}
+	out := make(map[string]string, len(all))
+	for _, l := range all {
+		out[l.ID] = l.ID
+	}
+	return out, nil
+}
+
+// isPermanentAPI reports errors no retry can fix: invalid input, or a 4xx
+// other than 408/429 (bad credentials, forbidden, ...).
+func isPermanentAPI(err error) bool {
+	if errors.Is(err, genesys.ErrInvalidArgument) {
+		return true
+	}
+	status := genesys.StatusOf(err)
+	var te *genesys.TokenError
+	if errors.As(err, &te) {
+		status = te.Status
+	}
+	return status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout
+}

@@ -1,0 +1,70 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/orgsync/orgsync/pkg/events"
+	"github.com/orgsync/orgsync/pkg/natsx"
+)
+
+const tracerName = "orgsync/resolver"
+
+// Service is the resolver: it consumes snapshots (orgsync.snapshot.>), and
+// for every target builds the plan, runs the pre-flight against the target
+// and publishes the plan on orgsync.plan.<target>, or fails that target.
+type Service struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	ready atomic.Bool
+}
+
+// New checks cfg and deps and returns an unstarted service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.JS == nil || deps.Clients == nil {
+		return nil, errors.New("resolver: Deps.JS and Deps.Clients are required")
+	}
+	if deps.Events == nil {
+		deps.Events = events.New(deps.JS)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg.WithDefaults(), deps: deps, log: deps.Logger.With("service", "resolver")}, nil
+}
+
+// Ready reports whether the snapshot consumer is bound.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+func (s *Service) spec() natsx.ConsumerSpec {
+	return natsx.ConsumerSpec{
+		Stream: natsx.StreamSnapshots, Durable: Durable,
+		FilterSubjects: []string{natsx.SubjectRoot + ".snapshot.>"},
+		AckWait:        s.cfg.AckWait, InProgressEvery: s.cfg.InProgressEvery, MaxDeliver: s.cfg.MaxDeliver,
+		Backoff: s.cfg.Backoff, Concurrency: s.cfg.Concurrency, Logger: s.log,
+		OnTerminate: s.onTerminated,
+	}
+}
+
+// Run ensures the streams, binds the consumer and handles snapshots until
+// ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, s.cfg.Topology); err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	spec := s.spec()
+	// Bind up front so Ready means "bound" (Consume's create is then a no-op).
+	if _, err := s.deps.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.ConsumerConfig()); err != nil {
+		return fmt.Errorf("resolver: create consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	return natsx.Consume(ctx, s.deps.JS, spec, s.handleSnapshot)
+}
