@@ -174,7 +174,9 @@ func validateSnapshot(snap *orgsyncv1.Snapshot, subjectOrg string) error {
 }
 
 // planID is BuildPlan's plan id, for events of targets that got no plan.
-func planID(snap *orgsyncv1.Snapshot, target string) string { return snap.GetRequestId() + "|" + target }
+func planID(snap *orgsyncv1.Snapshot, target string) string {
+	return snap.GetRequestId() + "|" + target
+}
 
 func uniqueSorted(in []string) []string {
 	seen := map[string]bool{}
