@@ -30,7 +30,7 @@ func UserAuditTopic(userID string) string { return "v2.audits.entitytype.USER.en
 // notifier holds the Notifications API state of all orgs: channels, their
 // subscriptions and their WebSocket connection. Lock order: org.mu (held by
 // API handlers) before notifier.mu; nothing holding notifier.mu takes an
-// org lock.
+// org lock or Sim.mu.
 type notifier struct {
 	mu       sync.Mutex
 	channels map[string]*channel // channel id -> channel
@@ -77,13 +77,14 @@ func (n *notifier) sweepLocked(now time.Time) {
 	}
 }
 
-// channelFor returns the live channel id owned by the calling token's org
-// and OAuth client, or a 404: channels of other clients and orgs do not
-// exist for the caller.
-func (s *Sim) channelForLocked(r *http.Request, o *org, id string) (*channel, *apiError) {
+// channelForLocked returns the live channel id owned by org o and OAuth
+// client clientID, or a 404: channels of other clients and orgs do not
+// exist for the caller. notifier.mu must be held (and no Sim.mu taken
+// under it: callers resolve the token before locking).
+func (s *Sim) channelForLocked(o *org, clientID, id string) (*channel, *apiError) {
 	s.notif.sweepLocked(s.now())
 	c := s.notif.channels[id]
-	if c == nil || c.orgID != o.id || c.clientID != s.tokenFrom(r).clientID {
+	if c == nil || c.orgID != o.id || c.clientID != clientID {
 		return nil, notFound("notification channel %s not found (it may have expired)", id)
 	}
 	return c, nil
@@ -172,9 +173,10 @@ func (s *Sim) listChannels(r *http.Request, o *org) (int, any, *apiError) {
 // HEAD /api/v2/notifications/channels/{channelId}: 200 while the channel
 // lives, 404 once expired or for foreign ids.
 func (s *Sim) headChannel(r *http.Request, o *org) (int, any, *apiError) {
+	clientID := s.tokenFrom(r).clientID
 	s.notif.mu.Lock()
 	defer s.notif.mu.Unlock()
-	if _, err := s.channelForLocked(r, o, r.PathValue("channelId")); err != nil {
+	if _, err := s.channelForLocked(o, clientID, r.PathValue("channelId")); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, nil, nil
@@ -182,9 +184,10 @@ func (s *Sim) headChannel(r *http.Request, o *org) (int, any, *apiError) {
 
 // GET /api/v2/notifications/channels/{channelId}/subscriptions
 func (s *Sim) listSubscriptions(r *http.Request, o *org) (int, any, *apiError) {
+	clientID := s.tokenFrom(r).clientID
 	s.notif.mu.Lock()
 	defer s.notif.mu.Unlock()
-	c, err := s.channelForLocked(r, o, r.PathValue("channelId"))
+	c, err := s.channelForLocked(o, clientID, r.PathValue("channelId"))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -193,9 +196,10 @@ func (s *Sim) listSubscriptions(r *http.Request, o *org) (int, any, *apiError) {
 
 // DELETE /api/v2/notifications/channels/{channelId}/subscriptions
 func (s *Sim) deleteSubscriptions(r *http.Request, o *org) (int, any, *apiError) {
+	clientID := s.tokenFrom(r).clientID
 	s.notif.mu.Lock()
 	defer s.notif.mu.Unlock()
-	c, err := s.channelForLocked(r, o, r.PathValue("channelId"))
+	c, err := s.channelForLocked(o, clientID, r.PathValue("channelId"))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -239,10 +243,10 @@ func (s *Sim) subscribe(replace bool) apiFunc {
 			}
 			rejected = append(rejected, map[string]any{"id": t.ID, "state": "Rejected", "rejectionReason": reason})
 		}
-		now := s.now()
+		now, clientID := s.now(), s.tokenFrom(r).clientID
 		s.notif.mu.Lock()
 		defer s.notif.mu.Unlock()
-		c, err := s.channelForLocked(r, o, r.PathValue("channelId"))
+		c, err := s.channelForLocked(o, clientID, r.PathValue("channelId"))
 		if err != nil {
 			return 0, nil, err
 		}
