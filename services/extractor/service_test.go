@@ -6,12 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/extractor"
+	"github.com/orgsync/orgsync/services/gcsim"
 )
 
 func cloneRequest(id string, users ...*orgsyncv1.UserSelector) *orgsyncv1.CloneRequest {
@@ -225,5 +228,27 @@ func TestBadCloneRequestsFailOnceWithReason(t *testing.T) {
 	}
 	if recs, _ := e.svc.Tracking().List(ctx, "src"); len(recs) != 0 {
 		t.Errorf("bad requests tracked users: %+v", recs)
+	}
+}
+
+func TestTransientSourceErrorsAreRedeliveredNotFailed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if err := e.sim.SetFaults(sourceOrgID, gcsim.Faults{ErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishClone(cloneRequest("req-flaky", byID(janeID)), "req-flaky")
+	natsxtest.Eventually(t, 15*time.Second, "request redelivered after 503s", func() bool {
+		return e.consumer(natsx.StreamClone, extractor.CloneDurable).NumRedelivered > 0
+	})
+	if err := e.sim.SetFaults(sourceOrgID, gcsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSettled(natsx.StreamClone, extractor.CloneDurable)
+	if snaps := e.snapshots("src"); len(snaps) != 1 || snaps[0].GetRequestId() != "req-flaky" {
+		t.Fatalf("snapshots after recovery: %v", snaps)
+	}
+	if evs := e.eventsWhere(func(ev *orgsyncv1.Event) bool { return ev.GetStatus() == orgsyncv1.Status_STATUS_FAILED }); len(evs) != 0 {
+		t.Errorf("transient errors reported as failure: %v", evs)
 	}
 }
