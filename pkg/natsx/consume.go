@@ -372,6 +372,7 @@ func (r *runner) handle(ctx context.Context, jm jetstream.Msg) {
 		))
 	defer span.End()
 
+	began := time.Now()
 	var err error
 	if metaErr != nil {
 		err = Permanent(fmt.Errorf("natsx: %s is not a JetStream message: %w", jm.Subject(), metaErr))
@@ -385,21 +386,31 @@ func (r *runner) handle(ctx context.Context, jm jetstream.Msg) {
 		}
 	}
 
+	took := time.Since(began)
+	outcome := OutcomeRetry
+	defer func() {
+		observeDelivery(hctx, Delivery{Stream: r.spec.Stream, Consumer: r.spec.Durable, Subject: jm.Subject(),
+			Delivered: m.Delivered(), Outcome: outcome, Duration: took, Err: err})
+	}()
 	switch {
 	case err == nil:
+		outcome = OutcomeAcked
 		if aerr := jm.Ack(); aerr != nil {
 			r.log.Warn("natsx: ack failed; the message will be redelivered (handlers are idempotent)", "msg", m.String(), "err", aerr)
 		}
 		return
 	case IsPermanent(err):
+		outcome = OutcomeTerminated
 		span.SetStatus(codes.Error, err.Error())
 		r.terminate(hctx, m, err)
 	case ctx.Err() != nil:
 		// Shutdown interrupted the handler (ctx is the handlers' ctx,
 		// cancelled only on stop): not the message's fault.
+		outcome = OutcomeInterrupted
 		span.SetStatus(codes.Error, "interrupted by shutdown")
 		r.nak(jm, 0)
 	case r.spec.MaxDeliver > 0 && m.Delivered() >= uint64(r.spec.MaxDeliver):
+		outcome = OutcomeTerminated
 		span.SetStatus(codes.Error, err.Error())
 		r.terminate(hctx, m, fmt.Errorf("%w (%d attempts), last error: %w", ErrMaxDeliveries, m.Delivered(), err))
 	default:

@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 )
 
@@ -48,6 +49,11 @@ func runConsumer(t *testing.T, js jetstream.JetStream, spec natsx.ConsumerSpec, 
 		})
 	}
 	t.Cleanup(stop)
+	// Return once the durable exists, so tests can inspect it right away.
+	natsxtest.Eventually(t, 10*time.Second, "consumer "+spec.Durable+" created", func() bool {
+		_, err := js.Consumer(context.Background(), spec.Stream, spec.Durable)
+		return err == nil
+	})
 	return stop
 }
 

@@ -63,7 +63,10 @@ func pinnedFailover(t *testing.T, crash bool) {
 	spec.Pinned = true
 	spec.PinnedTTL = time.Minute // a clean stop must not need it
 	if crash {
+		// A dead client keeps the pin for PinnedTTL, and a message the
+		// server handed it just before it died comes back after AckWait.
 		spec.PinnedTTL = time.Second
+		spec.AckWait = 2 * time.Second
 	}
 	var rec receipts
 	// A starts first and gets pinned by the first message; B then joins as
