@@ -133,10 +133,16 @@ func (e *Engine) Apply(ctx context.Context, plan *orgsyncv1.Plan) (*PlanResult, 
 	}
 	defer release()
 	for _, ph := range phases {
-		r.runPhase(ctx, ph)
-		if ctx.Err() != nil {
+		if err := ctx.Err(); err != nil {
+			// Stopped between steps: whoever has not failed resumes later.
+			for _, u := range r.users {
+				if u.alive() {
+					u.retry = fmt.Errorf("stopped before step %s: %w", stepName(ph.kind), err)
+				}
+			}
 			break
 		}
+		r.runPhase(ctx, ph)
 	}
 	res, err := r.finish(ctx)
 	if err != nil {

@@ -111,8 +111,14 @@ func (s *Service) Run(ctx context.Context) error {
 			defer wg.Done()
 			s.bound.Add(1)
 			defer s.bound.Add(-1)
-			errs[i] = natsx.Consume(ctx, s.deps.JS, spec, func(ctx context.Context, m natsx.Msg) error {
-				return s.handle(ctx, org, m)
+			errs[i] = natsx.Consume(ctx, s.deps.JS, spec, func(hctx context.Context, m natsx.Msg) error {
+				// Stopping aborts running plans at once instead of letting
+				// them finish during the drain: the journal makes the
+				// redelivery (here or on the standby) resume where they stopped.
+				hctx, cancel := context.WithCancel(hctx)
+				defer context.AfterFunc(ctx, cancel)()
+				defer cancel()
+				return s.handle(hctx, org, m)
 			})
 		}()
 	}
