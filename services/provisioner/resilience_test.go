@@ -192,4 +192,3 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Error("dry run created John")
 	}
 }
-
