@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/orgsync/orgsync/pkg/genesys"
@@ -55,6 +56,16 @@ func (r *run) applyProfile(ctx context.Context, u *userRun) stepResult {
 		case "manager":
 			patch.Manager = &v
 		}
+	}
+	// A user about to get a work number gets it with this PATCH rather than
+	// a second one (the phone step, which depends on this one, then finds
+	// the number in place): one write instead of two per new user.
+	if typ, ok := r.wantsNewPhone(u); ok {
+		res := r.patchWithNumber(ctx, u, typ, patch, diffs)
+		if res.err == nil {
+			res.msg, res.reason = "profile updated, "+res.msg, reason
+		}
+		return res
 	}
 	var gu *genesys.User
 	err = r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
@@ -150,6 +161,33 @@ func (r *run) applyPhone(ctx context.Context, u *userRun) stepResult {
 	if cur, ok := workPhone(u.user, typ); ok {
 		return changedIf(false, nil, "user keeps number "+cur.Address)
 	}
+	return r.patchWithNumber(ctx, u, typ, genesys.UserPatch{}, nil)
+}
+
+// wantsNewPhone reports whether the phone step will have to give u a number
+// (it is included, pending and u has none), and of which address type.
+func (r *run) wantsNewPhone(u *userRun) (string, bool) {
+	stepID, ok := u.steps[orgsyncv1.StepKind_STEP_KIND_PHONE]
+	if !ok || len(u.d.GetPhones()) == 0 || r.dry {
+		return "", false
+	}
+	if _, done, err := r.e.deps.Store.StepDone(r.org, r.plan.GetPlanId(), u.ext, stepID); err != nil || done {
+		return "", false
+	}
+	typ := u.d.GetPhones()[0].GetType()
+	if typ == "" {
+		typ = "WORK"
+	}
+	if _, has := workPhone(u.user, typ); has {
+		return "", false
+	}
+	return typ, true
+}
+
+// patchWithNumber PATCHes the user with patch plus a free number as its
+// phone of type typ, moving on to the next free number on a 409 (taken
+// meanwhile), and records the choice as an AUDIT event.
+func (r *run) patchWithNumber(ctx context.Context, u *userRun, typ string, patch genesys.UserPatch, diffs []*orgsyncv1.FieldDiff) stepResult {
 	for attempt := 0; ; attempt++ {
 		number, err := r.nextDID(ctx, u)
 		if err != nil {
@@ -158,9 +196,9 @@ func (r *run) applyPhone(ctx context.Context, u *userRun) stepResult {
 		if number == "" {
 			return failed(failUser("no free DID left in %s for %s", r.org, u.d.GetEmail()))
 		}
-		diffs := []*orgsyncv1.FieldDiff{{Field: "addresses[PHONE/" + typ + "]", Want: number}}
+		all := append(slices.Clone(diffs), &orgsyncv1.FieldDiff{Field: "addresses[PHONE/" + typ + "]", Want: number})
 		if r.dry {
-			return changedIf(true, diffs, "would assign "+number)
+			return changedIf(true, all, "would assign "+number)
 		}
 		addrs := make([]genesys.Contact, 0, len(u.user.Addresses)+1)
 		for _, a := range u.user.Addresses {
@@ -169,23 +207,24 @@ func (r *run) applyPhone(ctx context.Context, u *userRun) stepResult {
 			}
 		}
 		addrs = append(addrs, genesys.Contact{Address: number, MediaType: "PHONE", Type: typ})
+		patch.Addresses = &addrs
 		var gu *genesys.User
 		err = r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
-			gu, err = r.c.PatchUserAtVersion(ctx, u.id, u.user.Version, genesys.UserPatch{Addresses: &addrs})
+			gu, err = r.c.PatchUserAtVersion(ctx, u.id, u.user.Version, patch)
 			return err
 		})
 		if genesys.IsConflict(err) && attempt < 20 {
 			continue // taken meanwhile: next number
 		}
 		if err != nil {
-			return failed(fmt.Errorf("assign number %s: %w", number, err))
+			return failed(fmt.Errorf("patch user with number %s: %w", number, err))
 		}
 		u.absorb(gu)
 		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_AUDIT, Status: orgsyncv1.Status_STATUS_CHANGED,
 			UserExternalId: u.ext, TargetUserId: u.id, Step: u.steps[orgsyncv1.StepKind_STEP_KIND_PHONE],
 			Message:    fmt.Sprintf("assigned %s to %s as %s phone", number, u.d.GetEmail(), typ),
 			Attributes: map[string]string{"number": number, "type": typ, "source_number": u.d.GetPhones()[0].GetSourceNumber(), "attempts": fmt.Sprint(attempt + 1)}})
-		res := changedIf(true, diffs, "assigned "+number)
+		res := changedIf(true, all, "assigned "+number)
 		res.attrs = map[string]string{"number": number}
 		return res
 	}
