@@ -27,6 +27,7 @@ import (
 
 	"github.com/orgsync/orgsync/pkg/authclient"
 	"github.com/orgsync/orgsync/pkg/events"
+	"github.com/orgsync/orgsync/pkg/metrics"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgconfig"
 	"github.com/orgsync/orgsync/pkg/orgs"
@@ -226,12 +227,14 @@ func NewEnv(ctx context.Context, nc *nats.Conn, cfg *orgconfig.Config, topo nats
 		return nil, fmt.Errorf("token bucket %s: %w", natsx.TokenBucket, err)
 	}
 	tokenSources := func(org string) oauth2.TokenSource { return authclient.TokenSource(nc, kv, org) }
-	reg := orgs.NewRegistry(cfg.OrgConfigs(), append([]orgs.Option{orgs.WithTokenSources(tokenSources)}, opts...)...)
+	metrics.ObserveDeliveries()
+	reg := orgs.NewRegistry(cfg.OrgConfigs(), append([]orgs.Option{orgs.WithTokenSources(tokenSources), orgs.WithObserver(metrics.GenesysCall)}, opts...)...)
+	metrics.WatchLimiters(reg)
 	return &Env{NC: nc, JS: js, Logger: logger, Topology: topo, Orgs: cfg, Clients: reg, Events: events.New(js)}, nil
 }
 
 // ServeHealth serves /healthz (the process is up), /readyz (connected to NATS
-// and the service is ready) on addr.
+// and the service is ready) and /metrics on addr.
 func ServeHealth(addr string, nc *nats.Conn, svc Runnable, logger *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -246,9 +249,11 @@ func ServeHealth(addr string, nc *nats.Conn, svc Runnable, logger *slog.Logger) 
 	return func() { _ = srv.Close() }, nil
 }
 
-// HealthHandler answers /healthz and /readyz.
+// HealthHandler answers /healthz, /readyz and /metrics (Prometheus text
+// format, pkg/metrics).
 func HealthHandler(nc *nats.Conn, svc Runnable) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})

@@ -1,0 +1,170 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orgsync/orgsync/pkg/genesys"
+	"github.com/orgsync/orgsync/pkg/metrics"
+	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
+	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/services/gcsim"
+)
+
+// scrape fetches /metrics over real HTTP and returns the body.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics = %d: %s", res.StatusCode, body)
+	}
+	return string(body)
+}
+
+// value returns the value of the first series whose name is name and whose
+// labels include every want label, or -1 when none matches.
+func value(body, name string, want map[string]string) float64 {
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `\{([^}]*)\} (\S+)$`)
+	for _, line := range strings.Split(body, "\n") {
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			if !strings.Contains(m[1], k+`="`+v+`"`) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			f, _ := strconv.ParseFloat(m[2], 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// TestScrapeAfterWork runs real work — messages through natsx.Consume on an
+// embedded nats-server, Genesys API calls against gcsim (one of them
+// throttled), a plan duration, a token refresh — and then finds every series
+// an operator's dashboard needs on /metrics.
+func TestScrapeAfterWork(t *testing.T) {
+	metrics.ObserveDeliveries()
+	srv := httptest.NewServer(metrics.Handler())
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Messages: two succeed, one is terminated as permanent.
+	_, js := natsxtest.Start(t)
+	for i, body := range []string{"ok-1", "ok-2", "bad"} {
+		if _, err := js.Publish(ctx, "orgsync.plan.metricsorg", []byte(body), jetstream.WithMsgID("m"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- natsx.Consume(cctx, js, natsx.ConsumerSpec{Stream: natsx.StreamPlans, Durable: "metrics-test"}, func(_ context.Context, m natsx.Msg) error {
+			if string(m.Data()) == "bad" {
+				return natsx.Permanent(errors.New("bad payload"))
+			}
+			return nil
+		})
+	}()
+	labels := map[string]string{"stream": "PLANS", "consumer": "metrics-test", "subject": "orgsync.plan.metricsorg"}
+	natsxtest.Eventually(t, 10*time.Second, "3 deliveries observed", func() bool {
+		body := scrape(t, srv.URL)
+		return value(body, "orgsync_messages_processed_total", labels) == 2 &&
+			value(body, "orgsync_messages_failed_total", map[string]string{"consumer": "metrics-test", "outcome": "terminated"}) == 1
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Genesys calls: gcsim allows 2 requests per token per minute, so the
+	// third is a 429 (one attempt only: no retry wait in the test).
+	sim, err := gcsim.New(gcsim.Config{RateLimitPerMinute: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.LoadFixture(gcsim.DemoFixture()); err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sim.Handler())
+	t.Cleanup(api.Close)
+	reg := orgs.NewRegistry(map[string]genesys.OrgConfig{
+		"metrics-t1": {APIBaseURL: api.URL, LoginBaseURL: api.URL, ClientID: "target1-client", ClientSecret: "target1-secret"},
+	}, orgs.WithObserver(metrics.GenesysCall), orgs.WithClientOptions(genesys.WithRetryPolicy(genesys.RetryPolicy{MaxAttempts: 1})))
+	metrics.WatchLimiters(reg)
+	c, err := reg.Client("metrics-t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := c.ListSkills(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.ListSkills(ctx, ""); err == nil {
+		t.Fatal("third call within the minute was not throttled by gcsim")
+	}
+
+	metrics.PlanDuration(ctx, "metrics-t1", 1500*time.Millisecond, metrics.PlanSucceeded)
+	metrics.TokenRefreshed(ctx, "metrics-t1", true)
+	metrics.DeadLetterCaptured(ctx, "PLANS", "metrics-test", "terminated")
+
+	body := scrape(t, srv.URL)
+	org := map[string]string{"org": "metrics-t1"}
+	checks := []struct {
+		name   string
+		labels map[string]string
+		want   float64 // -1: only present
+	}{
+		{"orgsync_genesys_api_calls_total", map[string]string{"org": "metrics-t1", "operation": "GET /api/v2/routing/skills", "status_class": "2xx"}, 2},
+		{"orgsync_genesys_api_calls_total", map[string]string{"org": "metrics-t1", "status_class": "4xx"}, 1},
+		{"orgsync_genesys_throttled_total", map[string]string{"org": "metrics-t1", "operation": "GET /api/v2/routing/skills"}, 1},
+		{"orgsync_genesys_api_call_duration_seconds_count", map[string]string{"org": "metrics-t1", "status_class": "2xx"}, 2},
+		{"orgsync_genesys_api_call_duration_seconds_count", map[string]string{"org": "metrics-t1", "status_class": "4xx"}, 1},
+		{"orgsync_genesys_ratelimit_rate", org, -1},
+		{"orgsync_genesys_ratelimit_wait_seconds_total", org, -1},
+		{"orgsync_plan_duration_seconds_count", map[string]string{"org": "metrics-t1", "status": "succeeded"}, 1},
+		{"orgsync_plan_duration_seconds_sum", map[string]string{"org": "metrics-t1", "status": "succeeded"}, 1.5},
+		{"orgsync_auth_tokens_refreshed_total", map[string]string{"org": "metrics-t1", "outcome": "ok"}, 1},
+		{"orgsync_deadletters_captured_total", map[string]string{"stream": "PLANS", "kind": "terminated"}, 1},
+		{"orgsync_message_handle_duration_seconds_count", map[string]string{"consumer": "metrics-test", "outcome": "acked"}, 2},
+	}
+	for _, c := range checks {
+		got := value(body, c.name, c.labels)
+		if got < 0 || (c.want >= 0 && got != c.want) {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if value(body, "orgsync_genesys_ratelimit_rate", org) <= 0 {
+		t.Errorf("rate-limit budget of metrics-t1 not exported as a positive rate")
+	}
+	if !strings.Contains(body, "go_goroutines") {
+		t.Error("Go runtime metrics missing")
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", body)
+	}
+}
