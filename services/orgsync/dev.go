@@ -39,6 +39,10 @@ type DevConfig struct {
 	Orgs *orgconfig.Config
 	// Fixture for gcsim; nil means gcsim.DemoFixture(). Ignored with Orgs.
 	Fixture *gcsim.Fixture
+	// EditOrgs, when set, may change the org registry derived from the
+	// fixture before it is validated (tests: an org without credentials).
+	// simURL is gcsim's base URL. Ignored with Orgs.
+	EditOrgs func(simURL string, orgs map[string]orgconfig.Org)
 	// Sim configures gcsim (latency, rate limit, eventual consistency).
 	Sim gcsim.Config
 	// GcsimAddr is gcsim's listen address; default "127.0.0.1:0" (a free port).
@@ -205,6 +209,9 @@ func (d *Dev) startSim(cfg DevConfig) error {
 		}
 		d.OrgIDs[key] = o.ID
 	}
+	if cfg.EditOrgs != nil {
+		cfg.EditOrgs(d.SimURL, entries)
+	}
 	d.Orgs, err = orgconfig.New(entries)
 	if err != nil {
 		return fmt.Errorf("dev: org registry for gcsim: %w", err)
@@ -357,8 +364,14 @@ func (d *Dev) WriteOrgsFile(path string) error {
 
 // Close stops every service, gcsim and the server. It is safe to call twice.
 func (d *Dev) Close() {
-	for _, name := range d.Running() {
-		_ = d.StopService(name)
+	running := map[string]bool{}
+	for _, n := range d.Running() {
+		running[n] = true
+	}
+	for i := len(d.cfg.Commands) - 1; i >= 0; i-- { // reverse start order: auth last
+		if name := d.cfg.Commands[i].Name; running[name] {
+			_ = d.StopService(name)
+		}
 	}
 	if d.stopSim != nil {
 		d.stopSim()

@@ -1,7 +1,9 @@
 package orgsync
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/vbauerster/mpb/v8"
@@ -9,11 +11,12 @@ import (
 )
 
 // progressView shows one progress bar per target org (users finished out
-// of users planned) with the target's status, using mpb. On a terminal the
-// bars redraw live; on anything else mpb renders them once, at the end, so
-// logs and pipes stay readable.
+// of users planned) with the target's status, using mpb, redrawn live on a
+// terminal. On anything else (pipes, CI logs) it prints one line per target
+// as the target finishes instead, so logs stay readable.
 type progressView struct {
-	p     *mpb.Progress
+	p     *mpb.Progress // nil: line mode
+	out   io.Writer
 	users int // users of the request: the bars' total until a plan says otherwise
 
 	mu   sync.Mutex
@@ -29,7 +32,14 @@ type targetBar struct {
 
 // newProgressView starts the bars for targets (in that order) on out.
 func newProgressView(out io.Writer, targets []string, users int) *progressView {
-	v := &progressView{p: mpb.New(mpb.WithOutput(out), mpb.WithWidth(40)), users: users, bars: map[string]*targetBar{}}
+	v := &progressView{out: out, users: users, bars: map[string]*targetBar{}}
+	if !isTerminal(out) {
+		for _, t := range targets {
+			v.bars[t] = &targetBar{status: "pending", total: int64(max(users, 1))}
+		}
+		return v
+	}
+	v.p = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
 	width := 0
 	for _, t := range targets {
 		width = max(width, len(t))
@@ -62,17 +72,22 @@ func (v *progressView) update(r *Report) {
 		if !ok || tb.done {
 			continue
 		}
+		if v.p == nil {
+			if t.terminal {
+				tb.done = true
+				line := fmt.Sprintf("  %s: %s (%d/%d users)", t.Org, t.Status, countFinished(t), max(t.Total, len(t.Users)))
+				if t.Reason != "" {
+					line += ": " + oneLine(t.Reason)
+				}
+				fmt.Fprintln(v.out, line)
+			}
+			continue
+		}
 		if t.Total > 0 && int64(t.Total) != tb.total {
 			tb.total = int64(t.Total)
 			tb.bar.SetTotal(tb.total, false)
 		}
-		finished := 0
-		for _, u := range t.Users {
-			if u.terminal {
-				finished++
-			}
-		}
-		finished = max(finished, t.Done)
+		finished := countFinished(t)
 		tb.bar.SetCurrent(int64(finished))
 		tb.status = t.Status
 		if t.terminal {
@@ -86,7 +101,7 @@ func (v *progressView) update(r *Report) {
 			}
 		}
 	}
-	if r.Complete() {
+	if r.Complete() && v.p != nil {
 		for _, tb := range v.bars {
 			if !tb.done {
 				tb.done = true
@@ -99,6 +114,9 @@ func (v *progressView) update(r *Report) {
 
 // close stops the bars (aborting unfinished ones) and waits for the last render.
 func (v *progressView) close() {
+	if v.p == nil {
+		return
+	}
 	v.mu.Lock()
 	for _, tb := range v.bars {
 		if !tb.done {
@@ -108,4 +126,25 @@ func (v *progressView) close() {
 	}
 	v.mu.Unlock()
 	v.p.Wait()
+}
+
+// countFinished is the number of users of t with a final status.
+func countFinished(t *TargetReport) int {
+	n := 0
+	for _, u := range t.Users {
+		if u.terminal {
+			n++
+		}
+	}
+	return max(n, t.Done)
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

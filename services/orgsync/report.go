@@ -115,7 +115,7 @@ func StatusName(s orgsyncv1.Status) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "STATUS_"))
 }
 
-func isTerminal(s orgsyncv1.Status) bool {
+func isFinal(s orgsyncv1.Status) bool {
 	return s != orgsyncv1.Status_STATUS_UNSPECIFIED && s != orgsyncv1.Status_STATUS_RUNNING
 }
 
@@ -188,11 +188,11 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		if int(e.GetDone()) > t.Done {
 			t.Done = int(e.GetDone())
 		}
-		if t.terminal && !isTerminal(e.GetStatus()) {
+		if t.terminal && !isFinal(e.GetStatus()) {
 			return
 		}
 		t.Status = StatusName(e.GetStatus())
-		t.terminal = isTerminal(e.GetStatus())
+		t.terminal = isFinal(e.GetStatus())
 		if e.GetReason() != "" {
 			t.Reason = e.GetReason()
 		}
@@ -215,11 +215,11 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		if int(e.GetDone()) > t.Done {
 			t.Done = int(e.GetDone())
 		}
-		if u.terminal && !isTerminal(e.GetStatus()) {
+		if u.terminal && !isFinal(e.GetStatus()) {
 			return
 		}
 		u.Status = StatusName(e.GetStatus())
-		u.terminal = isTerminal(e.GetStatus())
+		u.terminal = isFinal(e.GetStatus())
 		u.Reason = e.GetReason()
 		if e.GetApiCalls() != nil {
 			u.APICalls = usageOf(e.GetApiCalls())

@@ -1,0 +1,16 @@
+package orgsync
+
+import (
+	"github.com/orgsync/orgsync/pkg/service"
+	"github.com/orgsync/orgsync/services/auth"
+	"github.com/orgsync/orgsync/services/extractor"
+	"github.com/orgsync/orgsync/services/provisioner"
+	"github.com/orgsync/orgsync/services/resolver"
+)
+
+// ServiceCommands are the services `orgsync dev` runs, in start order: the
+// auth service first (everyone needs tokens), the provisioner before the
+// resolver so plans find their consumer.
+func ServiceCommands() []service.Command {
+	return []service.Command{auth.Command(), extractor.Command(), provisioner.Command(), resolver.Command()}
+}
