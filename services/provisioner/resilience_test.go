@@ -192,3 +192,48 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Error("dry run created John")
 	}
 }
+
+// TestUserFailureDoesNotStopOthers: policy FAIL refuses the pre-existing
+// same-email Jane of target 1; John is still provisioned, the plan is acked
+// and its TARGET event is FAILED with the counts.
+func TestUserFailureDoesNotStopOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	e.start(Config{Orgs: []string{"t1"}}, nil)
+	snap := demoSnapshot("req-policy")
+	snap.Options = &orgsyncv1.CloneOptions{ExistingUsers: orgsyncv1.ExistingUserPolicy_EXISTING_USER_POLICY_FAIL}
+	p := planFor(t, snap, "t1")
+	e.publish(p)
+	ev := e.waitTarget(p.GetPlanId())
+	if ev.GetStatus() != orgsyncv1.Status_STATUS_FAILED || ev.GetDone() != 2 || ev.GetReason() != "1 of 2 users failed" {
+		t.Fatalf("TARGET %v done %d reason %q", ev.GetStatus(), ev.GetDone(), ev.GetReason())
+	}
+	for _, u := range e.eventsOf(p.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_USER) {
+		jane := u.GetUserExternalId() == extid.User(src, "jane.doe@acme.example")
+		if jane != (u.GetStatus() == orgsyncv1.Status_STATUS_FAILED) || (jane && !strings.Contains(u.GetReason(), "policy is FAIL")) {
+			t.Errorf("USER %s: %v %q", u.GetUserExternalId(), u.GetStatus(), u.GetReason())
+		}
+	}
+	john, ok := e.sim.UserByEmail(targetIDs["t1"], "john.smith@acme.example")
+	if !ok || john.Team != "Billing Team" || len(john.Skills) != 2 {
+		t.Errorf("John not provisioned: %+v", john)
+	}
+	legacy, _ := e.sim.UserByEmail(targetIDs["t1"], "jane.doe@acme.example")
+	if legacy.Name != "Jane Doe (legacy)" || len(legacy.Skills) != 0 || len(legacy.ExternalIDs) != 0 {
+		t.Errorf("refused Jane was touched: %+v", legacy)
+	}
+}
+
+// TestEventualConsistencyAfterCreate: users invisible (404) and inactive for
+// a while after creation are waited for, not failed.
+func TestEventualConsistencyAfterCreate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{NotFoundAfterCreate: 150 * time.Millisecond, ActivationDelay: 300 * time.Millisecond})
+	e.start(Config{Orgs: []string{"t3"}}, nil)
+	p := planFor(t, demoSnapshot("req-ec"), "t3")
+	e.publish(p)
+	if ev := e.waitTarget(p.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_CHANGED {
+		t.Fatalf("TARGET %v %q", ev.GetStatus(), ev.GetReason())
+	}
+	expectDemo(t, e, "t3")
+}
