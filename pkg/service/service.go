@@ -26,6 +26,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/orgsync/orgsync/pkg/authclient"
+	"github.com/orgsync/orgsync/pkg/deadletter"
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/metrics"
 	"github.com/orgsync/orgsync/pkg/natsx"
@@ -179,6 +180,7 @@ func Run(ctx context.Context, cmd Command, args []string, stderr io.Writer) erro
 		defer stopHTTP()
 	}
 	logger.Info("starting", "nats", redactURL(flags.NATSURL), "orgs", env.Orgs.Keys())
+	defer StartDeadLetterCapture(ctx, env)()
 	err = svc.Run(ctx)
 	logger.Info("stopped", "err", err)
 	return err
@@ -220,6 +222,11 @@ func NewEnv(ctx context.Context, nc *nats.Conn, cfg *orgconfig.Config, topo nats
 		return nil, err
 	}
 	if err := natsx.EnsureStreams(ctx, js, topo); err != nil {
+		return nil, err
+	}
+	// The advisory stream must exist before any message can fail, or its
+	// dead-letter advisory is lost.
+	if _, err := deadletter.Ensure(ctx, js, topo); err != nil {
 		return nil, err
 	}
 	kv, err := js.KeyValue(ctx, natsx.TokenBucket)
@@ -286,4 +293,23 @@ func redactURL(u string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// StartDeadLetterCapture runs a dead-letter capturer (pkg/deadletter) in the
+// background until ctx is done; every service process runs one (they share
+// a durable consumer, recording is idempotent). The returned function waits
+// for it to stop. Run calls it; `orgsync dev` calls it once for its process.
+func StartDeadLetterCapture(ctx context.Context, env *Env) (wait func()) {
+	logger := env.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := deadletter.Capture(ctx, env.JS, deadletter.Options{Topology: env.Topology, Logger: logger}); err != nil {
+			logger.Error("dead-letter capture stopped", "err", err)
+		}
+	}()
+	return func() { <-done }
 }
