@@ -150,6 +150,20 @@ func TestNotificationsPickUpNewlyTrackedUsers(t *testing.T) {
 	})
 	se.retitle(t, janeID, "Coach")
 	e.waitChange(t, "src", "notification for newly tracked jane", fromSource(orgsyncv1.ChangeSource_CHANGE_SOURCE_NOTIFICATION, janeID))
+
+	// Untracking (key deleted) drops the subscription.
+	kv, err := OpenTrackingBucket(ctxT(t), e.js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctxT(t), TrackingKey("src", janeID)); err != nil {
+		t.Fatal(err)
+	}
+	natsxtest.Eventually(t, 10*time.Second, "jane unsubscribed", func() bool {
+		c, _ := se.clients.Client("src")
+		subs, err := c.ListSubscriptions(ctxT(t), st0(e).ChannelID)
+		return err == nil && len(subs) == 1 && subs[0].ID == genesys.UserAuditTopic(johnID) && !e.svc.Tracked().Has("src", janeID)
+	})
 }
 
 func st0(e *testEnv) ChannelStatus {

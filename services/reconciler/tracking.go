@@ -169,12 +169,13 @@ func openOrCreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstre
 // watchTracking keeps set current from kv until ctx is done. It returns
 // after the watcher stops; loaded is closed once the initial contents are in.
 func watchTracking(ctx context.Context, kv jetstream.KeyValue, set *TrackedSet, logger *slog.Logger, loaded chan<- struct{}) error {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	// Deletes must arrive (jetstream.IgnoreDeletes would drop them for the
+	// watcher's whole life): a deleted key untracks the user. In the
+	// initial replay a delete of an unknown user is a no-op.
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("reconciler: watch KV bucket %s: %w", TrackingBucket, err)
 	}
-	// IgnoreDeletes only skips deletes in the initial replay; later deletes
-	// still arrive and untrack the user.
 	defer func() { _ = w.Stop() }()
 	initial := true
 	for {
