@@ -47,6 +47,10 @@ const (
 	StepKind_STEP_KIND_TEAM StepKind = 9
 	// Work phone number.
 	StepKind_STEP_KIND_PHONE StepKind = 10
+	// Post-bind verification: read the user back and prove the agent can
+	// receive work (skills and proficiency, capacity per media type, queue
+	// membership); fails with field-level differences otherwise.
+	StepKind_STEP_KIND_VERIFY StepKind = 11
 )
 
 // Enum value maps for StepKind.
@@ -63,6 +67,7 @@ var (
 		8:  "STEP_KIND_QUEUES",
 		9:  "STEP_KIND_TEAM",
 		10: "STEP_KIND_PHONE",
+		11: "STEP_KIND_VERIFY",
 	}
 	StepKind_value = map[string]int32{
 		"STEP_KIND_UNSPECIFIED":       0,
@@ -76,6 +81,7 @@ var (
 		"STEP_KIND_QUEUES":            8,
 		"STEP_KIND_TEAM":              9,
 		"STEP_KIND_PHONE":             10,
+		"STEP_KIND_VERIFY":            11,
 	}
 )
 
@@ -136,8 +142,19 @@ type Plan struct {
 	// Target ids the resolver found during pre-flight (roles, queues, divisions,
 	// licenses), by external id, so the provisioner need not look them up again.
 	KnownTargetIds map[string]string `protobuf:"bytes,11,rep,name=known_target_ids,json=knownTargetIds,proto3" json:"known_target_ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The source org's default utilization, copied by the resolver from the
+	// snapshot (or read from the source org). With UserConfig.utilization it
+	// gives every user's effective source capacity per media type, which the
+	// provisioner's post-bind verification requires in the target. Absent:
+	// unknown (verification then only requires some capacity > 0).
+	SourceOrgUtilization *Utilization `protobuf:"bytes,12,opt,name=source_org_utilization,json=sourceOrgUtilization,proto3" json:"source_org_utilization,omitempty"`
+	// Capacity decisions of the resolver's pre-flight, one per user whose
+	// source capacity the target's default would not give: the plan's
+	// UserConfig.utilization was set to the source's effective capacity
+	// ("repair" policy). For audit and reporting only.
+	CapacityRepairs []*CapacityRepair `protobuf:"bytes,13,rep,name=capacity_repairs,json=capacityRepairs,proto3" json:"capacity_repairs,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Plan) Reset() {
@@ -247,6 +264,200 @@ func (x *Plan) GetKnownTargetIds() map[string]string {
 	return nil
 }
 
+func (x *Plan) GetSourceOrgUtilization() *Utilization {
+	if x != nil {
+		return x.SourceOrgUtilization
+	}
+	return nil
+}
+
+func (x *Plan) GetCapacityRepairs() []*CapacityRepair {
+	if x != nil {
+		return x.CapacityRepairs
+	}
+	return nil
+}
+
+// CapacityRepair records that the resolver gave a user agent-level
+// utilization because the target org's default differs from the user's
+// effective source capacity.
+type CapacityRepair struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// USER external id.
+	UserExternalId string `protobuf:"bytes,1,opt,name=user_external_id,json=userExternalId,proto3" json:"user_external_id,omitempty"`
+	// Per media type: source capacity (want) and target default (got), e.g.
+	// field "utilization.chat.maximumCapacity", want "4", got "0".
+	Diffs         []*FieldDiff `protobuf:"bytes,2,rep,name=diffs,proto3" json:"diffs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityRepair) Reset() {
+	*x = CapacityRepair{}
+	mi := &file_orgsync_v1_plan_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityRepair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityRepair) ProtoMessage() {}
+
+func (x *CapacityRepair) ProtoReflect() protoreflect.Message {
+	mi := &file_orgsync_v1_plan_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityRepair.ProtoReflect.Descriptor instead.
+func (*CapacityRepair) Descriptor() ([]byte, []int) {
+	return file_orgsync_v1_plan_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CapacityRepair) GetUserExternalId() string {
+	if x != nil {
+		return x.UserExternalId
+	}
+	return ""
+}
+
+func (x *CapacityRepair) GetDiffs() []*FieldDiff {
+	if x != nil {
+		return x.Diffs
+	}
+	return nil
+}
+
+// IntegrationRequest asks the integrator to sync one provisioned user to the
+// target's CRM. Published by the provisioner on
+// "orgsync.integration.<target_org>" (stream INTEGRATIONS) with
+// Nats-Msg-Id = request_id once the user's core provisioning finished; the
+// core never waits for it, and its outcome never changes the core's.
+type IntegrationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic: "<plan_id>|<user_external_id>|crm", so a redelivered plan
+	// publishes no duplicate.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// orgsync key of the target org.
+	TargetOrg string `protobuf:"bytes,2,opt,name=target_org,json=targetOrg,proto3" json:"target_org,omitempty"`
+	// The user's orgsync external id; the CRM record's external key.
+	UserExternalId string `protobuf:"bytes,3,opt,name=user_external_id,json=userExternalId,proto3" json:"user_external_id,omitempty"`
+	// The user's id in the target org.
+	TargetUserId string `protobuf:"bytes,4,opt,name=target_user_id,json=targetUserId,proto3" json:"target_user_id,omitempty"`
+	// The user's email in the target org.
+	Email string `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
+	// Display name.
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// The clone request (or change event id) and plan the user came from.
+	OriginRequestId string `protobuf:"bytes,7,opt,name=origin_request_id,json=originRequestId,proto3" json:"origin_request_id,omitempty"`
+	PlanId          string `protobuf:"bytes,8,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	// orgsync key of the source org.
+	SourceOrg     string `protobuf:"bytes,9,opt,name=source_org,json=sourceOrg,proto3" json:"source_org,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntegrationRequest) Reset() {
+	*x = IntegrationRequest{}
+	mi := &file_orgsync_v1_plan_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntegrationRequest) ProtoMessage() {}
+
+func (x *IntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgsync_v1_plan_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntegrationRequest.ProtoReflect.Descriptor instead.
+func (*IntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_orgsync_v1_plan_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IntegrationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetTargetOrg() string {
+	if x != nil {
+		return x.TargetOrg
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetUserExternalId() string {
+	if x != nil {
+		return x.UserExternalId
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetTargetUserId() string {
+	if x != nil {
+		return x.TargetUserId
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetOriginRequestId() string {
+	if x != nil {
+		return x.OriginRequestId
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetPlanId() string {
+	if x != nil {
+		return x.PlanId
+	}
+	return ""
+}
+
+func (x *IntegrationRequest) GetSourceOrg() string {
+	if x != nil {
+		return x.SourceOrg
+	}
+	return ""
+}
+
 // UserPlan is the desired configuration of one user in a target and the steps
 // that get it there.
 type UserPlan struct {
@@ -264,7 +475,7 @@ type UserPlan struct {
 
 func (x *UserPlan) Reset() {
 	*x = UserPlan{}
-	mi := &file_orgsync_v1_plan_proto_msgTypes[1]
+	mi := &file_orgsync_v1_plan_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +487,7 @@ func (x *UserPlan) String() string {
 func (*UserPlan) ProtoMessage() {}
 
 func (x *UserPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_orgsync_v1_plan_proto_msgTypes[1]
+	mi := &file_orgsync_v1_plan_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +500,7 @@ func (x *UserPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPlan.ProtoReflect.Descriptor instead.
 func (*UserPlan) Descriptor() ([]byte, []int) {
-	return file_orgsync_v1_plan_proto_rawDescGZIP(), []int{1}
+	return file_orgsync_v1_plan_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UserPlan) GetDesired() *UserConfig {
@@ -328,7 +539,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_orgsync_v1_plan_proto_msgTypes[2]
+	mi := &file_orgsync_v1_plan_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +551,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_orgsync_v1_plan_proto_msgTypes[2]
+	mi := &file_orgsync_v1_plan_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +564,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_orgsync_v1_plan_proto_rawDescGZIP(), []int{2}
+	return file_orgsync_v1_plan_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Step) GetId() string {
@@ -382,7 +593,7 @@ var File_orgsync_v1_plan_proto protoreflect.FileDescriptor
 const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\n" +
 	"\x15orgsync/v1/plan.proto\x12\n" +
-	"orgsync.v1\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\x1a\x19orgsync/v1/snapshot.proto\"\xac\x04\n" +
+	"orgsync.v1\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\x1a\x19orgsync/v1/snapshot.proto\"\xc2\x05\n" +
 	"\x04Plan\x12\x17\n" +
 	"\aplan_id\x18\x01 \x01(\tR\x06planId\x12\x1d\n" +
 	"\n" +
@@ -398,10 +609,28 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x05users\x18\t \x03(\v2\x14.orgsync.v1.UserPlanR\x05users\x12,\n" +
 	"\x12request_user_count\x18\n" +
 	" \x01(\x05R\x10requestUserCount\x12N\n" +
-	"\x10known_target_ids\x18\v \x03(\v2$.orgsync.v1.Plan.KnownTargetIdsEntryR\x0eknownTargetIds\x1aA\n" +
+	"\x10known_target_ids\x18\v \x03(\v2$.orgsync.v1.Plan.KnownTargetIdsEntryR\x0eknownTargetIds\x12M\n" +
+	"\x16source_org_utilization\x18\f \x01(\v2\x17.orgsync.v1.UtilizationR\x14sourceOrgUtilization\x12E\n" +
+	"\x10capacity_repairs\x18\r \x03(\v2\x1a.orgsync.v1.CapacityRepairR\x0fcapacityRepairs\x1aA\n" +
 	"\x13KnownTargetIdsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"g\n" +
+	"\x0eCapacityRepair\x12(\n" +
+	"\x10user_external_id\x18\x01 \x01(\tR\x0euserExternalId\x12+\n" +
+	"\x05diffs\x18\x02 \x03(\v2\x15.orgsync.v1.FieldDiffR\x05diffs\"\xb0\x02\n" +
+	"\x12IntegrationRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"target_org\x18\x02 \x01(\tR\ttargetOrg\x12(\n" +
+	"\x10user_external_id\x18\x03 \x01(\tR\x0euserExternalId\x12$\n" +
+	"\x0etarget_user_id\x18\x04 \x01(\tR\ftargetUserId\x12\x14\n" +
+	"\x05email\x18\x05 \x01(\tR\x05email\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12*\n" +
+	"\x11origin_request_id\x18\a \x01(\tR\x0foriginRequestId\x12\x17\n" +
+	"\aplan_id\x18\b \x01(\tR\x06planId\x12\x1d\n" +
+	"\n" +
+	"source_org\x18\t \x01(\tR\tsourceOrg\"\x95\x01\n" +
 	"\bUserPlan\x120\n" +
 	"\adesired\x18\x01 \x01(\v2\x16.orgsync.v1.UserConfigR\adesired\x12&\n" +
 	"\x05steps\x18\x02 \x03(\v2\x10.orgsync.v1.StepR\x05steps\x12/\n" +
@@ -410,7 +639,7 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.orgsync.v1.StepKindR\x04kind\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x03 \x03(\tR\tdependsOn*\x96\x02\n" +
+	"depends_on\x18\x03 \x03(\tR\tdependsOn*\xac\x02\n" +
 	"\bStepKind\x12\x19\n" +
 	"\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STEP_KIND_ENSURE_USER\x10\x01\x12\x1f\n" +
@@ -423,7 +652,8 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x10STEP_KIND_QUEUES\x10\b\x12\x12\n" +
 	"\x0eSTEP_KIND_TEAM\x10\t\x12\x13\n" +
 	"\x0fSTEP_KIND_PHONE\x10\n" +
-	"B7Z5github.com/orgsync/orgsync/proto/orgsync/v1;orgsyncv1b\x06proto3"
+	"\x12\x14\n" +
+	"\x10STEP_KIND_VERIFY\x10\vB7Z5github.com/orgsync/orgsync/proto/orgsync/v1;orgsyncv1b\x06proto3"
 
 var (
 	file_orgsync_v1_plan_proto_rawDescOnce sync.Once
@@ -438,34 +668,41 @@ func file_orgsync_v1_plan_proto_rawDescGZIP() []byte {
 }
 
 var file_orgsync_v1_plan_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orgsync_v1_plan_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_orgsync_v1_plan_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_orgsync_v1_plan_proto_goTypes = []any{
-	(StepKind)(0),           // 0: orgsync.v1.StepKind
-	(*Plan)(nil),            // 1: orgsync.v1.Plan
-	(*UserPlan)(nil),        // 2: orgsync.v1.UserPlan
-	(*Step)(nil),            // 3: orgsync.v1.Step
-	nil,                     // 4: orgsync.v1.Plan.KnownTargetIdsEntry
-	(Trigger)(0),            // 5: orgsync.v1.Trigger
-	(ExistingUserPolicy)(0), // 6: orgsync.v1.ExistingUserPolicy
-	(*Resource)(nil),        // 7: orgsync.v1.Resource
-	(*UserConfig)(nil),      // 8: orgsync.v1.UserConfig
-	(Component)(0),          // 9: orgsync.v1.Component
+	(StepKind)(0),              // 0: orgsync.v1.StepKind
+	(*Plan)(nil),               // 1: orgsync.v1.Plan
+	(*CapacityRepair)(nil),     // 2: orgsync.v1.CapacityRepair
+	(*IntegrationRequest)(nil), // 3: orgsync.v1.IntegrationRequest
+	(*UserPlan)(nil),           // 4: orgsync.v1.UserPlan
+	(*Step)(nil),               // 5: orgsync.v1.Step
+	nil,                        // 6: orgsync.v1.Plan.KnownTargetIdsEntry
+	(Trigger)(0),               // 7: orgsync.v1.Trigger
+	(ExistingUserPolicy)(0),    // 8: orgsync.v1.ExistingUserPolicy
+	(*Resource)(nil),           // 9: orgsync.v1.Resource
+	(*Utilization)(nil),        // 10: orgsync.v1.Utilization
+	(*FieldDiff)(nil),          // 11: orgsync.v1.FieldDiff
+	(*UserConfig)(nil),         // 12: orgsync.v1.UserConfig
+	(Component)(0),             // 13: orgsync.v1.Component
 }
 var file_orgsync_v1_plan_proto_depIdxs = []int32{
-	5, // 0: orgsync.v1.Plan.trigger:type_name -> orgsync.v1.Trigger
-	6, // 1: orgsync.v1.Plan.existing_users:type_name -> orgsync.v1.ExistingUserPolicy
-	7, // 2: orgsync.v1.Plan.resources:type_name -> orgsync.v1.Resource
-	2, // 3: orgsync.v1.Plan.users:type_name -> orgsync.v1.UserPlan
-	4, // 4: orgsync.v1.Plan.known_target_ids:type_name -> orgsync.v1.Plan.KnownTargetIdsEntry
-	8, // 5: orgsync.v1.UserPlan.desired:type_name -> orgsync.v1.UserConfig
-	3, // 6: orgsync.v1.UserPlan.steps:type_name -> orgsync.v1.Step
-	9, // 7: orgsync.v1.UserPlan.include:type_name -> orgsync.v1.Component
-	0, // 8: orgsync.v1.Step.kind:type_name -> orgsync.v1.StepKind
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	7,  // 0: orgsync.v1.Plan.trigger:type_name -> orgsync.v1.Trigger
+	8,  // 1: orgsync.v1.Plan.existing_users:type_name -> orgsync.v1.ExistingUserPolicy
+	9,  // 2: orgsync.v1.Plan.resources:type_name -> orgsync.v1.Resource
+	4,  // 3: orgsync.v1.Plan.users:type_name -> orgsync.v1.UserPlan
+	6,  // 4: orgsync.v1.Plan.known_target_ids:type_name -> orgsync.v1.Plan.KnownTargetIdsEntry
+	10, // 5: orgsync.v1.Plan.source_org_utilization:type_name -> orgsync.v1.Utilization
+	2,  // 6: orgsync.v1.Plan.capacity_repairs:type_name -> orgsync.v1.CapacityRepair
+	11, // 7: orgsync.v1.CapacityRepair.diffs:type_name -> orgsync.v1.FieldDiff
+	12, // 8: orgsync.v1.UserPlan.desired:type_name -> orgsync.v1.UserConfig
+	5,  // 9: orgsync.v1.UserPlan.steps:type_name -> orgsync.v1.Step
+	13, // 10: orgsync.v1.UserPlan.include:type_name -> orgsync.v1.Component
+	0,  // 11: orgsync.v1.Step.kind:type_name -> orgsync.v1.StepKind
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_orgsync_v1_plan_proto_init() }
@@ -482,7 +719,7 @@ func file_orgsync_v1_plan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgsync_v1_plan_proto_rawDesc), len(file_orgsync_v1_plan_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -101,9 +101,14 @@ type Snapshot struct {
 	// The reference users' configurations.
 	Users []*UserConfig `protobuf:"bytes,8,rep,name=users,proto3" json:"users,omitempty"`
 	// Every resource referenced by any user, once, keyed by external id.
-	Resources     []*Resource `protobuf:"bytes,9,rep,name=resources,proto3" json:"resources,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Resources []*Resource `protobuf:"bytes,9,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The source org's default utilization (GET /api/v2/routing/utilization):
+	// the effective capacity of every user whose UserConfig.utilization is
+	// absent. Absent when the extractor did not read it; the resolver's
+	// capacity pre-flight then reads it from the source org itself.
+	SourceOrgUtilization *Utilization `protobuf:"bytes,10,opt,name=source_org_utilization,json=sourceOrgUtilization,proto3" json:"source_org_utilization,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
@@ -195,6 +200,13 @@ func (x *Snapshot) GetUsers() []*UserConfig {
 func (x *Snapshot) GetResources() []*Resource {
 	if x != nil {
 		return x.Resources
+	}
+	return nil
+}
+
+func (x *Snapshot) GetSourceOrgUtilization() *Utilization {
+	if x != nil {
+		return x.SourceOrgUtilization
 	}
 	return nil
 }
@@ -708,7 +720,7 @@ var File_orgsync_v1_snapshot_proto protoreflect.FileDescriptor
 const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x19orgsync/v1/snapshot.proto\x12\n" +
-	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\"\x8e\x03\n" +
+	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\"\xdd\x03\n" +
 	"\bSnapshot\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
 	"snapshotId\x12\x1d\n" +
@@ -722,7 +734,9 @@ const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"\atrigger\x18\x06 \x01(\x0e2\x13.orgsync.v1.TriggerR\atrigger\x12=\n" +
 	"\fextracted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vextractedAt\x12,\n" +
 	"\x05users\x18\b \x03(\v2\x16.orgsync.v1.UserConfigR\x05users\x122\n" +
-	"\tresources\x18\t \x03(\v2\x14.orgsync.v1.ResourceR\tresources\"\xda\x05\n" +
+	"\tresources\x18\t \x03(\v2\x14.orgsync.v1.ResourceR\tresources\x12M\n" +
+	"\x16source_org_utilization\x18\n" +
+	" \x01(\v2\x17.orgsync.v1.UtilizationR\x14sourceOrgUtilization\"\xda\x05\n" +
 	"\n" +
 	"UserConfig\x12\x1f\n" +
 	"\vexternal_id\x18\x01 \x01(\tR\n" +
@@ -807,18 +821,19 @@ var file_orgsync_v1_snapshot_proto_depIdxs = []int32{
 	9,  // 2: orgsync.v1.Snapshot.extracted_at:type_name -> google.protobuf.Timestamp
 	2,  // 3: orgsync.v1.Snapshot.users:type_name -> orgsync.v1.UserConfig
 	10, // 4: orgsync.v1.Snapshot.resources:type_name -> orgsync.v1.Resource
-	9,  // 5: orgsync.v1.UserConfig.date_modified:type_name -> google.protobuf.Timestamp
-	3,  // 6: orgsync.v1.UserConfig.skills:type_name -> orgsync.v1.Proficiency
-	3,  // 7: orgsync.v1.UserConfig.languages:type_name -> orgsync.v1.Proficiency
-	4,  // 8: orgsync.v1.UserConfig.utilization:type_name -> orgsync.v1.Utilization
-	6,  // 9: orgsync.v1.UserConfig.grants:type_name -> orgsync.v1.Grant
-	7,  // 10: orgsync.v1.UserConfig.phones:type_name -> orgsync.v1.Phone
-	5,  // 11: orgsync.v1.Utilization.media:type_name -> orgsync.v1.MediaCapacity
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	4,  // 5: orgsync.v1.Snapshot.source_org_utilization:type_name -> orgsync.v1.Utilization
+	9,  // 6: orgsync.v1.UserConfig.date_modified:type_name -> google.protobuf.Timestamp
+	3,  // 7: orgsync.v1.UserConfig.skills:type_name -> orgsync.v1.Proficiency
+	3,  // 8: orgsync.v1.UserConfig.languages:type_name -> orgsync.v1.Proficiency
+	4,  // 9: orgsync.v1.UserConfig.utilization:type_name -> orgsync.v1.Utilization
+	6,  // 10: orgsync.v1.UserConfig.grants:type_name -> orgsync.v1.Grant
+	7,  // 11: orgsync.v1.UserConfig.phones:type_name -> orgsync.v1.Phone
+	5,  // 12: orgsync.v1.Utilization.media:type_name -> orgsync.v1.MediaCapacity
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_orgsync_v1_snapshot_proto_init() }
