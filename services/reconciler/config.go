@@ -3,6 +3,7 @@ package reconciler
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -154,3 +155,22 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// redacted returns c with the secret replaced, for printing.
+func (c Config) redacted() any {
+	type plain Config // no methods: no recursion into String
+	p := plain(c)
+	if p.WebhookSecret != "" {
+		p.WebhookSecret = "[REDACTED]"
+	}
+	return p
+}
+
+// String prints c without the webhook secret (fmt's %v and %+v use it).
+func (c Config) String() string { return fmt.Sprintf("%+v", c.redacted()) }
+
+// GoString is String for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue logs c without the webhook secret.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }

@@ -26,7 +26,7 @@ type testEnv struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	svc  *Service
-	hook *httptest.Server
+	hookURL string // base URL of the webhook endpoint
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -65,8 +65,13 @@ func startEnv(t *testing.T, cfg Config, clients orgs.Clients, tracked map[string
 		}
 	})
 	natsxtest.Eventually(t, 10*time.Second, "reconciler ready", svc.Ready)
-	e.hook = httptest.NewServer(svc.WebhookHandler())
-	t.Cleanup(e.hook.Close)
+	if cfg.WebhookAddr != "" { // the service's own listener
+		e.hookURL = "http://" + svc.WebhookAddr()
+	} else {
+		srv := httptest.NewServer(svc.WebhookHandler())
+		t.Cleanup(srv.Close)
+		e.hookURL = srv.URL
+	}
 	return e
 }
 

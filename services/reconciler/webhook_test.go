@@ -28,7 +28,7 @@ func auditBody(id, entityType, entityID string) []byte {
 // post sends body signed at ts (sign=false: unsigned) and decodes the answer.
 func (e *testEnv) post(t *testing.T, body []byte, ts time.Time, secret string, header map[string]string) (int, WebhookResponse) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.hook.URL+DefaultWebhookPath, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, e.hookURL+DefaultWebhookPath, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func (e *testEnv) post(t *testing.T, body []byte, ts time.Time, secret string, h
 
 func TestWebhookAcceptsSignedAuditEventOnce(t *testing.T) {
 	t.Parallel()
-	e := startEnv(t, Config{NotificationsDisabled: true, SweepInterval: -1}, nil, map[string][]string{hookSrc: {hookUser}})
+	e := startEnv(t, Config{NotificationsDisabled: true, SweepInterval: -1, WebhookAddr: "127.0.0.1:0"}, nil, map[string][]string{hookSrc: {hookUser}})
 	body := auditBody("audit-1", "USER", hookUser)
 	status, resp := e.post(t, body, time.Now(), testSecret, nil)
 	if status != http.StatusAccepted || resp.Status != "accepted" || resp.EventID != "audit-1" {
