@@ -23,9 +23,9 @@ const testSecret = "test-webhook-secret-0123456789"
 
 // testEnv is one reconciler on an embedded NATS server.
 type testEnv struct {
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	svc  *Service
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	svc     *Service
 	hookURL string // base URL of the webhook endpoint
 }
 
