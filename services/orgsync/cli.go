@@ -43,6 +43,8 @@ func subcommands() []subcommand {
 		{"plan", "dry run: show what a clone would create or change in each target; nothing is written", runPlan},
 		{"status", "show the job report of a request: orgsync status REQUEST_ID", runStatus},
 		{"watch", "print events live (--org to follow one org)", runWatch},
+		{"replay", replaySummary, runReplay},
+		{"failed", failedSummary, runFailed},
 		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},
 		{"demo", "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)", runDemo},
 	}

@@ -58,11 +58,17 @@ func e2eSim() gcsim.Config {
 
 func startHarness(t *testing.T, fx *gcsim.Fixture, edit func(simURL string, orgs map[string]orgconfig.Org)) *harness {
 	t.Helper()
+	return startHarnessSim(t, e2eSim(), fx, edit)
+}
+
+// startHarnessSim is startHarness with gcsim configured by sim.
+func startHarnessSim(t *testing.T, sim gcsim.Config, fx *gcsim.Fixture, edit func(simURL string, orgs map[string]orgconfig.Org)) *harness {
+	t.Helper()
 	rec := apispec.NewValidatingTransport(http.DefaultTransport)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := StartDev(ctx, DevConfig{
-		StoreDir: t.TempDir(), Fixture: fx, Sim: e2eSim(), EditOrgs: edit,
+		StoreDir: t.TempDir(), Fixture: fx, Sim: sim, EditOrgs: edit,
 		RegistryOptions: []orgs.Option{orgs.WithTransport(rec)},
 		Logger:          testLogger(t),
 	})
