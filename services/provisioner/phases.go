@@ -40,6 +40,7 @@ var phases = []phase{
 	{kind: orgsyncv1.StepKind_STEP_KIND_QUEUES, batch: (*run).applyQueues},
 	{kind: orgsyncv1.StepKind_STEP_KIND_TEAM, batch: (*run).applyTeams},
 	{kind: orgsyncv1.StepKind_STEP_KIND_PHONE, each: (*run).applyPhone},
+	{kind: orgsyncv1.StepKind_STEP_KIND_VERIFY, batch: (*run).verifyUsers}, // verify.go
 }
 
 var phaseByKind = func() map[orgsyncv1.StepKind]phase {
@@ -179,7 +180,7 @@ func (r *run) finishStep(ctx context.Context, u *userRun, stepID string, res ste
 		u.failed = fmt.Errorf("step %s: %w", stepID, res.err)
 		u.setStatus(stepID, orgsyncv1.Status_STATUS_FAILED)
 		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_FAILED,
-			UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Reason: res.err.Error(),
+			UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Reason: res.err.Error(), Diffs: res.diffs,
 			Message: fmt.Sprintf("%s of %s failed", stepID, u.d.GetEmail())})
 		return
 	}
@@ -224,6 +225,8 @@ func stepName(k orgsyncv1.StepKind) string {
 		return "team"
 	case orgsyncv1.StepKind_STEP_KIND_PHONE:
 		return "phone"
+	case orgsyncv1.StepKind_STEP_KIND_VERIFY:
+		return "verify"
 	}
 	return k.String()
 }

@@ -18,6 +18,8 @@ func Command() service.Command {
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
 			rules := emailRules{}
+			policies := capacityPolicies{}
+			fs.Var(policies, "capacity-policy", "capacity pre-flight policy of a target org: TARGET=repair|reject (default repair); repeatable")
 			fs.Var(rules, "email-map", "email rule of a target org: TARGET=FROM_DOMAIN:TO_DOMAIN (or TARGET=TO_DOMAIN for any domain); repeatable; a request's own mapping wins")
 			fs.DurationVar(&cfg.AckWait, "ack-wait", DefaultAckWait, "how long a crashed instance holds a snapshot before it is redelivered")
 			fs.IntVar(&cfg.MaxDeliver, "max-deliver", DefaultMaxDeliver, "delivery attempts of a snapshot failing with transient errors")
@@ -26,6 +28,9 @@ func Command() service.Command {
 				cfg.Topology = env.Topology
 				if len(rules) > 0 {
 					cfg.EmailMapping = rules
+				}
+				if len(policies) > 0 {
+					cfg.CapacityPolicy = policies
 				}
 				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger})
 			}
@@ -57,5 +62,25 @@ func (r emailRules) Set(v string) error {
 		return fmt.Errorf("target %s has two email rules", target)
 	}
 	r[target] = &orgsyncv1.EmailMapping{FromDomain: from, ToDomain: to}
+	return nil
+}
+
+// capacityPolicies is the repeatable --capacity-policy flag.
+type capacityPolicies map[string]string
+
+func (p capacityPolicies) String() string {
+	var parts []string
+	for t, v := range p {
+		parts = append(parts, t+"="+v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p capacityPolicies) Set(v string) error {
+	target, policy, ok := strings.Cut(v, "=")
+	if !ok || target == "" || !ValidCapacityPolicy(policy) || policy == "" {
+		return fmt.Errorf("want TARGET=%s or TARGET=%s, got %q", CapacityRepair, CapacityReject, v)
+	}
+	p[target] = policy
 	return nil
 }

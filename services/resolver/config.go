@@ -32,6 +32,9 @@ type Config struct {
 	// options.email_mapping overrides it for the targets it names. Targets
 	// without a rule keep the source email.
 	EmailMapping map[string]*orgsyncv1.EmailMapping
+	// CapacityPolicy is the capacity pre-flight policy per target org key:
+	// CapacityRepair (default for targets not listed) or CapacityReject.
+	CapacityPolicy map[string]string
 	// Topology of the streams (EnsureStreams at start).
 	Topology natsx.Topology
 	// AckWait, InProgressEvery, MaxDeliver, Backoff, Concurrency: the
@@ -75,6 +78,14 @@ func (c Config) Validate() error {
 		}
 		if err := ValidateEmailMapping(rule); err != nil {
 			errs = append(errs, fmt.Errorf("EmailMapping[%s]: %w", target, err))
+		}
+	}
+	for target, p := range c.CapacityPolicy {
+		if err := natsx.ValidateOrgKey(target); err != nil {
+			errs = append(errs, fmt.Errorf("CapacityPolicy: %w", err))
+		}
+		if !ValidCapacityPolicy(p) {
+			errs = append(errs, fmt.Errorf("CapacityPolicy[%s]: %q is neither %q nor %q", target, p, CapacityRepair, CapacityReject))
 		}
 	}
 	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 {

@@ -51,10 +51,18 @@ func (s *Service) handleSnapshot(ctx context.Context, m natsx.Msg) error {
 		return s.reject(ctx, m, snap.GetRequestId(), org, err)
 	}
 
+	srcDefault, err := s.sourceDefault(ctx, &snap)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		if isPermanentAPI(err) {
+			return s.reject(ctx, m, snap.GetRequestId(), snap.GetSourceOrg(), err)
+		}
+		return err // transient: redeliver, nothing published yet
+	}
 	targets := uniqueSorted(snap.GetTargetOrgs())
 	outcomes := make([]targetOutcome, 0, len(targets))
 	for _, target := range targets {
-		out, err := s.resolveTarget(ctx, &snap, target)
+		out, err := s.resolveTarget(ctx, &snap, target, srcDefault)
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 			return err // transient: redeliver, nothing published yet
@@ -86,6 +94,9 @@ func (s *Service) handleSnapshot(ctx context.Context, m natsx.Msg) error {
 		if err := natsx.Publish(ctx, s.deps.JS, subj, o.plan.GetPlanId(), o.plan); err != nil {
 			return fmt.Errorf("resolver: %w", err)
 		}
+		if err := s.auditCapacityRepairs(ctx, o.plan); err != nil {
+			return err
+		}
 	}
 	span.SetAttributes(attribute.StringSlice("orgsync.planned_targets", planned), attribute.StringSlice("orgsync.failed_targets", failed))
 	s.log.Info("snapshot resolved", "request_id", snap.GetRequestId(), "snapshot_id", snap.GetSnapshotId(),
@@ -108,7 +119,7 @@ func (s *Service) handleSnapshot(ctx context.Context, m natsx.Msg) error {
 // resolveTarget builds and pre-flights the plan of one target. A returned
 // error is transient (the snapshot is redelivered); a failure of the target
 // itself is in the outcome.
-func (s *Service) resolveTarget(ctx context.Context, snap *orgsyncv1.Snapshot, target string) (targetOutcome, error) {
+func (s *Service) resolveTarget(ctx context.Context, snap *orgsyncv1.Snapshot, target string, srcDefault *orgsyncv1.Utilization) (targetOutcome, error) {
 	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "resolver.target", trace.WithAttributes(attribute.String("orgsync.target_org", target)))
 	defer span.End()
 	out := targetOutcome{target: target}
@@ -130,10 +141,14 @@ func (s *Service) resolveTarget(ctx context.Context, snap *orgsyncv1.Snapshot, t
 	}
 	cctx, counter := orgs.WithCounter(ctx)
 	err = Preflight(cctx, c, plan)
+	if err == nil {
+		err = CheckCapacity(cctx, c, plan, srcDefault, s.cfg.CapacityPolicy[target])
+	}
 	out.usage = counter.Usage()
 	var pf *PreflightError
+	var ce *CapacityError
 	switch {
-	case errors.As(err, &pf):
+	case errors.As(err, &pf), errors.As(err, &ce):
 		return fail(err)
 	case isPermanentAPI(err):
 		return fail(fmt.Errorf("pre-flight in %s: %w", target, err))

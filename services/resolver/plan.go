@@ -53,6 +53,11 @@ var userGraph = []stepSpec{
 		components: []orgsyncv1.Component{cTeam}},
 	{kind: orgsyncv1.StepKind_STEP_KIND_PHONE, id: "phone", needs: kinds(orgsyncv1.StepKind_STEP_KIND_PROFILE, orgsyncv1.StepKind_STEP_KIND_WAIT_ACTIVE),
 		components: []orgsyncv1.Component{cPhone}},
+	// Post-bind verification: the agent can receive work (skills, capacity,
+	// queues), read back after every binding step.
+	{kind: orgsyncv1.StepKind_STEP_KIND_VERIFY, id: "verify", needs: kinds(orgsyncv1.StepKind_STEP_KIND_ROUTING, orgsyncv1.StepKind_STEP_KIND_QUEUES,
+		orgsyncv1.StepKind_STEP_KIND_GRANTS, orgsyncv1.StepKind_STEP_KIND_TEAM, orgsyncv1.StepKind_STEP_KIND_PHONE),
+		components: []orgsyncv1.Component{cSkills, cLangs, cUtil, cQueues}},
 }
 
 func kinds(k ...orgsyncv1.StepKind) []orgsyncv1.StepKind { return k }

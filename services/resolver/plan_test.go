@@ -65,7 +65,7 @@ func TestBuildPlanOrdersEverything(t *testing.T) {
 	if testSnapshot().Users[0].Email != "jane@src.example.com" {
 		t.Fatal("snapshot mutated")
 	}
-	want := "ensure-user,external-id,license,wait-active,profile,routing,grants,queues,team,phone"
+	want := "ensure-user,external-id,license,wait-active,profile,routing,grants,queues,team,phone,verify"
 	if got := stepIDs(plan.Users[1].Steps); got != want {
 		t.Errorf("steps %s\nwant  %s", got, want)
 	}
