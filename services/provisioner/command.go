@@ -23,12 +23,16 @@ func Command() service.Command {
 			fs.IntVar(&cfg.UserConcurrency, "user-concurrency", 0, "users of one plan worked on at once within a step (0: default)")
 			fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "redelivery timeout of an unacknowledged plan; progress is reported every third of it (0: default)")
 			fs.IntVar(&cfg.MaxDeliver, "max-deliver", 0, "delivery attempts of a plan failing with transient errors (0: default)")
+			drift := fs.String("drift-policy", "", `per target org, what a sweep does with manual edits of cloned users: "org=enforce|report,..." (unlisted orgs: enforce, restore the source configuration)`)
 			return func(env *service.Env) (service.Runnable, error) {
 				orgs, err := parseOwn(*own)
 				if err != nil {
 					return nil, err
 				}
 				cfg.Orgs = orgs
+				if cfg.DriftPolicy, err = ParseDriftPolicy(*drift); err != nil {
+					return nil, err
+				}
 				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger})
 			}
 		},

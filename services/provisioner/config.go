@@ -53,6 +53,10 @@ type Config struct {
 	Backoff []time.Duration
 	// PinnedTTL: how long a silent pinned instance keeps an org (natsx default when 0).
 	PinnedTTL time.Duration
+	// DriftPolicy per target org key: DriftEnforce ("enforce", the default
+	// for orgs not listed: manual edits of cloned users are reverted) or
+	// DriftReport ("report": drift is only reported). See delta.go.
+	DriftPolicy map[string]string
 }
 
 // WithDefaults returns c with zero fields replaced by defaults.
@@ -92,6 +96,14 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait < 3*time.Second {
 		errs = append(errs, fmt.Errorf("AckWait must be >= 3s, got %v", c.AckWait))
+	}
+	for org, p := range c.DriftPolicy {
+		if err := natsx.ValidateOrgKey(org); err != nil {
+			errs = append(errs, fmt.Errorf("DriftPolicy: %w", err))
+		}
+		if !ValidDriftPolicy(p) {
+			errs = append(errs, fmt.Errorf("DriftPolicy[%s]: %q is not %q or %q", org, p, DriftEnforce, DriftReport))
+		}
 	}
 	if c.MaxDeliver < 1 && c.MaxDeliver != -1 {
 		errs = append(errs, fmt.Errorf("MaxDeliver must be >= 1 or -1, got %d", c.MaxDeliver))

@@ -29,6 +29,8 @@ type EngineDeps struct {
 	Events   *events.Emitter
 	Logger   *slog.Logger
 	Observer StepObserver
+	// Drift records the current drift per target and user (nil: not recorded).
+	Drift DriftRecorder
 }
 
 // EngineConfig tunes the Engine.
@@ -36,6 +38,8 @@ type EngineConfig struct {
 	// UserConcurrency is how many users of a plan are worked on at once
 	// within one step (default 4).
 	UserConcurrency int
+	// DriftPolicy per target org: DriftEnforce (default) or DriftReport (delta.go).
+	DriftPolicy map[string]string
 }
 
 // Engine applies plans. It is safe for concurrent use: plans of one org run
@@ -132,6 +136,7 @@ func (e *Engine) Apply(ctx context.Context, plan *orgsyncv1.Plan) (*PlanResult, 
 		return nil, fmt.Errorf("provisioner: plan %s: waiting for user locks: %w", plan.GetPlanId(), err)
 	}
 	defer release()
+	r.prepareUsers()
 	for _, ph := range phases {
 		if err := ctx.Err(); err != nil {
 			// Stopped between steps: whoever has not failed resumes later.
@@ -281,6 +286,7 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 				retry = append(retry, fmt.Errorf("user %s: store baseline: %w", u.ext, err))
 			}
 		}
+		r.afterUser(ctx, u)
 		res.Users = append(res.Users, ur)
 		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: ur.Status,
 			UserExternalId: u.ext, TargetUserId: u.id, Reason: ur.Reason, ApiCalls: ur.Calls,

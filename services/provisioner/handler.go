@@ -65,7 +65,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	log := deps.Logger.With("service", "provisioner", "instance", cfg.Instance)
 	eng := NewEngine(EngineDeps{Clients: deps.Clients, Store: store, Events: deps.Events, Logger: log, Observer: deps.Observer},
-		EngineConfig{UserConcurrency: cfg.UserConcurrency})
+		EngineConfig{UserConcurrency: cfg.UserConcurrency, DriftPolicy: cfg.DriftPolicy})
 	return &Service{cfg: cfg, deps: deps, orgs: owned, store: store, engine: eng, log: log}, nil
 }
 
@@ -85,6 +85,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := natsx.EnsureStreams(ctx, s.deps.JS, natsx.Topology{}); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
+	drift, err := OpenDriftKV(ctx, s.deps.JS, natsx.Topology{})
+	if err != nil {
+		return err
+	}
+	s.engine.deps.Drift = drift // before any consumer runs
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.orgs))
 	for i, org := range s.orgs {

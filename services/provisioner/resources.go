@@ -136,13 +136,19 @@ func (r *run) ensureShared(ctx context.Context, res *orgsyncv1.Resource) (string
 			return id, err
 		}
 		var id string
+		var created bool
 		err := r.m.call(ctx, nil, func(ctx context.Context) error {
 			var err error
-			id, err = r.ensureRemote(ctx, res)
+			id, created, err = r.ensureRemote(ctx, res)
 			return err
 		})
 		if err != nil {
 			return "", r.resourceErr(res, "ensure", err)
+		}
+		if created {
+			if err := r.e.deps.Store.MarkCreated(r.org, ext, id); err != nil {
+				return "", err
+			}
 		}
 		return id, r.e.deps.Store.PutTargetID(r.org, ext, id)
 	})
@@ -172,17 +178,18 @@ func (r *run) findShared(ctx context.Context, res *orgsyncv1.Resource) (id strin
 	return id, found, err
 }
 
-func (r *run) ensureRemote(ctx context.Context, res *orgsyncv1.Resource) (string, error) {
+// ensureRemote finds or creates a shared resource; created says it was made now.
+func (r *run) ensureRemote(ctx context.Context, res *orgsyncv1.Resource) (string, bool, error) {
 	switch res.GetType() {
 	case orgsyncv1.ResourceType_RESOURCE_TYPE_SKILL:
-		s, _, err := r.c.EnsureSkill(ctx, res.GetName())
-		return s.ID, err
+		s, created, err := r.c.EnsureSkill(ctx, res.GetName())
+		return s.ID, created, err
 	case orgsyncv1.ResourceType_RESOURCE_TYPE_LANGUAGE:
-		l, _, err := r.c.EnsureLanguage(ctx, res.GetName())
-		return l.ID, err
+		l, created, err := r.c.EnsureLanguage(ctx, res.GetName())
+		return l.ID, created, err
 	default:
-		t, _, err := r.c.EnsureTeam(ctx, res.GetName(), res.GetDescription(), "")
-		return t.ID, err
+		t, created, err := r.c.EnsureTeam(ctx, res.GetName(), res.GetDescription(), "")
+		return t.ID, created, err
 	}
 }
 

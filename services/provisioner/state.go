@@ -36,6 +36,7 @@ type userRun struct {
 	found    string
 	baseline *orgsyncv1.UserConfig // last applied configuration (nil: none)
 	act      actual
+	dx       deltaState // delta and drift bookkeeping (delta.go)
 
 	mu      sync.Mutex
 	status  map[string]orgsyncv1.Status
@@ -86,7 +87,7 @@ func (u *userRun) included(c orgsyncv1.Component) bool {
 // baseline instead of read back: orgsync applied exactly this desired value
 // to this very user (found by translation, so the baseline is about it).
 func (u *userRun) trusted(same func(a, b *orgsyncv1.UserConfig) bool) bool {
-	return u.baseline != nil && (u.found == foundTranslation || u.found == foundJournal) && same(u.baseline, u.d)
+	return u.baseline != nil && !u.dx.verify && (u.found == foundTranslation || u.found == foundJournal) && same(u.baseline, u.d)
 }
 
 // actual is what the target holds for a user, as far as known. A nil map
@@ -188,6 +189,7 @@ func (r *run) nameOf(id string) string {
 			if res := r.resources[ext]; res != nil {
 				return res.GetName()
 			}
+			return refName(ext) // a baseline reference the plan no longer has
 		}
 	}
 	return id
@@ -219,19 +221,22 @@ func utilizationDiffs(want, got *genesys.Utilization) []*orgsyncv1.FieldDiff {
 		slices.Sort(it)
 		return fmt.Sprintf("max=%d interruptible=%s nonAcd=%t", m.MaximumCapacity, strings.Join(it, ","), m.IncludeNonAcd)
 	}
-	var gm map[string]genesys.MediaUtilization
+	var wm, gm map[string]genesys.MediaUtilization
+	if want != nil {
+		wm = want.Utilization
+	}
 	if got != nil {
 		gm = got.Utilization
 	}
 	keys := map[string]bool{}
-	for k := range want.Utilization {
+	for k := range wm {
 		keys[k] = true
 	}
 	for k := range gm {
 		keys[k] = true
 	}
 	for k := range keys {
-		w, wok := want.Utilization[k]
+		w, wok := wm[k]
 		g, gok := gm[k]
 		if ws, gs := render(w, wok), render(g, gok); ws != gs {
 			out = append(out, &orgsyncv1.FieldDiff{Field: "utilization." + k, Want: ws, Got: gs})

@@ -39,7 +39,7 @@ func (r *run) applyProfile(ctx context.Context, u *userRun) stepResult {
 	if err != nil {
 		return failed(err)
 	}
-	diffs := profileDiffs(u.d, managerID, u.user)
+	diffs := r.profileDelta(u, profileDiffs(u.d, managerID, u.user))
 	if len(diffs) == 0 || r.dry {
 		res := changedIf(len(diffs) > 0, diffs, "profile")
 		res.reason = reason

@@ -53,6 +53,14 @@ func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 				return failed(fmt.Errorf("read skills: %w", err))
 			}
 		}
+		base, hasBase, err := r.baseProficiencies(u, u.baseline.GetSkills())
+		if err != nil {
+			return failed(err)
+		}
+		if u.dx.verify && hasBase {
+			u.addDrift(r.proficiencyDiffs("skills", base, u.act.skills)...)
+		}
+		want = convergeValues(r, want, base, u.act.skills, hasBase, true)
 		if d := r.proficiencyDiffs("skills", want, u.act.skills); len(d) > 0 {
 			diffs, changed = append(diffs, d...), true
 			if !r.dry {
@@ -86,6 +94,14 @@ func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 				return failed(fmt.Errorf("read languages: %w", err))
 			}
 		}
+		base, hasBase, err := r.baseProficiencies(u, u.baseline.GetLanguages())
+		if err != nil {
+			return failed(err)
+		}
+		if u.dx.verify && hasBase {
+			u.addDrift(r.proficiencyDiffs("languages", base, u.act.languages)...)
+		}
+		want = convergeValues(r, want, base, u.act.languages, hasBase, true)
 		if d := r.proficiencyDiffs("languages", want, u.act.languages); len(d) > 0 {
 			diffs, changed = append(diffs, d...), true
 			if !r.dry {
@@ -134,7 +150,15 @@ func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 					return failed(fmt.Errorf("read utilization: %w", err))
 				}
 			}
-			if d := utilizationDiffs(want, u.act.util); len(d) > 0 {
+			base := wantUtilization(u.baseline.GetUtilization())
+			if u.dx.verify && base != nil {
+				u.addDrift(utilizationDiffs(base, u.act.util)...)
+			}
+			if base != nil && r.report() && len(utilizationDiffs(base, want)) == 0 {
+				want = u.act.util // source unchanged: a drifted capacity is only reported
+			}
+			// want is nil when the report policy keeps a drifted org default.
+			if d := utilizationDiffs(want, u.act.util); want != nil && len(d) > 0 {
 				diffs, changed = append(diffs, d...), true
 				if !r.dry {
 					err := call(func(ctx context.Context) error {
@@ -182,7 +206,7 @@ func (r *run) applyGrants(ctx context.Context, u *userRun) stepResult {
 	if err != nil {
 		return failed(err)
 	}
-	if len(want) == 0 {
+	if len(want) == 0 && len(u.baseline.GetGrants()) == 0 && !u.dx.verify {
 		return changedIf(false, nil, "no grants wanted")
 	}
 	if u.act.grants == nil {
@@ -201,13 +225,26 @@ func (r *run) applyGrants(ctx context.Context, u *userRun) stepResult {
 			return failed(fmt.Errorf("read grants: %w", err))
 		}
 	}
-	var missing []genesys.RoleDivision
-	var diffs []*orgsyncv1.FieldDiff
+	wantSet := map[genesys.RoleDivision]bool{}
 	for _, g := range want {
-		if !u.act.grants[g] {
-			missing = append(missing, g)
-			diffs = append(diffs, &orgsyncv1.FieldDiff{Field: fmt.Sprintf("grants[%s@%s]", r.nameOf(g.RoleID), r.nameOf(g.DivisionID)), Want: "granted"})
-		}
+		wantSet[g] = true
+	}
+	base, hasBase, err := r.baseGrants(u)
+	if err != nil {
+		return failed(err)
+	}
+	if u.dx.verify && hasBase {
+		u.addDrift(r.grantDrift(base, u.act.grants)...)
+	}
+	missing, revoke := convergeSet(r, wantSet, base, u.act.grants, hasBase)
+	sortGrants(missing)
+	sortGrants(revoke)
+	var diffs []*orgsyncv1.FieldDiff
+	for _, g := range missing {
+		diffs = append(diffs, &orgsyncv1.FieldDiff{Field: r.grantField(g), Want: "granted"})
+	}
+	for _, g := range revoke {
+		diffs = append(diffs, &orgsyncv1.FieldDiff{Field: r.grantField(g), Got: "granted"})
 	}
 	if len(missing) > 0 && !r.dry {
 		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error { return r.c.GrantRoles(ctx, u.id, missing) })
@@ -218,5 +255,14 @@ func (r *run) applyGrants(ctx context.Context, u *userRun) stepResult {
 			u.act.grants[g] = true
 		}
 	}
-	return changedIf(len(missing) > 0, diffs, fmt.Sprintf("%d grant(s) added", len(missing)))
+	if len(revoke) > 0 && !r.dry {
+		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error { return r.c.RevokeRoles(ctx, u.id, revoke) })
+		if err != nil {
+			return failed(fmt.Errorf("revoke roles: %w", err))
+		}
+		for _, g := range revoke {
+			delete(u.act.grants, g)
+		}
+	}
+	return changedIf(len(diffs) > 0, diffs, fmt.Sprintf("%d grant(s) added, %d revoked", len(missing), len(revoke)))
 }
