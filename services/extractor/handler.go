@@ -96,8 +96,8 @@ func (s *Service) handleChange(ctx context.Context, m natsx.Msg) error {
 		src = subjectOrg
 	}
 	var errs []error
-	if !ValidRequestID(ev.GetEventId()) {
-		errs = append(errs, fmt.Errorf("event_id %q is missing or invalid (want 1..128 of [A-Za-z0-9_-])", truncate(ev.GetEventId(), 140)))
+	if !ValidChangeEventID(ev.GetEventId()) {
+		errs = append(errs, fmt.Errorf("event_id %q is missing or invalid (want 1..200 of [A-Za-z0-9_.:-])", truncate(ev.GetEventId(), 210)))
 	}
 	if err := natsx.ValidateOrgKey(src); err != nil {
 		errs = append(errs, fmt.Errorf("source_org: %w", err))

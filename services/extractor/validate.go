@@ -19,6 +19,13 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // ValidRequestID reports whether id satisfies the CloneRequest contract.
 func ValidRequestID(id string) bool { return requestIDPattern.MatchString(id) }
 
+// changeEventIDPattern is the contract of ChangeEvent.event_id: audit ids and
+// the reconciler's sweep ids ("sweep:<src>:<run>:<user>") also use ':' and '.'.
+var changeEventIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,200}$`)
+
+// ValidChangeEventID reports whether id satisfies the ChangeEvent contract.
+func ValidChangeEventID(id string) bool { return changeEventIDPattern.MatchString(id) }
+
 // validated is a clone request that passed validation: targets sorted and
 // without duplicates.
 type validated struct {
