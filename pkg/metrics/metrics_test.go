@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,11 +62,16 @@ func value(body, name string, want map[string]string) float64 {
 	return -1
 }
 
+var runs atomic.Int32
+
 // TestScrapeAfterWork runs real work — messages through natsx.Consume on an
 // embedded nats-server, Genesys API calls against gcsim (one of them
 // throttled), a plan duration, a token refresh — and then finds every series
 // an operator's dashboard needs on /metrics.
 func TestScrapeAfterWork(t *testing.T) {
+	// Metrics are process-wide: names unique to this run keep -count=N honest.
+	run := strconv.Itoa(int(runs.Add(1)))
+	consumer, orgKey := "metrics-test-"+run, "metrics-t"+run
 	metrics.ObserveDeliveries()
 	srv := httptest.NewServer(metrics.Handler())
 	t.Cleanup(srv.Close)
@@ -82,18 +88,18 @@ func TestScrapeAfterWork(t *testing.T) {
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- natsx.Consume(cctx, js, natsx.ConsumerSpec{Stream: natsx.StreamPlans, Durable: "metrics-test"}, func(_ context.Context, m natsx.Msg) error {
+		done <- natsx.Consume(cctx, js, natsx.ConsumerSpec{Stream: natsx.StreamPlans, Durable: consumer}, func(_ context.Context, m natsx.Msg) error {
 			if string(m.Data()) == "bad" {
 				return natsx.Permanent(errors.New("bad payload"))
 			}
 			return nil
 		})
 	}()
-	labels := map[string]string{"stream": "PLANS", "consumer": "metrics-test", "subject": "orgsync.plan.metricsorg"}
+	labels := map[string]string{"stream": "PLANS", "consumer": consumer, "subject": "orgsync.plan.metricsorg"}
 	natsxtest.Eventually(t, 10*time.Second, "3 deliveries observed", func() bool {
 		body := scrape(t, srv.URL)
 		return value(body, "orgsync_messages_processed_total", labels) == 2 &&
-			value(body, "orgsync_messages_failed_total", map[string]string{"consumer": "metrics-test", "outcome": "terminated"}) == 1
+			value(body, "orgsync_messages_failed_total", map[string]string{"consumer": consumer, "outcome": "terminated"}) == 1
 	})
 	stop()
 	if err := <-done; err != nil {
@@ -112,10 +118,10 @@ func TestScrapeAfterWork(t *testing.T) {
 	api := httptest.NewServer(sim.Handler())
 	t.Cleanup(api.Close)
 	reg := orgs.NewRegistry(map[string]genesys.OrgConfig{
-		"metrics-t1": {APIBaseURL: api.URL, LoginBaseURL: api.URL, ClientID: "target1-client", ClientSecret: "target1-secret"},
+		orgKey: {APIBaseURL: api.URL, LoginBaseURL: api.URL, ClientID: "target1-client", ClientSecret: "target1-secret"},
 	}, orgs.WithObserver(metrics.GenesysCall), orgs.WithClientOptions(genesys.WithRetryPolicy(genesys.RetryPolicy{MaxAttempts: 1})))
 	metrics.WatchLimiters(reg)
-	c, err := reg.Client("metrics-t1")
+	c, err := reg.Client(orgKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,29 +134,29 @@ func TestScrapeAfterWork(t *testing.T) {
 		t.Fatal("third call within the minute was not throttled by gcsim")
 	}
 
-	metrics.PlanDuration(ctx, "metrics-t1", 1500*time.Millisecond, metrics.PlanSucceeded)
-	metrics.TokenRefreshed(ctx, "metrics-t1", true)
-	metrics.DeadLetterCaptured(ctx, "PLANS", "metrics-test", "terminated")
+	metrics.PlanDuration(ctx, orgKey, 1500*time.Millisecond, metrics.PlanSucceeded)
+	metrics.TokenRefreshed(ctx, orgKey, true)
+	metrics.DeadLetterCaptured(ctx, "PLANS", consumer, "terminated")
 
 	body := scrape(t, srv.URL)
-	org := map[string]string{"org": "metrics-t1"}
+	org := map[string]string{"org": orgKey}
 	checks := []struct {
 		name   string
 		labels map[string]string
 		want   float64 // -1: only present
 	}{
-		{"orgsync_genesys_api_calls_total", map[string]string{"org": "metrics-t1", "operation": "GET /api/v2/routing/skills", "status_class": "2xx"}, 2},
-		{"orgsync_genesys_api_calls_total", map[string]string{"org": "metrics-t1", "status_class": "4xx"}, 1},
-		{"orgsync_genesys_throttled_total", map[string]string{"org": "metrics-t1", "operation": "GET /api/v2/routing/skills"}, 1},
-		{"orgsync_genesys_api_call_duration_seconds_count", map[string]string{"org": "metrics-t1", "status_class": "2xx"}, 2},
-		{"orgsync_genesys_api_call_duration_seconds_count", map[string]string{"org": "metrics-t1", "status_class": "4xx"}, 1},
+		{"orgsync_genesys_api_calls_total", map[string]string{"org": orgKey, "operation": "GET /api/v2/routing/skills", "status_class": "2xx"}, 2},
+		{"orgsync_genesys_api_calls_total", map[string]string{"org": orgKey, "status_class": "4xx"}, 1},
+		{"orgsync_genesys_throttled_total", map[string]string{"org": orgKey, "operation": "GET /api/v2/routing/skills"}, 1},
+		{"orgsync_genesys_api_call_duration_seconds_count", map[string]string{"org": orgKey, "status_class": "2xx"}, 2},
+		{"orgsync_genesys_api_call_duration_seconds_count", map[string]string{"org": orgKey, "status_class": "4xx"}, 1},
 		{"orgsync_genesys_ratelimit_rate", org, -1},
 		{"orgsync_genesys_ratelimit_wait_seconds_total", org, -1},
-		{"orgsync_plan_duration_seconds_count", map[string]string{"org": "metrics-t1", "status": "succeeded"}, 1},
-		{"orgsync_plan_duration_seconds_sum", map[string]string{"org": "metrics-t1", "status": "succeeded"}, 1.5},
-		{"orgsync_auth_tokens_refreshed_total", map[string]string{"org": "metrics-t1", "outcome": "ok"}, 1},
-		{"orgsync_deadletters_captured_total", map[string]string{"stream": "PLANS", "kind": "terminated"}, 1},
-		{"orgsync_message_handle_duration_seconds_count", map[string]string{"consumer": "metrics-test", "outcome": "acked"}, 2},
+		{"orgsync_plan_duration_seconds_count", map[string]string{"org": orgKey, "status": "succeeded"}, 1},
+		{"orgsync_plan_duration_seconds_sum", map[string]string{"org": orgKey, "status": "succeeded"}, 1.5},
+		{"orgsync_auth_tokens_refreshed_total", map[string]string{"org": orgKey, "outcome": "ok"}, 1},
+		{"orgsync_deadletters_captured_total", map[string]string{"stream": "PLANS", "consumer": consumer, "kind": "terminated"}, 1},
+		{"orgsync_message_handle_duration_seconds_count", map[string]string{"consumer": consumer, "outcome": "acked"}, 2},
 	}
 	for _, c := range checks {
 		got := value(body, c.name, c.labels)
@@ -159,7 +165,7 @@ func TestScrapeAfterWork(t *testing.T) {
 		}
 	}
 	if value(body, "orgsync_genesys_ratelimit_rate", org) <= 0 {
-		t.Errorf("rate-limit budget of metrics-t1 not exported as a positive rate")
+		t.Errorf("rate-limit budget of %s not exported as a positive rate", orgKey)
 	}
 	if !strings.Contains(body, "go_goroutines") {
 		t.Error("Go runtime metrics missing")
