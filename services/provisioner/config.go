@@ -57,6 +57,8 @@ type Config struct {
 	// for orgs not listed: manual edits of cloned users are reverted) or
 	// DriftReport ("report": drift is only reported). See delta.go.
 	DriftPolicy map[string]string
+	// Phones is the phone alias policy per target org key (phone_alias.go).
+	Phones map[string]PhonePolicy
 }
 
 // WithDefaults returns c with zero fields replaced by defaults.
@@ -90,6 +92,9 @@ func (c Config) Validate() error {
 		if err := natsx.ValidateOrgKey(o); err != nil {
 			errs = append(errs, fmt.Errorf("Orgs: %w", err))
 		}
+	}
+	if err := validatePhones(c.Phones); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxConcurrentPlans < 1 || c.UserConcurrency < 1 {
 		errs = append(errs, errors.New("MaxConcurrentPlans and UserConcurrency must be >= 1"))

@@ -40,6 +40,9 @@ type EngineConfig struct {
 	UserConcurrency int
 	// DriftPolicy per target org: DriftEnforce (default) or DriftReport (delta.go).
 	DriftPolicy map[string]string
+	// Phones is the phone alias policy per target org key (phone_alias.go);
+	// a target without one gives any free DID, with no fallback.
+	Phones map[string]PhonePolicy
 }
 
 // Engine applies plans. It is safe for concurrent use: plans of one org run
@@ -175,9 +178,7 @@ type run struct {
 	mgrMu    sync.Mutex
 	managers map[string]string // manager email → target user id ("" = not found)
 
-	didMu sync.Mutex
-	dids  []string // free numbers not yet handed out (nil: not listed yet)
-	didOK bool
+	phones phoneState // DID allocation (phone_alias.go)
 }
 
 func (e *Engine) newRun(plan *orgsyncv1.Plan) (*run, error) {

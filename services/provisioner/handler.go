@@ -65,7 +65,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	log := deps.Logger.With("service", "provisioner", "instance", cfg.Instance)
 	eng := NewEngine(EngineDeps{Clients: deps.Clients, Store: store, Events: deps.Events, Logger: log, Observer: deps.Observer},
-		EngineConfig{UserConcurrency: cfg.UserConcurrency, DriftPolicy: cfg.DriftPolicy})
+		EngineConfig{UserConcurrency: cfg.UserConcurrency, DriftPolicy: cfg.DriftPolicy, Phones: cfg.Phones})
 	return &Service{cfg: cfg, deps: deps, orgs: owned, store: store, engine: eng, log: log}, nil
 }
 
