@@ -16,7 +16,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/orgsync/orgsync/pkg/telemetry"
 )
 
 // Exit statuses of Main.
@@ -46,6 +50,7 @@ func subcommands() []subcommand {
 		{"replay", replaySummary, runReplay},
 		{"failed", failedSummary, runFailed},
 		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},
+		{"bench", "benchmark scenarios against gcsim: calls per user, rate efficiency, overhead, memory (table + JSON)", runBench},
 		{"demo", "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)", runDemo},
 	}
 }
@@ -54,6 +59,9 @@ func subcommands() []subcommand {
 func Main(ctx context.Context, args []string, out IO) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if shutdown := setupTracing(ctx, out); shutdown != nil {
+		defer shutdown()
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(out.Err)
 		if len(args) == 0 {
@@ -107,6 +115,21 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	return 0, true
 }
 
+// parseInterspersed parses args allowing flags after positional arguments
+// ("orgsync status ID --nats URL"), returning the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) (positional []string, code int, ok bool) {
+	for {
+		if code, ok := parseFlags(fs, args); !ok {
+			return nil, code, false
+		}
+		if fs.NArg() == 0 {
+			return positional, 0, true
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // natsFlag registers --nats.
 func natsFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("ORGSYNC_NATS_URL")
@@ -135,4 +158,20 @@ func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
 func fail(out IO, format string, args ...any) int {
 	fmt.Fprintf(out.Err, "orgsync: "+format+"\n", args...)
 	return ExitFailed
+}
+
+// setupTracing installs a tracer provider (exporter from ORGSYNC_TRACE,
+// default off) unless the host process has one already (tests), so the CLI's
+// "orgsync clone" span has a real trace id that the services continue.
+func setupTracing(ctx context.Context, out IO) func() {
+	if _, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider); ok {
+		return nil
+	}
+	shutdown, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "orgsync-cli",
+		Exporter: envOr("ORGSYNC_TRACE", telemetry.ExporterOff), OTLPEndpoint: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")})
+	if err != nil {
+		fmt.Fprintf(out.Err, "orgsync: tracing disabled: %v\n", err)
+		return nil
+	}
+	return func() { _ = shutdown(context.Background()) }
 }

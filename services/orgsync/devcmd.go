@@ -37,12 +37,14 @@ func runDev(ctx context.Context, args []string, out IO) int {
 	if err != nil {
 		return fail(out, "%v", err)
 	}
-	shutdown, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "orgsync-dev", Exporter: *traceExp, OTLPEndpoint: *otlp})
-	if err != nil {
-		fmt.Fprintf(out.Err, "orgsync dev: %v\n", err)
-		return ExitUsage
+	if *traceExp != telemetry.ExporterOff { // Main installed the "off" provider already
+		shutdown, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "orgsync-dev", Exporter: *traceExp, OTLPEndpoint: *otlp})
+		if err != nil {
+			fmt.Fprintf(out.Err, "orgsync dev: %v\n", err)
+			return ExitUsage
+		}
+		defer shutdown(context.Background())
 	}
-	defer shutdown(context.Background())
 
 	cfg := DevConfig{StoreDir: *store, GcsimAddr: *gcsimAddr, NATSPort: *natsPort, Logger: logger, Sim: demoSimConfig()}
 	if *config != "" {

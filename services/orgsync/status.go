@@ -10,10 +10,11 @@ func runStatus(ctx context.Context, args []string, out IO) int {
 	fs := newFlagSet("status", "REQUEST_ID [flags]", out)
 	url := natsFlag(fs)
 	output := fs.String("output", "text", "output: text (summary table) or json (the job report)")
-	if code, ok := parseFlags(fs, args); !ok {
+	positional, code, ok := parseInterspersed(fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(positional) != 1 {
 		fmt.Fprintln(out.Err, "orgsync status: give exactly one request id")
 		return ExitUsage
 	}
@@ -28,12 +29,12 @@ func runStatus(ctx context.Context, args []string, out IO) int {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rep, found, err := (&Client{JS: js}).Status(ctx, fs.Arg(0))
+	rep, found, err := (&Client{JS: js}).Status(ctx, positional[0])
 	if err != nil {
-		return fail(out, "status of %s: %v", fs.Arg(0), err)
+		return fail(out, "status of %s: %v", positional[0], err)
 	}
 	if !found {
-		return fail(out, "no request %s in streams CLONE or EVENTS (never submitted, or older than their retention)", fs.Arg(0))
+		return fail(out, "no request %s in streams CLONE or EVENTS (never submitted, or older than their retention)", positional[0])
 	}
 	if err := writeReport(out.Out, rep, *output == "json"); err != nil {
 		return fail(out, "%v", err)

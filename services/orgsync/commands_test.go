@@ -1,0 +1,146 @@
+package orgsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
+)
+
+// TestDemo runs what `make demo` runs and checks what it promises: both
+// runs succeed, the second changes nothing, the output says so.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	res, err := RunDemo(context.Background(), DemoOptions{StoreDir: t.TempDir(), ServiceLog: &testWriter{t: t}}, IO{Out: &stdout, Err: &stderr})
+	if err != nil {
+		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, target := range demoTargets {
+		if tr := res.First.Target(target); tr.Status != "changed" || tr.Counts["changed"] != len(demoUsers) {
+			t.Errorf("first run %s: %s %v", target, tr.Status, tr.Counts)
+		}
+		if tr := res.Second.Target(target); tr.Status != "unchanged" || tr.Counts["unchanged"] != len(demoUsers) {
+			t.Errorf("second run %s: %s %v", target, tr.Status, tr.Counts)
+		}
+		if n := res.SecondRunWrites[target]; n != 0 {
+			t.Errorf("second run wrote %d times to %s", n, target)
+		}
+	}
+	out := stdout.String()
+	for _, want := range []string{"1) clone", "2) the same clone again", "target1  unchanged", "second run changed nothing"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("demo output:\n%s", out)
+}
+
+// TestCLICloneAndStatus drives the CLI commands themselves against a
+// running system: clone --wait --output json, status, plan, and the exit
+// statuses scripts rely on.
+func TestCLICloneAndStatus(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, nil, nil)
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
+		return code, stdout.String(), stderr.String()
+	}
+
+	code, out, errOut := run("plan", "--source", "source", "--user", "jane.doe@acme.example", "--target", "target2", "--output", "json")
+	var plan Report
+	if err := json.Unmarshal([]byte(out), &plan); code != ExitOK || err != nil {
+		t.Fatalf("plan: exit %d, %v\nstdout %s\nstderr %s", code, err, out, errOut)
+	}
+	if tr := plan.Targets[0]; tr.Status != "planned" || len(tr.Users[0].StepsApplied) == 0 {
+		t.Errorf("plan report: %s", reportJSON(&plan))
+	}
+	if n := SimWrites(h.stats("target2")); n != 0 {
+		t.Errorf("plan wrote %d times to target2", n)
+	}
+
+	code, out, errOut = run("clone", "--source", "source", "--user", "john.smith@acme.example,jane.doe@acme.example",
+		"--target", "target1", "--target", "target2", "--wait", "--output", "json", "--request-id", "cli-test-1")
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); code != ExitOK || err != nil {
+		t.Fatalf("clone: exit %d, %v\nstdout %s\nstderr %s", code, err, out, errOut)
+	}
+	if rep.RequestID != "cli-test-1" || rep.Status != ReportSucceeded || len(rep.Targets) != 2 {
+		t.Fatalf("clone report: %s", reportJSON(&rep))
+	}
+	for _, tr := range rep.Targets {
+		for _, u := range tr.Users {
+			if u.TargetUserID == "" || len(u.StepsApplied) == 0 || u.APICalls.Total == 0 {
+				t.Errorf("%s %s: report lacks target id, steps or calls: %+v", tr.Org, u.ExternalID, u)
+			}
+		}
+	}
+
+	code, out, _ = run("status", "cli-test-1")
+	if code != ExitOK || !strings.Contains(out, "request cli-test-1: succeeded") || !strings.Contains(out, "target2") {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	code, _, errOut = run("status", "no-such-request")
+	if code != ExitFailed || !strings.Contains(errOut, "no request no-such-request") {
+		t.Errorf("status of unknown id: exit %d, %s", code, errOut)
+	}
+	// A request that fails makes clone --wait exit non-zero with the reason.
+	code, out, _ = run("clone", "--source", "source", "--user", "nobody@acme.example", "--target", "target1", "--wait")
+	if code != ExitFailed || !strings.Contains(out, "user not found") {
+		t.Errorf("failing clone: exit %d\n%s", code, out)
+	}
+}
+
+// TestDevCommand starts `orgsync dev` as a user does and stops it with the
+// context (Ctrl-C).
+func TestDevCommand(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	store := t.TempDir()
+	go func() {
+		done <- Main(ctx, []string{"dev", "--store", store, "--nats-port", "0", "--gcsim-addr", "127.0.0.1:0", "--log-level", "error"}, IO{Out: out, Err: out})
+	}()
+	natsxtest.Eventually(t, 30*time.Second, "orgsync dev reports it is running", func() bool {
+		return strings.Contains(out.String(), "services:  auth, extractor, provisioner, resolver")
+	})
+	for _, want := range []string{"NATS:      nats://127.0.0.1:", "gcsim:     http://127.0.0.1:", "orgs:      source, target1, target2, target3", "clone --nats nats://"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("dev output lacks %q:\n%s", want, out.String())
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("dev exited %d:\n%s", code, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("orgsync dev did not stop after cancel")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
