@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	"github.com/orgsync/orgsync/pkg/orgconfig"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/extractor"
@@ -113,10 +114,14 @@ func TestBadInputEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			// The failed event goes out just before the message is
+			// terminated: wait for the consumer to settle, then check that
+			// nothing was ever delivered twice.
+			var info *jetstream.ConsumerInfo
+			natsxtest.Eventually(t, 10*time.Second, "consumer "+c.durable+" settles", func() bool {
+				info, err = cons.Info(ctx)
+				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+			})
 			if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.NumPending != 0 {
 				t.Errorf("consumer %s/%s: redelivered %d, ack pending %d, pending %d; want every message handled once",
 					c.stream, c.durable, info.NumRedelivered, info.NumAckPending, info.NumPending)
