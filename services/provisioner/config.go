@@ -59,6 +59,9 @@ type Config struct {
 	DriftPolicy map[string]string
 	// Phones is the phone alias policy per target org key (phone_alias.go).
 	Phones map[string]PhonePolicy
+	// NoIntegrationRequests stops publishing CRM sync requests
+	// (orgsync.integration.<target>) for provisioned users.
+	NoIntegrationRequests bool
 }
 
 // WithDefaults returns c with zero fields replaced by defaults.

@@ -31,6 +31,9 @@ type EngineDeps struct {
 	Observer StepObserver
 	// Drift records the current drift per target and user (nil: not recorded).
 	Drift DriftRecorder
+	// Integrations, when set, gets the CRM sync request of every user whose
+	// core provisioning finished (integration.go).
+	Integrations IntegrationPublisher
 }
 
 // EngineConfig tunes the Engine.
@@ -285,6 +288,8 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 		if !r.dry && u.failed == nil && u.skipped == "" {
 			if err := r.e.deps.Store.PutBaseline(r.org, u.d); err != nil {
 				retry = append(retry, fmt.Errorf("user %s: store baseline: %w", u.ext, err))
+			} else {
+				r.requestIntegration(ctx, u)
 			}
 		}
 		r.afterUser(ctx, u)

@@ -64,7 +64,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	log := deps.Logger.With("service", "provisioner", "instance", cfg.Instance)
-	eng := NewEngine(EngineDeps{Clients: deps.Clients, Store: store, Events: deps.Events, Logger: log, Observer: deps.Observer},
+	var integrations IntegrationPublisher
+	if !cfg.NoIntegrationRequests {
+		integrations = NATSIntegrationPublisher(deps.JS)
+	}
+	eng := NewEngine(EngineDeps{Clients: deps.Clients, Store: store, Events: deps.Events, Logger: log, Observer: deps.Observer, Integrations: integrations},
 		EngineConfig{UserConcurrency: cfg.UserConcurrency, DriftPolicy: cfg.DriftPolicy, Phones: cfg.Phones})
 	return &Service{cfg: cfg, deps: deps, orgs: owned, store: store, engine: eng, log: log}, nil
 }
