@@ -20,8 +20,8 @@ import (
 // resolved per target by its PhonePolicy into a number the target owns:
 //
 //  1. the alias rule's explicit Number, or the first free number of the
-//     rule's Pool (free = GET .../didpools/dids?type=UNASSIGNED, listed once
-//     per plan and handed out one by one),
+//     rule's Pool (free = GET .../didpools/dids?type=UNASSIGNED, read a page
+//     at a time as a plan needs numbers and handed out one by one),
 //  2. then the policy's DefaultPool (no rule, or the rule's choice failed),
 //  3. then the policy's Fallback: one number, or an extension.
 //
@@ -119,9 +119,14 @@ func (p PhonePolicy) sources(alias string) []phoneSource {
 // handed out by this plan, and what this attempt assigned (so the phone
 // step does not audit a number the profile step just gave as "kept").
 type phoneState struct {
-	mu       sync.Mutex
-	listed   bool
-	free     []genesys.DIDNumber
+	mu sync.Mutex
+	// free holds the pages of free numbers read so far (pagesRead of them);
+	// more: the listing has further pages. Pages are read only when the
+	// numbers read so far are used up: a plan needing a few numbers of a
+	// 10,000-number pool costs one call, not a hundred.
+	pagesRead int
+	more      bool
+	free      []genesys.DIDNumber
 	pools    map[string]string // pool name → id; nil: not listed
 	handed   map[string]bool
 	assigned map[string]string // user ext + "\x00" + address type → number
@@ -132,17 +137,6 @@ func (r *run) nextFree(ctx context.Context, u *userRun, pool string) (string, er
 	ps := &r.phones
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if !ps.listed {
-		var dids []genesys.DIDNumber
-		err := r.m.call(ctx, nil, func(ctx context.Context) (err error) {
-			dids, err = r.c.ListUnassignedDIDs(ctx)
-			return err
-		})
-		if err != nil {
-			return "", fmt.Errorf("list free DIDs of %s: %w", r.org, err)
-		}
-		ps.free, ps.listed, ps.handed = dids, true, map[string]bool{}
-	}
 	poolID := ""
 	if pool != "" {
 		if ps.pools == nil {
@@ -165,14 +159,32 @@ func (r *run) nextFree(ctx context.Context, u *userRun, pool string) (string, er
 		}
 		poolID = id
 	}
-	for _, d := range ps.free {
-		if d.Assigned || d.Number == "" || ps.handed[d.Number] || (poolID != "" && (d.DIDPool == nil || d.DIDPool.ID != poolID)) {
-			continue
-		}
-		ps.handed[d.Number] = true
-		return d.Number, nil
+	if ps.handed == nil {
+		ps.handed = map[string]bool{}
 	}
-	return "", nil
+	for scanned := 0; ; {
+		for _, d := range ps.free[scanned:] {
+			if d.Assigned || d.Number == "" || ps.handed[d.Number] || (poolID != "" && (d.DIDPool == nil || d.DIDPool.ID != poolID)) {
+				continue
+			}
+			ps.handed[d.Number] = true
+			return d.Number, nil
+		}
+		scanned = len(ps.free)
+		if ps.pagesRead > 0 && !ps.more {
+			return "", nil
+		}
+		var dids []genesys.DIDNumber
+		var more bool
+		err := r.m.call(ctx, nil, func(ctx context.Context) (err error) {
+			dids, more, err = r.c.ListUnassignedDIDsPage(ctx, ps.pagesRead+1)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("list free DIDs of %s (page %d): %w", r.org, ps.pagesRead+1, err)
+		}
+		ps.free, ps.pagesRead, ps.more = append(ps.free, dids...), ps.pagesRead+1, more
+	}
 }
 
 // freeCount is how many numbers of the listing pool still has unhanded.
