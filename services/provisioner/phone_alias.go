@@ -127,9 +127,9 @@ type phoneState struct {
 	pagesRead int
 	more      bool
 	free      []genesys.DIDNumber
-	pools    map[string]string // pool name → id; nil: not listed
-	handed   map[string]bool
-	assigned map[string]string // user ext + "\x00" + address type → number
+	pools     map[string]string // pool name → id; nil: not listed
+	handed    map[string]bool
+	assigned  map[string]string // user ext + "\x00" + address type → number
 }
 
 // next hands out the next free number of pool ("" = any pool), or "".
