@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -55,6 +56,37 @@ type deltaState struct {
 	verify bool
 	mu     sync.Mutex
 	drift  []*orgsyncv1.FieldDiff
+	// kept: desired items left as the target holds them by the report
+	// policy ("<component>:<target id>"); verification does not expect them.
+	kept map[string]bool
+}
+
+// markKept records that the desired item id of component (skills,
+// languages, queues) was left drifted on purpose (policy report).
+func (u *userRun) markKept(component, id string) {
+	u.dx.mu.Lock()
+	defer u.dx.mu.Unlock()
+	if u.dx.kept == nil {
+		u.dx.kept = map[string]bool{}
+	}
+	u.dx.kept[component+":"+id] = true
+}
+
+// keptByPolicy reports whether item id of component was left drifted on
+// purpose, so post-bind verification must not expect the desired value.
+func (u *userRun) keptByPolicy(component, id string) bool {
+	u.dx.mu.Lock()
+	defer u.dx.mu.Unlock()
+	return u.dx.kept[component+":"+id]
+}
+
+// markKeptValues marks the desired items converge left differing.
+func markKeptValues[V comparable](u *userRun, component string, want, converged map[string]V) {
+	for k, w := range want {
+		if c, ok := converged[k]; !ok || c != w {
+			u.markKept(component, k)
+		}
+	}
 }
 
 func (u *userRun) addDrift(d ...*orgsyncv1.FieldDiff) {
@@ -125,9 +157,9 @@ func staleReason(desired, applied *orgsyncv1.UserConfig) string {
 }
 
 // refID translates a reference into its target id: the plan's resolution,
-// else the bbolt translation. "" means orgsync never resolved it in this
-// org (so it cannot have applied it either).
-func (r *run) refID(ref string) (string, error) {
+// else the bbolt translation, else a lookup by exact name (recorded). ""
+// means the target has no such object, so it holds nothing to remove.
+func (r *run) refID(ctx context.Context, ref string) (string, error) {
 	if ref == "" {
 		return "", nil
 	}
@@ -135,8 +167,39 @@ func (r *run) refID(ref string) (string, error) {
 		return id, nil
 	}
 	id, ok, err := r.e.deps.Store.TargetID(r.org, ref)
-	if err != nil || !ok {
+	if err != nil {
 		return "", err
+	}
+	if !ok {
+		// Not translated here yet (pre-flight ids are not recorded, or the
+		// file was lost): look it up, never create it.
+		x, err := extid.Parse(ref)
+		if err != nil {
+			return "", nil
+		}
+		res := &orgsyncv1.Resource{ExternalId: ref, Type: x.Type, Name: x.Name}
+		switch x.Type {
+		case orgsyncv1.ResourceType_RESOURCE_TYPE_SKILL, orgsyncv1.ResourceType_RESOURCE_TYPE_LANGUAGE, orgsyncv1.ResourceType_RESOURCE_TYPE_TEAM:
+			found := false
+			if id, found, err = r.findShared(ctx, res); err != nil {
+				return "", fmt.Errorf("look up %s %q in %s: %w", typeWord(x.Type), x.Name, r.org, err)
+			}
+			if !found {
+				return "", nil
+			}
+			if err := r.e.deps.Store.PutTargetID(r.org, ref, id); err != nil {
+				return "", err
+			}
+		case orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE, orgsyncv1.ResourceType_RESOURCE_TYPE_ROLE, orgsyncv1.ResourceType_RESOURCE_TYPE_DIVISION:
+			if id, err = r.lookupExisting(ctx, res); err != nil {
+				if IsPlanFailure(err) {
+					return "", nil // does not exist in the target
+				}
+				return "", err
+			}
+		default:
+			return "", nil
+		}
 	}
 	r.setID(ref, id)
 	return id, nil
@@ -144,13 +207,13 @@ func (r *run) refID(ref string) (string, error) {
 
 // baseProficiencies translates the baseline's skills or languages (ok false
 // without a baseline).
-func (r *run) baseProficiencies(u *userRun, ps []*orgsyncv1.Proficiency) (map[string]float64, bool, error) {
+func (r *run) baseProficiencies(ctx context.Context, u *userRun, ps []*orgsyncv1.Proficiency) (map[string]float64, bool, error) {
 	if u.baseline == nil {
 		return nil, false, nil
 	}
 	out := map[string]float64{}
 	for _, p := range ps {
-		id, err := r.refID(p.GetRef())
+		id, err := r.refID(ctx, p.GetRef())
 		if err != nil {
 			return nil, false, err
 		}
@@ -162,13 +225,13 @@ func (r *run) baseProficiencies(u *userRun, ps []*orgsyncv1.Proficiency) (map[st
 }
 
 // baseSet translates a list of baseline references into a set of target ids.
-func (r *run) baseSet(u *userRun, refs []string) (map[string]bool, bool, error) {
+func (r *run) baseSet(ctx context.Context, u *userRun, refs []string) (map[string]bool, bool, error) {
 	if u.baseline == nil {
 		return nil, false, nil
 	}
 	out := map[string]bool{}
 	for _, ref := range refs {
-		id, err := r.refID(ref)
+		id, err := r.refID(ctx, ref)
 		if err != nil {
 			return nil, false, err
 		}
@@ -275,17 +338,17 @@ func refName(ref string) string {
 }
 
 // baseGrants translates the baseline's grants (ok false without a baseline).
-func (r *run) baseGrants(u *userRun) (map[genesys.RoleDivision]bool, bool, error) {
+func (r *run) baseGrants(ctx context.Context, u *userRun) (map[genesys.RoleDivision]bool, bool, error) {
 	if u.baseline == nil {
 		return nil, false, nil
 	}
 	out := map[genesys.RoleDivision]bool{}
 	for _, g := range u.baseline.GetGrants() {
-		role, err := r.refID(g.GetRoleRef())
+		role, err := r.refID(ctx, g.GetRoleRef())
 		if err != nil {
 			return nil, false, err
 		}
-		div, err := r.refID(g.GetDivisionRef())
+		div, err := r.refID(ctx, g.GetDivisionRef())
 		if err != nil {
 			return nil, false, err
 		}

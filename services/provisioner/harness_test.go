@@ -41,13 +41,14 @@ var targetIDs = map[string]string{
 // env is gcsim (demo fixture, spec-validated) + embedded NATS + an event
 // collector.
 type env struct {
-	t     *testing.T
-	sim   *gcsim.Sim
-	reg   *orgs.Registry
-	rec   *apispec.Recorder
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	state string // bbolt path
+	t      *testing.T
+	sim    *gcsim.Sim
+	reg    *orgs.Registry
+	rec    *apispec.Recorder
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	state  string // bbolt path
+	simURL string
 
 	mu     sync.Mutex
 	events []*orgsyncv1.Event
@@ -76,7 +77,7 @@ func newEnv(t *testing.T, cfg gcsim.Config) *env {
 		src: org("source"), "t1": org("target1"), "t2": org("target2"), "t3": org("target3"),
 	}, orgs.WithTransport(rec))
 	nc, js := natsxtest.Start(t)
-	e := &env{t: t, sim: sim, reg: reg, rec: rec, nc: nc, js: js, state: filepath.Join(t.TempDir(), "provisioner.db")}
+	e := &env{t: t, sim: sim, reg: reg, rec: rec, nc: nc, js: js, state: filepath.Join(t.TempDir(), "provisioner.db"), simURL: srv.URL}
 	sub, err := nc.Subscribe("orgsync.event.>", func(m *nats.Msg) {
 		var ev orgsyncv1.Event
 		if err := proto.Unmarshal(m.Data, &ev); err == nil {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"sort"
 
+	"github.com/orgsync/orgsync/pkg/extid"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
@@ -38,7 +39,7 @@ func (r *run) applyQueues(ctx context.Context, pending []*userRun) map[*userRun]
 		if _, done := out[u]; done {
 			continue
 		}
-		b, hb, err := r.baseSet(u, u.baseline.GetQueueRefs())
+		b, hb, err := r.baseSet(ctx, u, u.baseline.GetQueueRefs())
 		if err != nil {
 			out[u] = failed(err)
 			continue
@@ -68,6 +69,11 @@ func (r *run) applyQueues(ctx context.Context, pending []*userRun) map[*userRun]
 			u.act.queues = map[string]bool{}
 			for _, q := range qs {
 				u.act.queues[q.ID] = true
+				if r.nameOf(q.ID) == q.ID && q.Name != "" {
+					// Name a queue the plan does not know (an extra in the
+					// drift report) by its exact-name external id.
+					r.setID(extid.Resource(r.plan.GetSourceOrg(), orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE, q.Name), q.ID)
+				}
 			}
 			return nil
 		})
@@ -129,6 +135,11 @@ func (r *run) applyQueues(ctx context.Context, pending []*userRun) map[*userRun]
 			u.addDrift(r.setDrift("queues", base[u], u.act.queues, "member")...)
 		}
 		in, outOf := convergeSet(r, want[u], base[u], u.act.queues, hasBase[u])
+		for q := range want[u] {
+			if !u.act.queues[q] && !contains(in, q) {
+				u.markKept("queues", q)
+			}
+		}
 		for _, q := range in {
 			add[q] = append(add[q], u)
 			diffs[u] = append(diffs[u], &orgsyncv1.FieldDiff{Field: "queues[" + r.nameOf(q) + "]", Want: "member"})
@@ -219,7 +230,7 @@ func (r *run) applyTeams(ctx context.Context, pending []*userRun) map[*userRun]s
 			}
 		}
 		hasBase := u.baseline != nil
-		b, err := r.refID(u.baseline.GetTeamRef())
+		b, err := r.refID(ctx, u.baseline.GetTeamRef())
 		if err != nil {
 			out[u] = failed(err)
 			continue

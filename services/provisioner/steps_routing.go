@@ -53,14 +53,16 @@ func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 				return failed(fmt.Errorf("read skills: %w", err))
 			}
 		}
-		base, hasBase, err := r.baseProficiencies(u, u.baseline.GetSkills())
+		base, hasBase, err := r.baseProficiencies(ctx, u, u.baseline.GetSkills())
 		if err != nil {
 			return failed(err)
 		}
 		if u.dx.verify && hasBase {
 			u.addDrift(r.proficiencyDiffs("skills", base, u.act.skills)...)
 		}
-		want = convergeValues(r, want, base, u.act.skills, hasBase, true)
+		conv := convergeValues(r, want, base, u.act.skills, hasBase, true)
+		markKeptValues(u, "skills", want, conv)
+		want = conv
 		if d := r.proficiencyDiffs("skills", want, u.act.skills); len(d) > 0 {
 			diffs, changed = append(diffs, d...), true
 			if !r.dry {
@@ -94,14 +96,16 @@ func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 				return failed(fmt.Errorf("read languages: %w", err))
 			}
 		}
-		base, hasBase, err := r.baseProficiencies(u, u.baseline.GetLanguages())
+		base, hasBase, err := r.baseProficiencies(ctx, u, u.baseline.GetLanguages())
 		if err != nil {
 			return failed(err)
 		}
 		if u.dx.verify && hasBase {
 			u.addDrift(r.proficiencyDiffs("languages", base, u.act.languages)...)
 		}
-		want = convergeValues(r, want, base, u.act.languages, hasBase, true)
+		conv := convergeValues(r, want, base, u.act.languages, hasBase, true)
+		markKeptValues(u, "languages", want, conv)
+		want = conv
 		if d := r.proficiencyDiffs("languages", want, u.act.languages); len(d) > 0 {
 			diffs, changed = append(diffs, d...), true
 			if !r.dry {
@@ -229,7 +233,7 @@ func (r *run) applyGrants(ctx context.Context, u *userRun) stepResult {
 	for _, g := range want {
 		wantSet[g] = true
 	}
-	base, hasBase, err := r.baseGrants(u)
+	base, hasBase, err := r.baseGrants(ctx, u)
 	if err != nil {
 		return failed(err)
 	}
