@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -139,6 +141,9 @@ func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 
 	if u.included(orgsyncv1.Component_COMPONENT_UTILIZATION) {
 		if want := wantUtilization(u.d.GetUtilization()); want != nil {
+			if !u.act.utilKnown && u.trusted(func(a, b *orgsyncv1.UserConfig) bool { return proto.Equal(a.GetUtilization(), b.GetUtilization()) }) {
+				u.act.util, u.act.utilKnown = want, true // applied by orgsync, source unchanged
+			}
 			if !u.act.utilKnown {
 				err := call(func(ctx context.Context) error {
 					got, err := r.c.GetUserUtilization(ctx, u.id)
@@ -212,6 +217,15 @@ func (r *run) applyGrants(ctx context.Context, u *userRun) stepResult {
 	}
 	if len(want) == 0 && len(u.baseline.GetGrants()) == 0 && !u.dx.verify {
 		return changedIf(false, nil, "no grants wanted")
+	}
+	if u.act.grants == nil && u.baseline != nil && !u.dx.verify && (u.found == foundTranslation || u.found == foundJournal) {
+		// orgsync applied the baseline's grants to this very user: take
+		// them as held (drift is the sweep's business), as for queues.
+		base, _, err := r.baseGrants(ctx, u)
+		if err != nil {
+			return failed(err)
+		}
+		u.act.grants = base
 	}
 	if u.act.grants == nil {
 		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
