@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -182,6 +184,12 @@ func (s *Source) request(ctx context.Context, force bool) (*orgsyncv1.TokenReply
 	reply, err := DecodeToken(msg.Data)
 	if err != nil {
 		return nil, fmt.Errorf("authclient: token for org %s: malformed reply on %s: %w", s.org, subject, err)
+	}
+	if reply.GetError() != "" && reply.GetPermanent() {
+		// A refusal no retry fixes: a 4xx TokenError, which every service
+		// already treats as permanent (fail the work, don't redeliver).
+		return nil, &genesys.TokenError{Org: s.org, TokenURL: "orgsync auth service (" + subject + ")",
+			Status: http.StatusUnauthorized, ErrorCode: "refused", Err: errors.New(reply.GetError())}
 	}
 	if reply.GetError() != "" {
 		return nil, fmt.Errorf("authclient: token for org %s: auth service: %s", s.org, reply.GetError())

@@ -139,7 +139,7 @@ func (e *TokenError) Error() string {
 	if e.ErrorCode != "" {
 		s += " " + e.ErrorCode
 	}
-	if e.Status == 0 && e.Err != nil {
+	if e.Err != nil && (e.Status == 0 || e.Err.Error() != e.ErrorCode) {
 		s += ": " + e.Err.Error()
 	}
 	return s

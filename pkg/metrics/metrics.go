@@ -13,6 +13,7 @@
 //
 //	orgsync_messages_processed_total{stream,consumer,subject}            handler succeeded (acked)
 //	orgsync_messages_failed_total{stream,consumer,subject,outcome}       retry | terminated | interrupted
+//	orgsync_messages_redelivered_total{stream,consumer,subject}          handled deliveries after the first (a retry, or a failover: another instance died holding it)
 //	orgsync_message_handle_duration_seconds{stream,consumer,outcome}     handler time (histogram)
 //	orgsync_genesys_api_calls_total{org,operation,status_class}          every HTTP attempt: 2xx 3xx 4xx 5xx error
 //	orgsync_genesys_throttled_total{org,operation}                       429 answers
@@ -53,6 +54,7 @@ type state struct {
 
 	processed      metric.Int64Counter
 	failed         metric.Int64Counter
+	redelivered    metric.Int64Counter
 	handleDuration metric.Float64Histogram
 	apiCalls       metric.Int64Counter
 	throttled      metric.Int64Counter
@@ -101,6 +103,8 @@ func newState() (*state, error) {
 	s.processed, err = m.Int64Counter("orgsync.messages.processed", metric.WithDescription("Messages whose handler succeeded (acked), per stream, consumer and subject."))
 	add(err)
 	s.failed, err = m.Int64Counter("orgsync.messages.failed", metric.WithDescription("Failed deliveries per stream, consumer, subject and outcome: retry (nak with backoff), terminated (permanent error or last delivery), interrupted (shutdown)."))
+	add(err)
+	s.redelivered, err = m.Int64Counter("orgsync.messages.redelivered", metric.WithDescription("Handled deliveries that were not the message's first (delivery count > 1): retries after a failure, and messages taken over from an instance that died holding them; per stream, consumer and subject."))
 	add(err)
 	s.handleDuration, err = m.Float64Histogram("orgsync.message.handle.duration", metric.WithUnit("s"), metric.WithDescription("Handler run time per stream, consumer and outcome."))
 	add(err)

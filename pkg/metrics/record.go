@@ -32,6 +32,9 @@ func Delivery(ctx context.Context, d natsx.Delivery) {
 	ctx = ctxOrBackground(ctx)
 	base := []attribute.KeyValue{attribute.String("stream", d.Stream), attribute.String("consumer", d.Consumer)}
 	withSubject := metric.WithAttributes(append(base, attribute.String("subject", d.Subject))...)
+	if d.Delivered > 1 {
+		s.redelivered.Add(ctx, 1, withSubject)
+	}
 	if d.Outcome == natsx.OutcomeAcked {
 		s.processed.Add(ctx, 1, withSubject)
 	} else {
@@ -72,6 +75,8 @@ func StatusClass(status int) string {
 const (
 	PlanSucceeded = "succeeded"
 	PlanFailed    = "failed"
+	// PlanRetry: the attempt failed transiently; the plan is redelivered.
+	PlanRetry = "retry"
 )
 
 // PlanDuration records how long the provisioner took to run a plan for a

@@ -138,4 +138,12 @@ func (s *Service) serve(subject string, data []byte) *orgsyncv1.TokenReply {
 	return s.Token(ctx, org, req.GetForceRefresh())
 }
 
-func errorReply(reason string) *orgsyncv1.TokenReply { return &orgsyncv1.TokenReply{Error: reason} }
+// errorReply is a refusal that asking again cannot fix (bad request, unknown
+// org, missing or rejected credentials).
+func errorReply(reason string) *orgsyncv1.TokenReply {
+	return &orgsyncv1.TokenReply{Error: reason, Permanent: true}
+}
+
+// transientReply is a failure worth retrying (login host unreachable,
+// throttled, 5xx).
+func transientReply(reason string) *orgsyncv1.TokenReply { return &orgsyncv1.TokenReply{Error: reason} }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgsync/orgsync/pkg/authclient"
+	"github.com/orgsync/orgsync/pkg/metrics"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgconfig"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -90,10 +92,14 @@ func (s *Service) fetch(ctx context.Context, org string, o orgconfig.Org) *orgsy
 	start := s.cfg.Now()
 	s.fetches.Add(1)
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.HTTPClient))
+	metrics.TokenRefreshed(ctx, org, err == nil)
 	if err != nil {
 		reason := scrub(describeFetchError(org, tokenURL, err), o.ClientSecret)
 		s.log.Warn("auth: token request failed", "org", org, "reason", reason)
-		return errorReply(reason)
+		if rejectedCredentials(err) {
+			return errorReply(reason)
+		}
+		return transientReply(reason)
 	}
 	lifetime := time.Duration(tok.ExpiresIn) * time.Second
 	if lifetime <= 0 && !tok.Expiry.IsZero() {
@@ -181,4 +187,16 @@ func scrub(msg, secret string) string {
 		return msg
 	}
 	return strings.ReplaceAll(msg, secret, "[REDACTED]")
+}
+
+// rejectedCredentials reports whether the login host refused the grant itself
+// (4xx other than 408/429: invalid_client, unauthorized_client, ...), which no
+// retry fixes; transport errors, throttling and 5xx are worth retrying.
+func rejectedCredentials(err error) bool {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return false
+	}
+	c := re.Response.StatusCode
+	return c >= 400 && c < 500 && c != http.StatusTooManyRequests && c != http.StatusRequestTimeout
 }

@@ -2,7 +2,6 @@ package orgsync
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,9 +52,6 @@ func TestBadInputEndToEnd(t *testing.T) {
 		// raw publishes without the CLI's own validation (another system).
 		raw  func(*orgsyncv1.CloneRequest)
 		want []string
-		// gap names a known open defect: the case is skipped unless
-		// ORGSYNC_E2E_STRICT=1 (remove once fixed).
-		gap string
 	}{
 		{name: "unknown source org", spec: CloneSpec{SourceOrg: "nosuch", Users: jane, Targets: []string{"target1"}},
 			want: []string{`"nosuch"`, "unknown org"}},
@@ -64,9 +60,9 @@ func TestBadInputEndToEnd(t *testing.T) {
 		{name: "user not found", spec: CloneSpec{SourceOrg: "source", Users: []string{"nobody@acme.example"}, Targets: []string{"target1"}},
 			want: []string{"not found", "nobody@acme.example"}},
 		{name: "missing credentials of the source", spec: CloneSpec{SourceOrg: "nocreds", Users: jane, Targets: []string{"target1"}},
-			want: []string{`"nocreds" has no client credentials`}, gap: missingCredentialsGap},
+			want: []string{`"nocreds" has no client credentials`}},
 		{name: "missing credentials of a target", spec: CloneSpec{SourceOrg: "source", Users: jane, Targets: []string{"nocreds"}},
-			want: []string{`"nocreds" has no client credentials`}, gap: missingCredentialsGap},
+			want: []string{`"nocreds" has no client credentials`}},
 		{name: "invalid email mapping", spec: CloneSpec{SourceOrg: "source", Users: jane, Targets: []string{"target1"}},
 			raw: func(r *orgsyncv1.CloneRequest) {
 				r.Options.EmailMapping = map[string]*orgsyncv1.EmailMapping{"target1": {ToDomain: "not a domain"}}
@@ -74,9 +70,6 @@ func TestBadInputEndToEnd(t *testing.T) {
 			want: []string{"email mapping", `"not a domain"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.gap != "" && os.Getenv("ORGSYNC_E2E_STRICT") != "1" {
-				t.Skip("known gap: " + tc.gap)
-			}
 			req, err := tc.spec.Build()
 			if err != nil {
 				t.Fatal(err)
@@ -129,14 +122,6 @@ func TestBadInputEndToEnd(t *testing.T) {
 		}
 	})
 }
-
-// missingCredentialsGap: the auth service's refusal ("org has no client
-// credentials") reaches the services as a plain error (authclient), which the
-// extractor and resolver treat as transient: the request is redelivered
-// MaxDeliver times (~70s) before the failed event. Fix: carry a permanent
-// flag or status in TokenReply and have authclient return a 4xx
-// *genesys.TokenError for it, which both services already treat as permanent.
-const missingCredentialsGap = "missing credentials are retried as transient (redelivery loop) before failing"
 
 // submitRaw publishes req as another system would (no client-side
 // validation) and waits for its report.

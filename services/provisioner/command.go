@@ -23,6 +23,7 @@ func Command() service.Command {
 			fs.IntVar(&cfg.UserConcurrency, "user-concurrency", 0, "users of one plan worked on at once within a step (0: default)")
 			fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "redelivery timeout of an unacknowledged plan; progress is reported every third of it (0: default)")
 			fs.IntVar(&cfg.MaxDeliver, "max-deliver", 0, "delivery attempts of a plan failing with transient errors (0: default)")
+			fs.DurationVar(&cfg.PinnedTTL, "pinned-ttl", 0, "how long the active instance of an org keeps it after it stops pulling (dies); the standby takes over after this, and the interrupted plan is redelivered after --ack-wait (0: natsx default 30s)")
 			drift := fs.String("drift-policy", "", `per target org, what a sweep does with manual edits of cloned users: "org=enforce|report,..." (unlisted orgs: enforce, restore the source configuration)`)
 			return func(env *service.Env) (service.Runnable, error) {
 				orgs, err := parseOwn(*own)

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
+	"github.com/orgsync/orgsync/pkg/metrics"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -153,15 +155,20 @@ func (s *Service) handle(ctx context.Context, org string, m natsx.Msg) error {
 	if plan.GetTargetOrg() != org {
 		return natsx.Permanent(fmt.Errorf("provisioner: plan %s targets %q but arrived on %s", plan.GetPlanId(), plan.GetTargetOrg(), m.Subject()))
 	}
+	started := time.Now()
 	_, err := s.engine.Apply(ctx, &plan)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		if IsPlanFailure(err) {
+			metrics.PlanDuration(ctx, org, time.Since(started), metrics.PlanFailed)
 			return natsx.Permanent(err)
 		}
+		metrics.PlanDuration(ctx, org, time.Since(started), metrics.PlanRetry)
 		s.log.Warn("plan attempt failed; will be redelivered", "plan", plan.GetPlanId(), "delivery", m.Delivered(), "err", err)
+		return err
 	}
-	return err
+	metrics.PlanDuration(ctx, org, time.Since(started), metrics.PlanSucceeded)
+	return nil
 }
 
 // onTerminate reports a terminated plan as a failed TARGET event.

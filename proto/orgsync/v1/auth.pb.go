@@ -89,7 +89,11 @@ type TokenReply struct {
 	// When callers must stop using the token (expires_in minus a safety margin).
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Why there is no token (unknown org, invalid credentials, ...). No secrets.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The error will not go away by asking again (unknown org, missing or
+	// rejected credentials): callers fail the work with the reason instead of
+	// retrying it. False for transient errors (login host down, throttled).
+	Permanent     bool `protobuf:"varint,5,opt,name=permanent,proto3" json:"permanent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -152,6 +156,13 @@ func (x *TokenReply) GetError() string {
 	return ""
 }
 
+func (x *TokenReply) GetPermanent() bool {
+	if x != nil {
+		return x.Permanent
+	}
+	return false
+}
+
 var File_orgsync_v1_auth_proto protoreflect.FileDescriptor
 
 const file_orgsync_v1_auth_proto_rawDesc = "" +
@@ -160,7 +171,7 @@ const file_orgsync_v1_auth_proto_rawDesc = "" +
 	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
 	"\fTokenRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12#\n" +
-	"\rforce_refresh\x18\x02 \x01(\bR\fforceRefresh\"\x9f\x01\n" +
+	"\rforce_refresh\x18\x02 \x01(\bR\fforceRefresh\"\xbd\x01\n" +
 	"\n" +
 	"TokenReply\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
@@ -168,7 +179,8 @@ const file_orgsync_v1_auth_proto_rawDesc = "" +
 	"token_type\x18\x02 \x01(\tR\ttokenType\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05errorB7Z5github.com/orgsync/orgsync/proto/orgsync/v1;orgsyncv1b\x06proto3"
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1c\n" +
+	"\tpermanent\x18\x05 \x01(\bR\tpermanentB7Z5github.com/orgsync/orgsync/proto/orgsync/v1;orgsyncv1b\x06proto3"
 
 var (
 	file_orgsync_v1_auth_proto_rawDescOnce sync.Once

@@ -1,0 +1,62 @@
+package integrator
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/orgsync/orgsync/pkg/service"
+)
+
+// Command is the integrator's service command (cmd/integrator and
+// `orgsync dev`).
+func Command() service.Command {
+	return service.Command{
+		Name:    "integrator",
+		Summary: "syncs provisioned users to each target's CRM (orgsync.integration.<target>), decoupled from provisioning: integration instance check, upsert, status polling, health counts and failure-rate alerts",
+		Flags: func(fs *flag.FlagSet) service.Builder {
+			var cfg Config
+			var crmFile string
+			fs.StringVar(&crmFile, "crm", os.Getenv("ORGSYNC_CRM"), "YAML file of CRM adapters per target org: TARGET: {baseURL, apiKey, integrationName}; holds secrets, must be mode 0600 (env ORGSYNC_CRM)")
+			fs.DurationVar(&cfg.Deadline, "deadline", DefaultDeadline, "how long one CRM sync may take before it counts as failed")
+			fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", DefaultInitialBackoff, "first wait between status polls (doubles, with jitter)")
+			fs.DurationVar(&cfg.MaxBackoff, "max-backoff", DefaultMaxBackoff, "longest wait between status polls")
+			fs.Float64Var(&cfg.FailureRateThreshold, "alert-failure-rate", DefaultFailureRateThreshold, "failure rate (0..1] of an org's CRM syncs above which an alert event is raised")
+			fs.IntVar(&cfg.MinSamples, "alert-min-samples", DefaultMinSamples, "finished syncs an org needs before the failure rate can alert")
+			return func(env *service.Env) (service.Runnable, error) {
+				cfg.Topology = env.Topology
+				if crmFile != "" {
+					targets, err := LoadCRMFile(crmFile)
+					if err != nil {
+						return nil, err
+					}
+					cfg.Targets = targets
+				}
+				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger})
+			}
+		},
+	}
+}
+
+// LoadCRMFile reads the CRM adapters per target from a YAML file that must
+// not be readable by group or others (it holds API keys).
+func LoadCRMFile(path string) (map[string]CRMTarget, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("integrator: CRM file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("integrator: CRM file %s holds API keys and must be mode 0600, is %v", path, st.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("integrator: CRM file: %w", err)
+	}
+	var out map[string]CRMTarget
+	if err := yaml.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("integrator: CRM file %s: %w", path, err)
+	}
+	return out, nil
+}

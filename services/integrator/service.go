@@ -1,0 +1,169 @@
+package integrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
+	"github.com/orgsync/orgsync/pkg/events"
+	"github.com/orgsync/orgsync/pkg/natsx"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+var tracer = otel.Tracer("orgsync/integrator")
+
+// Service is the integrator.
+type Service struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	http  *http.Client
+	kv    jetstream.KeyValue
+	ready atomic.Bool
+
+	mu       sync.Mutex
+	counts   map[string]Counts
+	alerting map[string]bool
+}
+
+// New checks cfg and deps and returns an unstarted service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.JS == nil || deps.Clients == nil {
+		return nil, errors.New("integrator: Deps.JS and Deps.Clients are required")
+	}
+	if deps.Events == nil {
+		deps.Events = events.New(deps.JS)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	hc := deps.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	s := &Service{cfg: cfg.WithDefaults(), deps: deps, log: deps.Logger.With("service", "integrator"), http: hc,
+		counts: map[string]Counts{}, alerting: map[string]bool{}}
+	s.registerMetrics()
+	return s, nil
+}
+
+// Ready reports whether the request consumer is bound.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+func (s *Service) spec() natsx.ConsumerSpec {
+	return natsx.ConsumerSpec{
+		Stream: natsx.StreamIntegrations, Durable: Durable,
+		FilterSubjects: []string{natsx.SubjectRoot + ".integration.>"},
+		AckWait:        s.cfg.AckWait, InProgressEvery: s.cfg.AckWait / 3, MaxDeliver: s.cfg.MaxDeliver,
+		Backoff: s.cfg.Backoff, Concurrency: s.cfg.Concurrency, Logger: s.log,
+		OnTerminate: s.onTerminated,
+	}
+}
+
+// Run ensures the streams and the state bucket, binds the consumer and
+// syncs requests until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, s.cfg.Topology); err != nil {
+		return fmt.Errorf("integrator: %w", err)
+	}
+	kv, err := EnsureBucket(ctx, s.deps.JS, s.cfg.Topology)
+	if err != nil {
+		return err
+	}
+	s.kv = kv
+	spec := s.spec()
+	if _, err := s.deps.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.ConsumerConfig()); err != nil {
+		return fmt.Errorf("integrator: create consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	return natsx.Consume(ctx, s.deps.JS, spec, s.handle)
+}
+
+// handle syncs one request. Ack policy: an undecodable or invalid request
+// is Permanent; a Genesys check that failed transiently is redelivered;
+// every CRM outcome (provisioned, rejected, deadline) is final and acked —
+// a later provisioning run of the user publishes a new request.
+func (s *Service) handle(ctx context.Context, m natsx.Msg) error {
+	ctx, span := tracer.Start(ctx, "integrator.sync")
+	defer span.End()
+	var req orgsyncv1.IntegrationRequest
+	if err := natsx.Decode(m, &req); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return natsx.Permanent(fmt.Errorf("integrator: request on %s: %w", m.Subject(), err))
+	}
+	subjOrg, _ := natsx.OrgFromSubject(m.Subject())
+	if req.GetTargetOrg() != subjOrg || req.GetUserExternalId() == "" || req.GetRequestId() == "" || req.GetEmail() == "" {
+		return natsx.Permanent(fmt.Errorf("integrator: request %q on %s is invalid (target %q, user %q, email %q)",
+			req.GetRequestId(), m.Subject(), req.GetTargetOrg(), req.GetUserExternalId(), req.GetEmail()))
+	}
+	span.SetAttributes(attribute.String("orgsync.org", req.GetTargetOrg()), attribute.String("orgsync.user", req.GetUserExternalId()))
+	if err := s.putState(ctx, &req, StatePending, Outcome{}); err != nil {
+		return err
+	}
+	out, err := s.Sync(ctx, &req)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		s.log.Warn("CRM sync will be retried", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "delivery", m.Delivered(), "err", err)
+		return err
+	}
+	if out.State == StateFailed {
+		span.SetStatus(codes.Error, out.Reason)
+	}
+	return s.finish(ctx, &req, out)
+}
+
+// finish records an outcome: KV state, AUDIT event, counts and alert.
+func (s *Service) finish(ctx context.Context, req *orgsyncv1.IntegrationRequest, out Outcome) error {
+	if err := s.putState(ctx, req, out.State, out); err != nil {
+		return err
+	}
+	status, msg := orgsyncv1.Status_STATUS_CHANGED, fmt.Sprintf("CRM record of %s provisioned", req.GetEmail())
+	if out.State == StateFailed {
+		status, msg = orgsyncv1.Status_STATUS_FAILED, fmt.Sprintf("CRM sync of %s failed; the user's Genesys provisioning stands", req.GetEmail())
+	}
+	ev := &orgsyncv1.Event{
+		Kind: orgsyncv1.EventKind_EVENT_KIND_AUDIT, Status: status,
+		RequestId: req.GetOriginRequestId(), PlanId: req.GetPlanId(), Org: req.GetTargetOrg(), SourceOrg: req.GetSourceOrg(),
+		UserExternalId: req.GetUserExternalId(), TargetUserId: req.GetTargetUserId(), Step: "crm",
+		Message: msg, Reason: out.Reason,
+		Attributes: map[string]string{"workflow": "crm", "state": out.State, "crm_status": out.CRMStatus, "stage": out.Stage,
+			"external_key": req.GetUserExternalId(), "integration_request_id": req.GetRequestId(),
+			"calls": strconv.Itoa(out.Calls), "polls": strconv.Itoa(out.Polls), "rate_limited": strconv.Itoa(out.RateLimited)},
+	}
+	if err := s.deps.Events.Emit(ctx, ev); err != nil {
+		return fmt.Errorf("integrator: %w", err)
+	}
+	s.afterOutcome(ctx, req.GetTargetOrg())
+	return nil
+}
+
+// onTerminated records a request abandoned after its last delivery failed
+// transiently as a failed sync.
+func (s *Service) onTerminated(ctx context.Context, m natsx.Msg, reason error) {
+	if natsx.IsPermanent(reason) {
+		return
+	}
+	var req orgsyncv1.IntegrationRequest
+	if natsx.Decode(m, &req) != nil || req.GetTargetOrg() == "" || s.kv == nil {
+		return
+	}
+	out := Outcome{State: StateFailed, Stage: "integration", Reason: fmt.Sprintf("gave up after %d deliveries: %v", m.Delivered(), reason)}
+	if err := s.finish(ctx, &req, out); err != nil {
+		s.log.Error("record abandoned CRM sync", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "err", err)
+	}
+}

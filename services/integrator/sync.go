@@ -1,0 +1,214 @@
+package integrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/orgsync/orgsync/pkg/genesys"
+	"github.com/orgsync/orgsync/pkg/orgs"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+// Sync states kept per user (KV orgsync-crm) and counted per org.
+const (
+	StatePending     = "PENDING"
+	StateProvisioned = "PROVISIONED"
+	StateFailed      = "FAILED"
+)
+
+// Outcome is the result of one CRM sync.
+type Outcome struct {
+	State string // StateProvisioned or StateFailed
+	// CRMStatus is the record's last known status in the CRM ("" when the
+	// CRM was never reached).
+	CRMStatus string
+	// Reason says why a sync failed (or how it ended). Never a secret.
+	Reason string
+	// Stage where the sync ended: "config", "integration", "upsert", "poll".
+	Stage string
+	// Calls to the CRM, polls among them, and 429s honoured.
+	Calls, Polls, RateLimited int
+}
+
+// errRetryLater marks a Genesys failure the next delivery may overcome.
+type errRetryLater struct{ err error }
+
+func (e *errRetryLater) Error() string { return e.err.Error() }
+func (e *errRetryLater) Unwrap() error { return e.err }
+
+// Sync runs one request: integration instance check, upsert, polls. A
+// returned error is transient (the Genesys check failed in a way a
+// redelivery may fix); every other end is an Outcome.
+func (s *Service) Sync(ctx context.Context, req *orgsyncv1.IntegrationRequest) (Outcome, error) {
+	target := req.GetTargetOrg()
+	tc, ok := s.cfg.Targets[target]
+	if !ok {
+		return Outcome{State: StateFailed, Stage: "config", Reason: fmt.Sprintf("no CRM adapter is configured for target %s in the integrator", target)}, nil
+	}
+	if out, err := s.checkIntegration(ctx, target, tc.IntegrationName); err != nil || out != nil {
+		if out != nil {
+			return *out, nil
+		}
+		return Outcome{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
+	defer cancel()
+	crm := NewCRMClient(target, tc, s.http)
+	out := Outcome{Stage: "upsert"}
+	body := CRMUpsert{Email: req.GetEmail(), Name: req.GetName(), GenesysUserID: req.GetTargetUserId(),
+		// Stable content only: a re-sent request must be the same upsert.
+		Attributes: map[string]string{"orgsyncSourceOrg": req.GetSourceOrg(), "orgsyncTargetOrg": target}}
+	key := req.GetUserExternalId()
+	var rec CRMRecord
+	backoff := s.cfg.InitialBackoff
+	for {
+		var err error
+		out.Calls++
+		if rec, err = crm.Upsert(ctx, key, body); err == nil {
+			break
+		}
+		if !isTransient(err) || ctx.Err() != nil {
+			return s.failed(out, ctx, err), nil
+		}
+		if !s.wait(ctx, &out, err, &backoff) {
+			return s.failed(out, ctx, err), nil
+		}
+	}
+	out.Stage, out.CRMStatus = "poll", rec.Status
+	backoff = s.cfg.InitialBackoff
+	for rec.Status == StatusPending {
+		if !s.wait(ctx, &out, nil, &backoff) {
+			return s.failed(out, ctx, nil), nil
+		}
+		out.Calls++
+		out.Polls++
+		got, err := crm.Get(ctx, key)
+		if err != nil {
+			var ce *CRMError
+			if errors.As(err, &ce) && ce.Status == http.StatusNotFound {
+				// The record vanished (CRM restore?): upsert it again.
+				out.Calls++
+				if got, err = crm.Upsert(ctx, key, body); err == nil {
+					rec = got
+					continue
+				}
+			}
+			if !isTransient(err) || ctx.Err() != nil {
+				return s.failed(out, ctx, err), nil
+			}
+			if !s.wait(ctx, &out, err, &backoff) {
+				return s.failed(out, ctx, err), nil
+			}
+			continue
+		}
+		rec = got
+		out.CRMStatus = rec.Status
+	}
+	switch rec.Status {
+	case StatusProvisioned:
+		out.State, out.Reason = StateProvisioned, fmt.Sprintf("CRM record %s is PROVISIONED", key)
+	case StatusError:
+		out.State, out.Reason = StateFailed, fmt.Sprintf("CRM rejected the record %s: %s", key, rec.Error)
+	default:
+		out.State, out.Reason = StateFailed, fmt.Sprintf("CRM answered status %q for %s, which the adapter contract does not define", rec.Status, key)
+	}
+	return out, nil
+}
+
+// checkIntegration verifies the target's Genesys integration instance is
+// installed and ACTIVE. A non-nil Outcome is a final failure; an error is
+// transient.
+func (s *Service) checkIntegration(ctx context.Context, target, name string) (*Outcome, error) {
+	fail := func(format string, args ...any) (*Outcome, error) {
+		return &Outcome{State: StateFailed, Stage: "integration", Reason: fmt.Sprintf(format, args...)}, nil
+	}
+	c, err := s.deps.Clients.Client(target)
+	if err != nil {
+		if errors.Is(err, orgs.ErrUnknownOrg) {
+			return fail("target org %s is not configured in the integrator's org registry", target)
+		}
+		return nil, &errRetryLater{err}
+	}
+	all, err := c.ListIntegrations(ctx)
+	if err != nil {
+		if st := genesys.StatusOf(err); st >= 400 && st < 500 && st != 408 && st != 429 {
+			return fail("cannot check the integration instance %q of %s: %v", name, target, err)
+		}
+		return nil, &errRetryLater{fmt.Errorf("check integration instance %q of %s: %w", name, target, err)}
+	}
+	var names []string
+	for _, in := range all {
+		names = append(names, in.Name)
+		if in.Name != name {
+			continue
+		}
+		state := ""
+		if in.ReportedState != nil {
+			state = in.ReportedState.Code
+		}
+		if state != "ACTIVE" {
+			if state == "" {
+				state = "without a reported state"
+			}
+			return fail("integration instance %q in %s is %s, not ACTIVE: CRM sync not attempted", name, target, state)
+		}
+		return nil, nil
+	}
+	installed := "none"
+	if len(names) > 0 {
+		installed = strings.Join(names, ", ")
+	}
+	return fail("integration instance %q is not installed in %s (GET /api/v2/integrations lists: %s): CRM sync not attempted", name, target, installed)
+}
+
+// wait sleeps before the next CRM call: Retry-After of a 429 (honoured as
+// given), else the current backoff with ±25% jitter, doubling it up to
+// MaxBackoff. It returns false when the deadline (or cancellation) comes
+// first.
+func (s *Service) wait(ctx context.Context, out *Outcome, cause error, backoff *time.Duration) bool {
+	var d time.Duration
+	var ce *CRMError
+	if errors.As(cause, &ce) && ce.Status == http.StatusTooManyRequests {
+		out.RateLimited++
+		d = ce.RetryAfter
+	} else {
+		d = time.Duration(float64(*backoff) * (0.75 + rand.Float64()/2))
+		*backoff = min(*backoff*2, s.cfg.MaxBackoff)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// failed closes a sync that ran out of time or hit a permanent error.
+func (s *Service) failed(out Outcome, ctx context.Context, err error) Outcome {
+	out.State = StateFailed
+	switch {
+	case ctx.Err() != nil || err == nil:
+		last := out.CRMStatus
+		if last == "" {
+			last = "never reached"
+		}
+		out.Reason = fmt.Sprintf("CRM sync did not finish within the %v deadline (stage %s, last status %s, %d call(s), %d rate-limited)",
+			s.cfg.Deadline, out.Stage, last, out.Calls, out.RateLimited)
+		if err != nil {
+			out.Reason += ": last error: " + err.Error()
+		}
+	default:
+		out.Reason = fmt.Sprintf("CRM sync failed at %s: %v", out.Stage, err)
+	}
+	return out
+}

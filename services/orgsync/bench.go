@@ -1,0 +1,299 @@
+package orgsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orgsync/orgsync/pkg/orgconfig"
+	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/services/gcsim"
+)
+
+// Scenario names of the benchmark (orgsync bench --scenarios).
+const (
+	ScenarioS1 = "S1" // 1 reference user → 3 orgs: latency of one clone
+	ScenarioS2 = "S2" // 100 users → 5 orgs: calls per user, 429s, rate efficiency
+	ScenarioS3 = "S3" // S2 again, nothing to change
+	ScenarioS4 = "S4" // 2,000 users × 10 orgs, no rate limit/latency: pipeline overhead, peak RSS
+	ScenarioS5 = "S5" // source change → all targets converged
+)
+
+// AllScenarios in the order they run.
+var AllScenarios = []string{ScenarioS1, ScenarioS2, ScenarioS3, ScenarioS4, ScenarioS5}
+
+// Defaults of BenchConfig.
+const (
+	// DefaultBenchPipelineRate is the per-org API budget orgsync is given
+	// (requests/second): the commissioning guide's pipeline default.
+	DefaultBenchPipelineRate = 10.0
+	// DefaultBenchSimRatePerMinute is gcsim's per-token limit in the
+	// realistic scenarios: the Genesys Cloud default.
+	DefaultBenchSimRatePerMinute = 300
+)
+
+// Budgets the benchmark checks.
+const (
+	BudgetS2CallsPerUser  = 10.0
+	BudgetS2Efficiency    = 0.85
+	BudgetS3CallsPerUser  = 3.0
+	BudgetS4OverheadRatio = 0.5
+	BudgetS4PeakRSSMB     = 300.0
+)
+
+// BenchSizes are the users and target orgs of the scenarios.
+type BenchSizes struct {
+	S1Targets          int
+	S2Users, S2Targets int
+	S4Users, S4Targets int
+}
+
+// FullBenchSizes are the sizes of issue 7; QuickBenchSizes a smoke run.
+var (
+	FullBenchSizes  = BenchSizes{S1Targets: 3, S2Users: 100, S2Targets: 5, S4Users: 2000, S4Targets: 10}
+	QuickBenchSizes = BenchSizes{S1Targets: 2, S2Users: 5, S2Targets: 2, S4Users: 20, S4Targets: 2}
+)
+
+// BenchConfig configures RunBench. The zero value (plus StoreDir) runs every
+// scenario at full size with realistic gcsim settings.
+type BenchConfig struct {
+	// Scenarios to run (default AllScenarios); S3 runs S2 first.
+	Scenarios []string
+	// Sizes; zero means FullBenchSizes (QuickBenchSizes with Quick).
+	Sizes BenchSizes
+	Quick bool
+	// Sim is gcsim of the realistic scenarios S1–S3 (and S5); nil means
+	// RealisticSim(). S4 always runs with rate limit and latency off.
+	Sim *gcsim.Config
+	// PipelineRate is orgsync's per-org budget in requests/second (default 10).
+	PipelineRate float64
+	// StoreDir holds each scenario's JetStream and bbolt files (required).
+	StoreDir string
+	// Logger of the services (default: discarded).
+	Logger *slog.Logger
+	// Progress receives one line per phase (default: discarded).
+	Progress io.Writer
+	// ServiceArgs are extra service flags (e.g. provisioner concurrency), as
+	// in DevConfig.
+	ServiceArgs map[string][]string
+	// Timeout bounds one clone request (default 8 minutes).
+	Timeout time.Duration
+}
+
+// RealisticSim is gcsim as the realistic scenarios run it: 30 ms ± 5 ms of
+// latency, the Genesys default of 300 requests per minute per token, a
+// 500 ms 404 window after creation and 300 ms until a new user is active.
+func RealisticSim() gcsim.Config {
+	return gcsim.Config{
+		Latency: 25 * time.Millisecond, LatencyJitter: 10 * time.Millisecond,
+		RateLimitPerMinute:  DefaultBenchSimRatePerMinute,
+		NotFoundAfterCreate: 500 * time.Millisecond,
+		ActivationDelay:     300 * time.Millisecond,
+	}
+}
+
+func (c BenchConfig) withDefaults() BenchConfig {
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = AllScenarios
+	}
+	if c.Sizes == (BenchSizes{}) {
+		c.Sizes = FullBenchSizes
+		if c.Quick {
+			c.Sizes = QuickBenchSizes
+		}
+	}
+	if c.Sim == nil {
+		sim := RealisticSim()
+		c.Sim = &sim
+	}
+	if c.PipelineRate == 0 {
+		c.PipelineRate = DefaultBenchPipelineRate
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 8 * time.Minute
+	}
+	return c
+}
+
+// Validate reports every invalid field (after defaults).
+func (c BenchConfig) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	for _, s := range c.Scenarios {
+		if !slices.Contains(AllScenarios, s) {
+			errs = append(errs, fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(AllScenarios, ", ")))
+		}
+	}
+	z := c.Sizes
+	if z.S1Targets < 1 || z.S2Users < 1 || z.S2Targets < 1 || z.S4Users < 1 || z.S4Targets < 1 {
+		errs = append(errs, fmt.Errorf("sizes must all be >= 1, got %+v", z))
+	}
+	if c.StoreDir == "" {
+		errs = append(errs, errors.New("StoreDir is required"))
+	}
+	if c.PipelineRate < 0 {
+		errs = append(errs, fmt.Errorf("PipelineRate must be > 0, got %v", c.PipelineRate))
+	}
+	if err := c.Sim.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// runs reports whether scenario s was asked for (S2 also runs for S3).
+func (c BenchConfig) runs(s string) bool { return slices.Contains(c.Scenarios, s) }
+
+// RunBench runs the configured scenarios one after the other, each in its
+// own dev environment (embedded NATS, gcsim, every service in this process),
+// and checks the budgets. An error means the harness could not run a
+// scenario at all; budget failures are in the result.
+func RunBench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	res := &BenchResult{
+		StartedAt: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), Quick: cfg.Quick, Sizes: cfg.Sizes,
+		PipelineRate: cfg.PipelineRate, Sim: simSettings(*cfg.Sim),
+	}
+	start := time.Now()
+	if cfg.runs(ScenarioS1) {
+		r, err := benchS1(ctx, cfg)
+		if err != nil {
+			return res, fmt.Errorf("bench S1: %w", err)
+		}
+		res.Scenarios = append(res.Scenarios, r)
+	}
+	if cfg.runs(ScenarioS2) || cfg.runs(ScenarioS3) {
+		rs, err := benchS2S3(ctx, cfg)
+		if err != nil {
+			return res, fmt.Errorf("bench S2/S3: %w", err)
+		}
+		res.Scenarios = append(res.Scenarios, rs...)
+	}
+	if cfg.runs(ScenarioS4) {
+		r, err := benchS4(ctx, cfg)
+		if err != nil {
+			return res, fmt.Errorf("bench S4: %w", err)
+		}
+		res.Scenarios = append(res.Scenarios, r)
+	}
+	if cfg.runs(ScenarioS5) {
+		res.Scenarios = append(res.Scenarios, benchS5())
+	}
+	res.WallSeconds = time.Since(start).Seconds()
+	res.checkBudgets()
+	return res, nil
+}
+
+// benchEnv is one scenario's dev environment with a client.
+type benchEnv struct {
+	dev    *Dev
+	client *Client
+	close  func()
+}
+
+// startBenchEnv starts the dev environment on fx with gcsim configured by
+// sim, every org given a pipeline budget of rate requests/second.
+func startBenchEnv(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.Fixture, sim gcsim.Config, rate float64, burst int, opts ...orgs.Option) (*benchEnv, error) {
+	dir, err := os.MkdirTemp(cfg.StoreDir, "bench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	d, err := StartDev(startCtx, DevConfig{
+		StoreDir: dir, Fixture: fx, Sim: sim, Logger: cfg.Logger.With("scenario", name),
+		ServiceArgs: cfg.ServiceArgs, RegistryOptions: opts,
+		EditOrgs: func(_ string, entries map[string]orgconfig.Org) {
+			for k, o := range entries {
+				o.RateLimit, o.Burst = rate, burst
+				entries[k] = o
+			}
+		},
+	})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	nc, js, err := d.Connect()
+	if err != nil {
+		d.Close()
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return &benchEnv{dev: d, client: &Client{JS: js}, close: func() {
+		nc.Close()
+		d.Close()
+		_ = os.RemoveAll(dir)
+	}}, nil
+}
+
+// clone submits spec, waits for its report and measures the wall time
+// from publishing to the last target's final event.
+func (e *benchEnv) clone(ctx context.Context, cfg BenchConfig, spec CloneSpec) (*Report, time.Duration, error) {
+	req, err := spec.Build()
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	sub, err := e.client.Submit(ctx, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	rep, err := e.client.Wait(ctx, sub, nil)
+	wall := time.Since(start)
+	if err != nil {
+		return rep, wall, fmt.Errorf("wait for request %s: %w", req.GetRequestId(), err)
+	}
+	return rep, wall, nil
+}
+
+// statsOf returns gcsim's counters for every org key.
+func (e *benchEnv) statsOf(keys []string) map[string]gcsim.Stats {
+	out := map[string]gcsim.Stats{}
+	for _, k := range keys {
+		out[k] = e.dev.Sim.Stats(e.dev.OrgIDs[k])
+	}
+	return out
+}
+
+// benchUsers returns the emails of the fixture's first n users.
+func benchUsers(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = BenchUserEmail(i)
+	}
+	return users
+}
+
+func benchTargets(n int) []string {
+	targets := make([]string, n)
+	for i := range targets {
+		targets[i] = BenchTargetKey(i + 1)
+	}
+	return targets
+}
+
+func progressf(cfg BenchConfig, format string, args ...any) {
+	fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", args...)
+}

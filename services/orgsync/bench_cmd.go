@@ -1,0 +1,71 @@
+package orgsync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/orgsync/orgsync/pkg/telemetry"
+)
+
+// runBench is `orgsync bench`: run the benchmark scenarios, print the
+// table, write the JSON results; exit 1 when a budget is not met.
+func runBench(ctx context.Context, args []string, out IO) int {
+	fs := newFlagSet("bench", "[--out FILE] [--scenarios S1,S2,...] [--quick]", out)
+	outPath := fs.String("out", "bench/results.json", "write the results as JSON to this file (empty: don't)")
+	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run (S3 runs S2's clone first)")
+	quick := fs.Bool("quick", false, "small sizes (a smoke run of the harness): "+sizesString(QuickBenchSizes))
+	noBudgets := fs.Bool("no-fail", false, "exit 0 even when a budget is not met")
+	logPath := fs.String("log", "", "write the services' logs to this file (default: discarded)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	store, err := os.MkdirTemp("", "orgsync-bench-")
+	if err != nil {
+		return fail(out, "temp dir: %v", err)
+	}
+	defer os.RemoveAll(store)
+	cfg := BenchConfig{StoreDir: store, Quick: *quick, Progress: out.Err}
+	for _, s := range strings.Split(*scenarios, ",") {
+		if s = strings.ToUpper(strings.TrimSpace(s)); s != "" {
+			cfg.Scenarios = append(cfg.Scenarios, s)
+		}
+	}
+	if *logPath != "" {
+		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fail(out, "service log: %v", err)
+		}
+		defer f.Close()
+		if cfg.Logger, err = telemetry.NewLogger(f, slog.LevelInfo, "text"); err != nil {
+			return fail(out, "service log: %v", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fs.Usage()
+		return fail(out, "%v", err)
+	}
+	res, err := RunBench(ctx, cfg)
+	if err != nil {
+		return fail(out, "%v", err)
+	}
+	if err := res.WriteTable(out.Out); err != nil {
+		return fail(out, "print results: %v", err)
+	}
+	if *outPath != "" {
+		if err := res.WriteJSONFile(*outPath); err != nil {
+			return fail(out, "%v", err)
+		}
+		fmt.Fprintf(out.Err, "bench: results written to %s\n", *outPath)
+	}
+	if !res.Passed() && !*noBudgets {
+		return fail(out, "bench: a budget was not met (see the table)")
+	}
+	return ExitOK
+}
+
+func sizesString(z BenchSizes) string {
+	return fmt.Sprintf("S1 1×%d, S2/S3 %d×%d, S4 %d×%d", z.S1Targets, z.S2Users, z.S2Targets, z.S4Users, z.S4Targets)
+}

@@ -1,0 +1,161 @@
+package orgsync
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/services/gcsim"
+)
+
+// benchS1 clones one reference user (the supervisor) into S1Targets orgs
+// and reports the end-to-end latency.
+func benchS1(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
+	n := cfg.Sizes.S1Targets
+	res := ScenarioResult{Name: ScenarioS1, Title: "1 user → orgs (latency)", Available: true, Users: 1, Targets: n}
+	fx, err := BenchFixture(1, n)
+	if err != nil {
+		return res, err
+	}
+	env, err := startBenchEnv(ctx, cfg, "s1", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate))
+	if err != nil {
+		return res, err
+	}
+	defer env.close()
+	targets := benchTargets(n)
+	progressf(cfg, "S1: clone 1 user into %d orgs", n)
+	before := env.statsOf(targets)
+	rep, wall, err := env.clone(ctx, cfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(1), Targets: targets, RequestedBy: "orgsync-bench"})
+	if err != nil {
+		return res, err
+	}
+	res.fromReport(rep)
+	res.targetMetrics(before, env.statsOf(targets), targets, wall, 0)
+	res.RateEfficiency, res.RateEfficiencyMin = 0, 0 // one user cannot use a budget
+	res.SourceCalls = benchCalls(env.dev.Sim.Stats(env.dev.OrgIDs[BenchSourceOrg]))
+	return res, nil
+}
+
+// benchS2S3 clones S2Users users into S2Targets orgs (S2), then the same
+// users again as a new request (S3), in one environment with realistic
+// gcsim settings.
+func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
+	z := cfg.Sizes
+	fx, err := BenchFixture(z.S2Users, z.S2Targets)
+	if err != nil {
+		return nil, err
+	}
+	env, err := startBenchEnv(ctx, cfg, "s2", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate))
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+	targets := benchTargets(z.S2Targets)
+	spec := CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(z.S2Users), Targets: targets, RequestedBy: "orgsync-bench"}
+	budget := OrgBudget(cfg.PipelineRate, cfg.Sim.RateLimitPerMinute)
+	var out []ScenarioResult
+	for _, name := range []string{ScenarioS2, ScenarioS3} {
+		title := "bulk clone"
+		if name == ScenarioS3 {
+			title = "same request again"
+		}
+		res := ScenarioResult{Name: name, Title: title, Available: true, Users: z.S2Users, Targets: z.S2Targets}
+		progressf(cfg, "%s: clone %d users into %d orgs (%s)", name, z.S2Users, z.S2Targets, title)
+		srcBefore := env.dev.Sim.Stats(env.dev.OrgIDs[BenchSourceOrg])
+		before := env.statsOf(targets)
+		rep, wall, err := env.clone(ctx, cfg, spec)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", name, err)
+		}
+		res.fromReport(rep)
+		res.targetMetrics(before, env.statsOf(targets), targets, wall, budget)
+		res.SourceCalls = benchCalls(diffStats(srcBefore, env.dev.Sim.Stats(env.dev.OrgIDs[BenchSourceOrg])))
+		if name == ScenarioS3 {
+			// Nothing to do: the run is bound by latency, not the budget.
+			res.RateEfficiency, res.RateEfficiencyMin = 0, 0
+		}
+		if name == ScenarioS2 && !cfg.runs(ScenarioS2) {
+			continue
+		}
+		out = append(out, res)
+		if !cfg.runs(ScenarioS3) {
+			break
+		}
+	}
+	return out, nil
+}
+
+// s4Sim is gcsim for S4: no rate limit, no latency, no consistency windows,
+// so the figures measure orgsync's own overhead.
+func s4Sim() gcsim.Config {
+	return gcsim.Config{RateLimitPerMinute: -1}
+}
+
+// benchS4 clones S4Users users into S4Targets orgs with gcsim's limits off,
+// recording every API call; then replays the recorded calls directly (one
+// tight loop per org, in parallel) against the same gcsim and compares the
+// throughputs. Peak RSS is read when the pipeline has finished.
+func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
+	z := cfg.Sizes
+	res := ScenarioResult{Name: ScenarioS4, Title: "overhead (limits off)", Available: true, Users: z.S4Users, Targets: z.S4Targets}
+	fx, err := BenchFixture(z.S4Users, z.S4Targets)
+	if err != nil {
+		return res, err
+	}
+	rec, err := newCallRecorder(cfg.StoreDir)
+	if err != nil {
+		return res, err
+	}
+	defer rec.Close()
+	// The pipeline's own limiter must not be the bound either.
+	env, err := startBenchEnv(ctx, cfg, "s4", fx, s4Sim(), 1e6, 1000, orgs.WithTransport(rec))
+	if err != nil {
+		return res, err
+	}
+	defer env.close()
+	targets := benchTargets(z.S4Targets)
+	all := append([]string{BenchSourceOrg}, targets...)
+	progressf(cfg, "S4: clone %d users into %d orgs, gcsim limits off", z.S4Users, z.S4Targets)
+	runtime.GC()
+	before := env.statsOf(all)
+	rec.Start()
+	rep, wall, err := env.clone(ctx, cfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(z.S4Users), Targets: targets, RequestedBy: "orgsync-bench"})
+	rec.Stop()
+	if err != nil {
+		return res, err
+	}
+	res.PeakRSSMB = peakRSSMB()
+	res.fromReport(rep)
+	after := env.statsOf(all)
+	res.targetMetrics(before, after, targets, wall, 0)
+	res.RateEfficiency, res.RateEfficiencyMin = 0, 0
+	res.SourceCalls = benchCalls(diffStats(before[BenchSourceOrg], after[BenchSourceOrg]))
+	pipelineCalls := res.SourceCalls + res.TargetCalls
+	res.PipelineCallsPerSec = round3(float64(pipelineCalls) / wall.Seconds())
+
+	progressf(cfg, "S4: replay the %d recorded calls directly", rec.Count())
+	replayed, replayWall, err := rec.Replay(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.DirectCalls, res.DirectWallSeconds = replayed, round3(replayWall.Seconds())
+	if replayWall > 0 {
+		res.DirectCallsPerSec = round3(float64(replayed) / replayWall.Seconds())
+	}
+	if res.DirectCallsPerSec > 0 {
+		res.OverheadRatio = round3(res.PipelineCallsPerSec / res.DirectCallsPerSec)
+	}
+	if replayed != rec.Count() || rec.Count() < pipelineCalls {
+		res.Note = fmt.Sprintf("recorded %d calls, replayed %d, gcsim counted %d", rec.Count(), replayed, pipelineCalls)
+	}
+	return res, nil
+}
+
+// benchS5 reports S5 as not available: the delta pipeline (source change →
+// targets converged: the reconciler publishing changes, the provisioner's
+// delta/drift steps) is not part of the dev environment yet (issue 5).
+func benchS5() ScenarioResult {
+	return ScenarioResult{Name: ScenarioS5, Title: "source change → converged", Available: false,
+		Note: "not available yet: the delta pipeline (reconciler → provisioner delta/drift, issue 5) is not wired into the dev environment"}
+}
