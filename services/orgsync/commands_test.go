@@ -110,7 +110,7 @@ func TestDevCommand(t *testing.T) {
 		done <- Main(ctx, []string{"dev", "--store", store, "--nats-port", "0", "--gcsim-addr", "127.0.0.1:0", "--log-level", "error"}, IO{Out: out, Err: out})
 	}()
 	natsxtest.Eventually(t, 30*time.Second, "orgsync dev reports it is running", func() bool {
-		return strings.Contains(out.String(), "services:  auth, extractor, provisioner, resolver")
+		return strings.Contains(out.String(), "services:  auth, extractor, provisioner, reconciler, resolver")
 	})
 	for _, want := range []string{"NATS:      nats://127.0.0.1:", "gcsim:     http://127.0.0.1:", "orgs:      source, target1, target2, target3", "clone --nats nats://"} {
 		if !strings.Contains(out.String(), want) {

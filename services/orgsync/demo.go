@@ -100,7 +100,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, out IO) (*DemoResult, error)
 		cfg.Sim = demoSimConfig()
 	}
 	fmt.Fprintln(out.Out, "orgsync demo: one process running an embedded NATS server (JetStream), the Genesys")
-	fmt.Fprintln(out.Out, "simulator gcsim with 4 demo orgs, and the auth, extractor, resolver and provisioner services.")
+	fmt.Fprintln(out.Out, "simulator gcsim with 4 demo orgs, and every orgsync service (listed below).")
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	d, err := StartDev(startCtx, cfg)
 	cancel()
@@ -173,24 +173,30 @@ func RunDemo(ctx context.Context, opts DemoOptions, out IO) (*DemoResult, error)
 func SimWrites(st gcsim.Stats) int {
 	n := 0
 	for op, count := range st.Requests {
-		method, route, _ := strings.Cut(op, " ")
-		if method == "GET" || method == "HEAD" || route == "/oauth/token" || route == "/api/v2/users/search" {
-			continue
+		if isConfigWrite(op) {
+			n += count
 		}
-		n += count
 	}
 	return n
+}
+
+// isConfigWrite reports whether a gcsim operation ("METHOD /route") may
+// change an org's configuration. Reads, token grants, searches (POST but
+// read-only) and Notifications API channels (subscriptions to change
+// events, not configuration) are not writes.
+func isConfigWrite(op string) bool {
+	method, route, _ := strings.Cut(op, " ")
+	return method != "GET" && method != "HEAD" && route != "/oauth/token" && route != "/api/v2/users/search" &&
+		!strings.HasPrefix(route, "/api/v2/notifications/")
 }
 
 // simWriteOps lists the write operations in st, sorted (for messages).
 func simWriteOps(st gcsim.Stats) []string {
 	var ops []string
 	for op, count := range st.Requests {
-		method, route, _ := strings.Cut(op, " ")
-		if method == "GET" || method == "HEAD" || route == "/oauth/token" || route == "/api/v2/users/search" {
-			continue
+		if isConfigWrite(op) {
+			ops = append(ops, fmt.Sprintf("%s ×%d", op, count))
 		}
-		ops = append(ops, fmt.Sprintf("%s ×%d", op, count))
 	}
 	sort.Strings(ops)
 	return ops

@@ -24,6 +24,7 @@ import (
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/pkg/service"
 	"github.com/orgsync/orgsync/services/gcsim"
+	"github.com/orgsync/orgsync/services/reconciler"
 )
 
 // DevConfig configures the one-process environment of `orgsync dev`,
@@ -142,9 +143,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 		return nil, fmt.Errorf("dev: store dir: %w", err)
 	}
 	d = &Dev{cfg: cfg, services: map[string]*runningService{}, OrgIDs: map[string]string{}}
+	partial := d // the error returns below reset d to nil
 	defer func() {
 		if err != nil {
-			d.Close()
+			partial.Close()
 		}
 	}()
 
@@ -237,6 +239,14 @@ func (d *Dev) devArgs(name string) []string {
 	switch name {
 	case "provisioner":
 		return []string{"--own", "all", "--state", filepath.Join(d.cfg.StoreDir, "provisioner.db")}
+	case "reconciler":
+		// Live changes come from gcsim's Notifications API; the signed
+		// webhook needs a shared secret, so it listens (on a free loopback
+		// port) only when ORGSYNC_WEBHOOK_SECRET is set.
+		if os.Getenv(reconciler.EnvWebhookSecret) == "" {
+			return []string{"--no-webhook", "--webhook-addr", ""}
+		}
+		return []string{"--webhook-addr", "127.0.0.1:0"}
 	}
 	return nil
 }

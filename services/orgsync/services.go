@@ -5,12 +5,14 @@ import (
 	"github.com/orgsync/orgsync/services/auth"
 	"github.com/orgsync/orgsync/services/extractor"
 	"github.com/orgsync/orgsync/services/provisioner"
+	"github.com/orgsync/orgsync/services/reconciler"
 	"github.com/orgsync/orgsync/services/resolver"
 )
 
 // ServiceCommands are the services `orgsync dev` runs, in start order: the
 // auth service first (everyone needs tokens), the provisioner before the
-// resolver so plans find their consumer.
+// resolver so plans find their consumer, the reconciler last (it follows
+// the users the pipeline has cloned).
 func ServiceCommands() []service.Command {
-	return []service.Command{auth.Command(), extractor.Command(), provisioner.Command(), resolver.Command()}
+	return []service.Command{auth.Command(), extractor.Command(), provisioner.Command(), resolver.Command(), reconciler.Command()}
 }

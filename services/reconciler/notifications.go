@@ -120,7 +120,7 @@ func (n *notifier) run(ctx context.Context) {
 					n.logger.Error("notifications: no Genesys client for source org; only sweeps cover it", "org", src, "err", err)
 					continue
 				}
-				sub = &orgSubscriber{n: n, src: src, client: client, ctx: ctx, wg: &wg}
+				sub = &orgSubscriber{n: n, src: src, client: client, ctx: ctx, wg: &wg, catchUp: n.tracked.TrackedAtLoad(src)}
 				n.subs[src] = sub
 			}
 			sub.sync(n.tracked.Users(src))
@@ -157,6 +157,12 @@ type orgSubscriber struct {
 	client *genesys.Client
 	ctx    context.Context
 	wg     *sync.WaitGroup
+	// catchUp: the org's users were tracked before this process started,
+	// so the channels of its first sync sweep when they first connect.
+	// Channels made later for newly tracked users do not: the extractor
+	// has just read those users, and sweeping them would race the clone
+	// that is provisioning them.
+	catchUp bool
 
 	mu    sync.Mutex
 	conns []*channelConn
@@ -194,12 +200,13 @@ func (o *orgSubscriber) sync(users []string) {
 		if len(topics) == 0 {
 			continue
 		}
-		c := newChannelConn(o.n.cfg, o.src, o.client, o.n.js, o.n.tracked, o.n.sweeps, o.n.logger, topics)
+		c := newChannelConn(o.n.cfg, o.src, o.client, o.n.js, o.n.tracked, o.n.sweeps, o.n.logger, topics, o.catchUp)
 		keep = append(keep, c)
 		o.wg.Add(1)
 		go func() { defer o.wg.Done(); c.run(o.ctx) }()
 	}
 	o.conns = keep
+	o.catchUp = false
 }
 
 func (o *orgSubscriber) status() []ChannelStatus {

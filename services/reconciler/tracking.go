@@ -23,9 +23,12 @@ const TrackingBucket = "orgsync-tracking"
 // TrackedSet is the live set of tracked reference users, kept current by
 // watching TrackingBucket. Safe for concurrent use.
 type TrackedSet struct {
-	mu     sync.RWMutex
-	users  map[string]map[string]struct{} // src → user ids
-	ready  bool
+	mu    sync.RWMutex
+	users map[string]map[string]struct{} // src → user ids
+	ready bool
+	// atLoad: source orgs with tracked users when the bucket was first
+	// loaded (users this process may have missed events of while down).
+	atLoad map[string]bool
 	notify []func(src string)
 }
 
@@ -105,10 +108,23 @@ func (t *TrackedSet) set(src, user string, present bool) (changed bool) {
 }
 
 func (t *TrackedSet) markReady() []string {
+	orgs := t.Orgs()
 	t.mu.Lock()
 	t.ready = true
+	t.atLoad = map[string]bool{}
+	for _, src := range orgs {
+		t.atLoad[src] = true
+	}
 	t.mu.Unlock()
-	return t.Orgs()
+	return orgs
+}
+
+// TrackedAtLoad reports whether src had tracked users when the bucket was
+// first loaded, i.e. before this process started following them.
+func (t *TrackedSet) TrackedAtLoad(src string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.atLoad[src]
 }
 
 func (t *TrackedSet) fire(src string) {

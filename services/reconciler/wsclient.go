@@ -58,11 +58,17 @@ type channelConn struct {
 	update  chan struct{} // topics changed (cap 1)
 	cancel  context.CancelFunc
 	stopped bool
+	// sweepOnConnect: a connect sweeps the org, because events may have
+	// been raised while no socket listened. Always true after the first
+	// connect; before it, true when the users were tracked before this
+	// process started (see orgSubscriber.catchUp).
+	sweepOnConnect bool
 }
 
-func newChannelConn(cfg Config, src string, client *genesys.Client, js jetstream.JetStream, tracked *TrackedSet, sweeps *sweeper, logger *slog.Logger, topics []string) *channelConn {
+func newChannelConn(cfg Config, src string, client *genesys.Client, js jetstream.JetStream, tracked *TrackedSet, sweeps *sweeper, logger *slog.Logger, topics []string, catchUp bool) *channelConn {
 	return &channelConn{cfg: cfg, src: src, client: client, js: js, tracked: tracked, sweeps: sweeps,
-		logger: logger.With("org", src), topics: slices.Clone(topics), st: ChannelStatus{Topics: len(topics)}, update: make(chan struct{}, 1)}
+		logger: logger.With("org", src), topics: slices.Clone(topics), st: ChannelStatus{Topics: len(topics)}, update: make(chan struct{}, 1),
+		sweepOnConnect: catchUp}
 }
 
 // Topics returns the topics the connection should be subscribed to.
@@ -216,7 +222,10 @@ func (c *channelConn) session(ctx context.Context, ch *channel) (*channel, error
 	})
 	c.logger.Info("notifications channel connected", "channel", ch.id)
 	// Events raised while we were away were not delivered: sweep the org.
-	c.sweeps.Trigger(c.src, TriggerReconnect)
+	if c.sweepOnConnect {
+		c.sweeps.Trigger(c.src, TriggerReconnect)
+	}
+	c.sweepOnConnect = true
 	keep, err := c.read(ctx, ws, ch)
 	if ctx.Err() != nil {
 		_ = ws.Close(websocket.StatusNormalClosure, "shutting down")
