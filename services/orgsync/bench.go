@@ -46,6 +46,9 @@ const (
 	BudgetS3CallsPerUser  = 3.0
 	BudgetS4OverheadRatio = 0.5
 	BudgetS4PeakRSSMB     = 300.0
+	// BudgetS5ConvergeSeconds: issue 4's goal for one user across 3
+	// targets (source change → all targets converged).
+	BudgetS5ConvergeSeconds = 2.0
 )
 
 // BenchSizes are the users and target orgs of the scenarios.
@@ -196,7 +199,11 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		res.Scenarios = append(res.Scenarios, r)
 	}
 	if cfg.runs(ScenarioS5) {
-		res.Scenarios = append(res.Scenarios, benchS5())
+		r, err := benchS5(ctx, cfg)
+		if err != nil {
+			return res, fmt.Errorf("bench S5: %w", err)
+		}
+		res.Scenarios = append(res.Scenarios, r)
 	}
 	res.WallSeconds = time.Since(start).Seconds()
 	res.checkBudgets()
@@ -292,6 +299,23 @@ func benchTargets(n int) []string {
 		targets[i] = BenchTargetKey(i + 1)
 	}
 	return targets
+}
+
+// pollUntil checks cond every few milliseconds until it holds, ctx is done
+// or timeout passes (an error naming what was awaited).
+func pollUntil(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 func progressf(cfg BenchConfig, format string, args ...any) {

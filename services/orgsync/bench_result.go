@@ -129,6 +129,9 @@ func (r *BenchResult) checkBudgets() {
 		atMost(ScenarioS4, "peak RSS MB", s.PeakRSSMB, BudgetS4PeakRSSMB)
 		atMost(ScenarioS4, "failed users", float64(s.FailedUsers), 0)
 	}
+	if s := r.Scenario(ScenarioS5); s != nil && s.Available {
+		atMost(ScenarioS5, "change → converged s", s.WallSeconds, BudgetS5ConvergeSeconds)
+	}
 }
 
 // benchCalls counts the API calls in st: every request but token grants

@@ -18,8 +18,9 @@ import (
 // gcsim's latency and rate limit off and checks that the figures hang
 // together: every clone succeeded, calls per user are the target calls
 // divided by users × targets, re-running costs fewer calls than cloning,
-// S4 replays every recorded call and its ratio is pipeline ÷ direct, and
-// the JSON and the table carry it all.
+// S4 replays every recorded call and its ratio is pipeline ÷ direct, S5's
+// source change converges as a delta, and the JSON and the table carry it
+// all.
 func TestBenchQuickRun(t *testing.T) {
 	t.Parallel()
 	sim := gcsim.Config{RateLimitPerMinute: -1, NotFoundAfterCreate: 20 * time.Millisecond, ActivationDelay: 20 * time.Millisecond}
@@ -34,7 +35,7 @@ func TestBenchQuickRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RunBench: %v", err)
 	}
-	for _, name := range []string{ScenarioS1, ScenarioS2, ScenarioS3, ScenarioS4} {
+	for _, name := range AllScenarios {
 		s := res.Scenario(name)
 		if s == nil {
 			t.Fatalf("scenario %s missing from the result", name)
@@ -78,8 +79,14 @@ func TestBenchQuickRun(t *testing.T) {
 	if s4.PeakRSSMB <= 0 {
 		t.Errorf("S4 peak RSS %.1f MB, want > 0 (VmHWM)", s4.PeakRSSMB)
 	}
-	if s5 := res.Scenario(ScenarioS5); s5 == nil || s5.Available {
-		t.Errorf("S5: %+v, want listed as not available", s5)
+	// S5 measured a delta: fewer calls than cloning the user, and no user
+	// created.
+	s5, s1 := res.Scenario(ScenarioS5), res.Scenario(ScenarioS1)
+	if s5.CallsPerUserPerTarget >= s1.CallsPerUserPerTarget {
+		t.Errorf("S5 delta cost %.2f calls/user/target, the clone (S1) %.2f: a delta must be cheaper", s5.CallsPerUserPerTarget, s1.CallsPerUserPerTarget)
+	}
+	if _, created := s5.TargetOps["POST /api/v2/users"]; created {
+		t.Errorf("S5 created users: %v", s5.TargetOps)
 	}
 	if len(res.Budgets) == 0 {
 		t.Error("no budgets checked")
@@ -104,7 +111,7 @@ func TestBenchQuickRun(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"S1 ", "S2 ", "S3 ", "S4 ", "S5 ", "not available yet", "budgets:", "calls/user/target"} {
+	for _, want := range []string{"S1 ", "S2 ", "S3 ", "S4 ", "S5 ", "change → converged", "budgets:", "calls/user/target"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
