@@ -97,3 +97,20 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLimiterWait is the cost of passing the org limiter when a token
+// is free (the budget is far above the call rate): the overhead every API
+// call pays, from many goroutines at once as a provisioner's workers do.
+func BenchmarkLimiterWait(b *testing.B) {
+	l := NewLimiter(1e9, 1<<30, 0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+			l.OnSuccess()
+		}
+	})
+}

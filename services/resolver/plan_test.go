@@ -144,16 +144,45 @@ func TestMapEmail(t *testing.T) {
 	}
 }
 
-func BenchmarkBuildPlan50(b *testing.B) {
+// snapshot50 is testSnapshot grown to a 50-resource graph (44 more skills,
+// all held by the first user).
+func snapshot50() *orgsyncv1.Snapshot {
 	snap := testSnapshot()
 	for i := range 44 {
 		r := res(orgsyncv1.ResourceType_RESOURCE_TYPE_SKILL, "Skill "+string(rune('A'+i%26))+string(rune('a'+i/26)))
 		snap.Resources = append(snap.Resources, r)
 		snap.Users[0].Skills = append(snap.Users[0].Skills, &orgsyncv1.Proficiency{Ref: r.ExternalId, Proficiency: 3})
 	}
+	return snap
+}
+
+func BenchmarkBuildPlan50(b *testing.B) {
+	snap := snapshot50()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := BuildPlan(PlanInput{Snapshot: snap, Target: "t1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSnapshotProtoRoundTrip encodes and decodes the 50-resource
+// Snapshot, as the extractor publishes it and the resolver reads it.
+func BenchmarkSnapshotProtoRoundTrip(b *testing.B) {
+	snap := snapshot50()
+	raw, err := proto.Marshal(snap)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := proto.Marshal(snap)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var back orgsyncv1.Snapshot
+		if err := proto.Unmarshal(out, &back); err != nil {
 			b.Fatal(err)
 		}
 	}
