@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/orgsync/orgsync/pkg/telemetry"
@@ -13,14 +14,26 @@ import (
 // runBench is `orgsync bench`: run the benchmark scenarios, print the
 // table, write the JSON results; exit 1 when a budget is not met.
 func runBench(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("bench", "[--out FILE] [--scenarios S1,S2,...] [--quick]", out)
+	fs := newFlagSet("bench", "[--out FILE] [--scenarios S1,S2,...] [--quick] [--cpuprofile FILE]", out)
 	outPath := fs.String("out", "bench/results.json", "write the results as JSON to this file (empty: don't)")
 	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run (S3 runs S2's clone first)")
 	quick := fs.Bool("quick", false, "small sizes (a smoke run of the harness): "+sizesString(QuickBenchSizes))
 	noBudgets := fs.Bool("no-fail", false, "exit 0 even when a budget is not met")
 	logPath := fs.String("log", "", "write the services' logs to this file (default: discarded)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(out, "cpu profile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(out, "cpu profile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	store, err := os.MkdirTemp("", "orgsync-bench-")
 	if err != nil {

@@ -48,6 +48,7 @@ func subcommands() []subcommand {
 		{"status", "show the job report of a request: orgsync status REQUEST_ID", runStatus},
 		{"watch", "print events live (--org to follow one org)", runWatch},
 		{"reconcile", reconcileSummary, runReconcile}, {"drift", driftSummary, runDrift},
+		{"audit", auditSummary, runAudit},
 		{"replay", replaySummary, runReplay},
 		{"failed", failedSummary, runFailed},
 		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},

@@ -82,6 +82,19 @@ func TestCLICloneAndStatus(t *testing.T) {
 		}
 	}
 
+	// Every phone number chosen is in the target's audit trail.
+	code, out, errOut = run("audit", "--org", "target1", "--request", "cli-test-1")
+	t.Logf("audit --org target1:\n%s", out)
+	if code != ExitOK || !strings.Contains(out, `decision="phone_number"`) || !strings.Contains(out, "john.smith@acme.example") {
+		t.Errorf("audit --org target1: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	if code, _, errOut = run("audit"); code == ExitOK || !strings.Contains(errOut, "--org is required") {
+		t.Errorf("audit without --org: exit %d, %s", code, errOut)
+	}
+	code, out, errOut = run("audit", "--org", "target3")
+	if code != ExitOK || out != "" || !strings.Contains(errOut, "no audit events for org target3") {
+		t.Errorf("audit of an org without events: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
 	code, out, _ = run("status", "cli-test-1")
 	if code != ExitOK || !strings.Contains(out, "request cli-test-1: succeeded") || !strings.Contains(out, "target2") {
 		t.Errorf("status: exit %d\n%s", code, out)

@@ -1,0 +1,105 @@
+package orgsync
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orgsync/orgsync/pkg/natsx"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+)
+
+const auditSummary = "list the audit trail of a target org: DID allocations, CRM syncs, orphaned resources (orgsync audit --org ORG)"
+
+// runAudit is `orgsync audit`: every audit event the EVENTS stream holds for
+// an org (orgsync.event.<org>.audit), oldest first, with its attributes —
+// for a phone number: alias, candidates, chosen number, reason, fallback.
+func runAudit(ctx context.Context, args []string, out IO) int {
+	fs := newFlagSet("audit", "--org ORG [--request ID] [--output text|json]", out)
+	url := natsFlag(fs)
+	org := fs.String("org", "", "target org whose audit trail to list (required)")
+	request := fs.String("request", "", "only events of this request id")
+	output := fs.String("output", "text", "output: text (one line per event) or json (one JSON object per line)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(out.Err, "orgsync audit: --output must be text or json, got %q\n", *output)
+		return ExitUsage
+	}
+	if *org == "" {
+		fs.Usage()
+		return fail(out, "audit: --org is required")
+	}
+	filter, err := natsx.EventSubject(*org, orgsyncv1.EventKind_EVENT_KIND_AUDIT)
+	if err != nil {
+		return fail(out, "audit: %v", err)
+	}
+	nc, js, err := connect(*url)
+	if err != nil {
+		return fail(out, "%v", err)
+	}
+	defer nc.Close()
+	events, err := listAudit(ctx, js, filter)
+	if err != nil {
+		return fail(out, "audit: %v", err)
+	}
+	n := 0
+	for _, e := range events {
+		if *request != "" && e.GetRequestId() != *request {
+			continue
+		}
+		n++
+		if *output == "json" {
+			writeEventJSON(out.Out, e)
+		} else {
+			fmt.Fprintln(out.Out, FormatAuditEvent(e))
+		}
+	}
+	if n == 0 && *output == "text" {
+		fmt.Fprintf(out.Err, "no audit events for org %s\n", *org)
+	}
+	return ExitOK
+}
+
+// listAudit reads every event on subject filter up to the stream's current
+// end. A filter without messages returns at once (an ordered consumer on it
+// would wait for the first one).
+func listAudit(ctx context.Context, js jetstream.JetStream, filter string) ([]*orgsyncv1.Event, error) {
+	st, err := js.Stream(ctx, natsx.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s (is orgsync running against this NATS?): %w", natsx.StreamEvents, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s info: %w", natsx.StreamEvents, err)
+	}
+	if info.State.Subjects[filter] == 0 {
+		return nil, nil
+	}
+	var out []*orgsyncv1.Event
+	err = followRaw(ctx, js, natsx.StreamEvents, filter, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
+		var e orgsyncv1.Event
+		if unmarshal(m.Data(), &e) == nil {
+			out = append(out, &e)
+		}
+		return false
+	})
+	return out, err
+}
+
+// FormatAuditEvent is FormatEvent followed by the event's attributes,
+// sorted by name.
+func FormatAuditEvent(e *orgsyncv1.Event) string {
+	var b strings.Builder
+	b.WriteString(FormatEvent(e))
+	attrs := e.GetAttributes()
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		fmt.Fprintf(&b, " %s=%q", k, oneLine(attrs[k]))
+	}
+	return b.String()
+}
