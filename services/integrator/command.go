@@ -1,9 +1,14 @@
 package integrator
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"regexp"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -24,6 +29,7 @@ func Command() service.Command {
 			fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", DefaultInitialBackoff, "first wait between status polls (doubles, with jitter)")
 			fs.DurationVar(&cfg.MaxBackoff, "max-backoff", DefaultMaxBackoff, "longest wait between status polls")
 			fs.Float64Var(&cfg.FailureRateThreshold, "alert-failure-rate", DefaultFailureRateThreshold, "failure rate (0..1] of an org's CRM syncs above which an alert event is raised")
+			fs.DurationVar(&cfg.IntegrationCheckTTL, "integration-check-ttl", DefaultIntegrationCheckTTL, "how long an ACTIVE Genesys integration instance is trusted before it is checked again (negative: every sync)")
 			fs.IntVar(&cfg.MinSamples, "alert-min-samples", DefaultMinSamples, "finished syncs an org needs before the failure rate can alert")
 			return func(env *service.Env) (service.Runnable, error) {
 				cfg.Topology = env.Topology
@@ -55,8 +61,18 @@ func LoadCRMFile(path string) (map[string]CRMTarget, error) {
 		return nil, fmt.Errorf("integrator: CRM file: %w", err)
 	}
 	var out map[string]CRMTarget
-	if err := yaml.Unmarshal(data, &out); err != nil {
-		return nil, fmt.Errorf("integrator: CRM file %s: %w", path, err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&out); err != nil && !errors.Is(err, io.EOF) {
+		// yaml's messages quote the offending values, which may be keys:
+		// name the lines only.
+		lines := yamlLine.FindAllString(err.Error(), -1)
+		if len(lines) == 0 {
+			lines = []string{"unreadable"}
+		}
+		return nil, fmt.Errorf("integrator: CRM file %s is not TARGET: {baseURL, apiKey, integrationName} YAML (%s)", path, strings.Join(lines, ", "))
 	}
 	return out, nil
 }
+
+var yamlLine = regexp.MustCompile(`line \d+`)

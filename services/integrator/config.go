@@ -42,6 +42,7 @@ const (
 	DefaultMaxDeliver           = 5
 	DefaultConcurrency          = 8
 	DefaultIntegrationName      = "Acme CRM"
+	DefaultIntegrationCheckTTL  = time.Minute
 )
 
 // CRMTarget is how one target org reaches its CRM.
@@ -80,6 +81,10 @@ type Config struct {
 	// is raised (once per crossing).
 	FailureRateThreshold float64
 	MinSamples           int
+	// IntegrationCheckTTL: how long an ACTIVE integration instance is
+	// trusted before GET /api/v2/integrations is asked again (one call per
+	// target and TTL instead of one per user). Negative: check every sync.
+	IntegrationCheckTTL time.Duration
 	// Topology of the streams (EnsureStreams at start).
 	Topology natsx.Topology
 	// AckWait, MaxDeliver, Backoff, Concurrency: the request consumer.
@@ -105,6 +110,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MinSamples == 0 {
 		c.MinSamples = DefaultMinSamples
+	}
+	if c.IntegrationCheckTTL == 0 {
+		c.IntegrationCheckTTL = DefaultIntegrationCheckTTL
 	}
 	if c.AckWait == 0 {
 		c.AckWait = DefaultAckWait

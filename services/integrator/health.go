@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,7 +25,8 @@ import (
 
 // Bucket is the KV bucket of CRM sync states: key "<org>.<hash of the
 // user's external id>", value a SyncRecord (JSON). It is the source of the
-// per-org counts `orgsync integrations` and the metrics show.
+// per-org counts `orgsync integrations`, `orgsync status` and the metrics
+// show.
 const Bucket = "orgsync-crm"
 
 // SyncRecord is the latest CRM sync state of one user in one target.
@@ -31,7 +35,7 @@ type SyncRecord struct {
 	UserExternalID string    `json:"userExternalId"`
 	TargetUserID   string    `json:"targetUserId,omitempty"`
 	Email          string    `json:"email,omitempty"`
-	State          string    `json:"state"` // PENDING, PROVISIONED, FAILED
+	State          string    `json:"state"` // PENDING, PROVISIONED, FAILED, SKIPPED
 	CRMStatus      string    `json:"crmStatus,omitempty"`
 	Reason         string    `json:"reason,omitempty"`
 	RequestID      string    `json:"requestId"`
@@ -40,8 +44,14 @@ type SyncRecord struct {
 
 // Counts are the CRM syncs of one org by state.
 type Counts struct {
-	Pending, Provisioned, Failed int
+	Pending     int `json:"pending"`
+	Provisioned int `json:"provisioned"`
+	Failed      int `json:"failed"`
+	Skipped     int `json:"skipped"`
 }
+
+// AlertStep is the Step of the failure-rate alert event.
+const AlertStep = "crm-alert"
 
 // FailureRate is failed / (provisioned + failed); 0 with no finished sync.
 func (c Counts) FailureRate() float64 {
@@ -81,14 +91,7 @@ func OrgCounts(ctx context.Context, js jetstream.JetStream, org string) (Counts,
 	recs, err := orgRecords(ctx, kv, org)
 	var c Counts
 	for _, r := range recs {
-		switch r.State {
-		case StatePending:
-			c.Pending++
-		case StateProvisioned:
-			c.Provisioned++
-		case StateFailed:
-			c.Failed++
-		}
+		c.add(r.State, 1)
 	}
 	return c, err
 }
@@ -139,27 +142,165 @@ func (s *Service) putState(ctx context.Context, req *orgsyncv1.IntegrationReques
 	return nil
 }
 
-// afterOutcome refreshes the org's counts (metrics) and raises the failure
-// rate alert when the rate crosses the threshold (once per crossing; it
-// re-arms when the rate falls back).
-func (s *Service) afterOutcome(ctx context.Context, org string) {
-	c, err := OrgCounts(ctx, s.deps.JS, org)
-	if err != nil {
-		s.log.Warn("count CRM syncs", "org", org, "err", err)
-		return
+// getState reads the sync state of a request's user (ok false: none yet).
+func (s *Service) getState(ctx context.Context, req *orgsyncv1.IntegrationRequest) (SyncRecord, bool, error) {
+	e, err := s.kv.Get(ctx, recordKey(req.GetTargetOrg(), req.GetUserExternalId()))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return SyncRecord{}, false, nil
 	}
-	s.mu.Lock()
-	s.counts[org] = c
-	over := c.Provisioned+c.Failed >= s.cfg.MinSamples && c.FailureRate() > s.cfg.FailureRateThreshold
-	raise := over && !s.alerting[org]
-	s.alerting[org] = over
-	s.mu.Unlock()
+	if err != nil {
+		return SyncRecord{}, false, fmt.Errorf("integrator: read CRM state of %s in %s: %w", req.GetUserExternalId(), req.GetTargetOrg(), err)
+	}
+	var r SyncRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return SyncRecord{}, false, nil // unreadable: sync again, the put replaces it
+	}
+	return r, true, nil
+}
+
+// tracker keeps the per-org counts from a watch of the state bucket (every
+// instance sees every update, in order: O(1) per outcome, whoever synced
+// it) and raises the failure-rate alert when an org's rate crosses the
+// threshold — once per crossing, re-armed when the rate falls back. Every
+// instance sees the same sequence and derives the same alert event id, so
+// JetStream keeps one alert when several instances run.
+type tracker struct {
+	s *Service
+
+	mu       sync.Mutex
+	states   map[string]string // bucket key → state
+	counts   map[string]Counts // org → counts
+	alerting map[string]bool
+}
+
+func newTracker(s *Service) *tracker {
+	return &tracker{s: s, states: map[string]string{}, counts: map[string]Counts{}, alerting: map[string]bool{}}
+}
+
+// start loads the bucket's current states and follows its updates until
+// ctx is done (the returned channel is closed then).
+func (t *tracker) start(ctx context.Context, kv jetstream.KeyValue) (<-chan struct{}, error) {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("integrator: watch KV bucket %s: %w", Bucket, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = w.Stop() }()
+		loaded := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // initial values loaded: arm the alerts without raising
+					loaded = true
+					t.arm()
+					continue
+				}
+				if org := t.apply(e); org != "" && loaded {
+					t.evaluate(ctx, org)
+				}
+			}
+		}
+	}()
+	return done, nil
+}
+
+// apply folds one bucket update into the counts and returns the org whose
+// finished syncs changed ("" when none did).
+func (t *tracker) apply(e jetstream.KeyValueEntry) string {
+	org, _, ok := strings.Cut(e.Key(), ".")
+	if !ok {
+		return ""
+	}
+	state := ""
+	if e.Operation() == jetstream.KeyValuePut {
+		var r SyncRecord
+		if json.Unmarshal(e.Value(), &r) != nil {
+			return ""
+		}
+		state = r.State
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.states[e.Key()]
+	if old == state {
+		return ""
+	}
+	c := t.counts[org]
+	c.add(old, -1)
+	c.add(state, 1)
+	t.counts[org] = c
+	if state == "" {
+		delete(t.states, e.Key())
+	} else {
+		t.states[e.Key()] = state
+	}
+	if state == StateProvisioned || state == StateFailed {
+		return org
+	}
+	return ""
+}
+
+func (c *Counts) add(state string, n int) {
+	switch state {
+	case StatePending:
+		c.Pending += n
+	case StateProvisioned:
+		c.Provisioned += n
+	case StateFailed:
+		c.Failed += n
+	case StateSkipped:
+		c.Skipped += n
+	}
+}
+
+func (t *tracker) over(c Counts) bool {
+	return c.Provisioned+c.Failed >= t.s.cfg.MinSamples && c.FailureRate() > t.s.cfg.FailureRateThreshold
+}
+
+func (t *tracker) arm() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for org, c := range t.counts {
+		t.alerting[org] = t.over(c)
+	}
+}
+
+// Counts returns the counts of org as this instance last saw them.
+func (t *tracker) Counts(org string) Counts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counts[org]
+}
+
+func (t *tracker) snapshot() map[string]Counts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.counts)
+}
+
+// evaluate raises the alert of org when its failure rate just crossed the
+// threshold.
+func (t *tracker) evaluate(ctx context.Context, org string) {
+	t.mu.Lock()
+	c := t.counts[org]
+	over := t.over(c)
+	raise := over && !t.alerting[org]
+	t.alerting[org] = over
+	t.mu.Unlock()
 	if !raise {
 		return
 	}
+	s := t.s
 	ev := &orgsyncv1.Event{
 		EventId: events.ID("crm-alert", org, strconv.Itoa(c.Failed), strconv.Itoa(c.Provisioned)),
-		Kind:    orgsyncv1.EventKind_EVENT_KIND_AUDIT, Status: orgsyncv1.Status_STATUS_FAILED, Org: org, Step: "crm-alert",
+		Kind:    orgsyncv1.EventKind_EVENT_KIND_AUDIT, Status: orgsyncv1.Status_STATUS_FAILED, Org: org, Step: AlertStep,
 		Message: fmt.Sprintf("CRM sync failure rate in %s is %.0f%% (%d failed, %d provisioned, %d pending), above the %.0f%% threshold",
 			org, 100*c.FailureRate(), c.Failed, c.Provisioned, c.Pending, 100*s.cfg.FailureRateThreshold),
 		Reason: "CRM integration failures: agents are provisioned in Genesys but missing or broken in the CRM",
@@ -173,23 +314,23 @@ func (s *Service) afterOutcome(ctx context.Context, org string) {
 }
 
 // registerMetrics exposes orgsync_crm_syncs{org,state} (gauge of the
-// latest counts) when the process has a meter provider.
-func (s *Service) registerMetrics() {
+// current counts, every org in the bucket) when the process has a meter
+// provider; the returned function unregisters it (the service stopped).
+func (s *Service) registerMetrics() (unregister func()) {
+	noop := func() {}
 	mp := metrics.MeterProvider()
 	if mp == nil {
-		return
+		return noop
 	}
 	m := mp.Meter("orgsync/integrator")
-	g, err := m.Int64ObservableGauge("orgsync_crm_syncs", metric.WithDescription("CRM integration syncs per target org and state (pending, provisioned, failed)"))
+	g, err := m.Int64ObservableGauge("orgsync_crm_syncs", metric.WithDescription("CRM integration syncs per target org and state (pending, provisioned, failed, skipped)"))
 	if err != nil {
 		s.log.Warn("register CRM metrics", "err", err)
-		return
+		return noop
 	}
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for org, c := range s.counts {
-			for state, n := range map[string]int{"pending": c.Pending, "provisioned": c.Provisioned, "failed": c.Failed} {
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for org, c := range s.health.snapshot() {
+			for state, n := range map[string]int{"pending": c.Pending, "provisioned": c.Provisioned, "failed": c.Failed, "skipped": c.Skipped} {
 				o.ObserveInt64(g, int64(n), metric.WithAttributes(attribute.String("org", org), attribute.String("state", state)))
 			}
 		}
@@ -197,5 +338,7 @@ func (s *Service) registerMetrics() {
 	}, g)
 	if err != nil {
 		s.log.Warn("register CRM metrics callback", "err", err)
+		return noop
 	}
+	return func() { _ = reg.Unregister() }
 }

@@ -32,9 +32,14 @@ type Service struct {
 	kv    jetstream.KeyValue
 	ready atomic.Bool
 
-	mu       sync.Mutex
-	counts   map[string]Counts
-	alerting map[string]bool
+	// health keeps the per-org counts from a watch of the state bucket
+	// and raises the failure-rate alert.
+	health *tracker
+
+	users    keyedMutex // per user and target: one sync at a time
+	checking keyedMutex // per target: one integration check at a time
+	checkMu  sync.Mutex
+	active   map[string]time.Time // target\x00instance → ACTIVE until
 }
 
 // New checks cfg and deps and returns an unstarted service.
@@ -56,8 +61,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
 	s := &Service{cfg: cfg.WithDefaults(), deps: deps, log: deps.Logger.With("service", "integrator"), http: hc,
-		counts: map[string]Counts{}, alerting: map[string]bool{}}
-	s.registerMetrics()
+		active: map[string]time.Time{}}
+	s.health = newTracker(s)
 	return s, nil
 }
 
@@ -85,6 +90,15 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.kv = kv
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watched, err := s.health.start(watchCtx, kv)
+	if err != nil {
+		return err
+	}
+	defer func() { stopWatch(); <-watched }()
+	unregister := s.registerMetrics()
+	defer unregister()
 	spec := s.spec()
 	if _, err := s.deps.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.ConsumerConfig()); err != nil {
 		return fmt.Errorf("integrator: create consumer %s on %s: %w", spec.Durable, spec.Stream, err)
@@ -112,10 +126,26 @@ func (s *Service) handle(ctx context.Context, m natsx.Msg) error {
 			req.GetRequestId(), m.Subject(), req.GetTargetOrg(), req.GetUserExternalId(), req.GetEmail()))
 	}
 	span.SetAttributes(attribute.String("orgsync.org", req.GetTargetOrg()), attribute.String("orgsync.user", req.GetUserExternalId()))
+	// One sync per user at a time in this instance: a duplicate delivered
+	// while the first runs waits for it, then finds it done below.
+	defer s.users.lock(recordKey(req.GetTargetOrg(), req.GetUserExternalId()))()
+	// A redelivered request (its ack lost, or a replay) that already ended
+	// is not synced again: one CRM upsert per request.
+	if prev, ok, err := s.getState(ctx, &req); err != nil {
+		return err
+	} else if ok && prev.RequestID == req.GetRequestId() && final(prev.State) {
+		s.log.Debug("CRM sync already done", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "state", prev.State)
+		return nil
+	}
 	if err := s.putState(ctx, &req, StatePending, Outcome{}); err != nil {
 		return err
 	}
 	out, err := s.Sync(ctx, &req)
+	if err == nil && ctx.Err() != nil {
+		// Shutdown interrupted the sync: not its outcome. The request is
+		// handed back (natsx naks it) and the next instance finishes it.
+		err = fmt.Errorf("integrator: CRM sync of %s in %s interrupted: %w", req.GetUserExternalId(), req.GetTargetOrg(), ctx.Err())
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		s.log.Warn("CRM sync will be retried", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "delivery", m.Delivered(), "err", err)
@@ -133,8 +163,11 @@ func (s *Service) finish(ctx context.Context, req *orgsyncv1.IntegrationRequest,
 		return err
 	}
 	status, msg := orgsyncv1.Status_STATUS_CHANGED, fmt.Sprintf("CRM record of %s provisioned", req.GetEmail())
-	if out.State == StateFailed {
+	switch out.State {
+	case StateFailed:
 		status, msg = orgsyncv1.Status_STATUS_FAILED, fmt.Sprintf("CRM sync of %s failed; the user's Genesys provisioning stands", req.GetEmail())
+	case StateSkipped:
+		status, msg = orgsyncv1.Status_STATUS_SKIPPED, fmt.Sprintf("CRM sync of %s skipped: no CRM adapter for %s", req.GetEmail(), req.GetTargetOrg())
 	}
 	ev := &orgsyncv1.Event{
 		Kind: orgsyncv1.EventKind_EVENT_KIND_AUDIT, Status: status,
@@ -148,7 +181,6 @@ func (s *Service) finish(ctx context.Context, req *orgsyncv1.IntegrationRequest,
 	if err := s.deps.Events.Emit(ctx, ev); err != nil {
 		return fmt.Errorf("integrator: %w", err)
 	}
-	s.afterOutcome(ctx, req.GetTargetOrg())
 	return nil
 }
 

@@ -5,6 +5,7 @@ package natsxtest
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/orgsync/orgsync/pkg/natsx"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
 // Start starts an embedded server, connects to it, creates the orgsync
@@ -76,4 +80,66 @@ func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() boo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// EventLog is what stream EVENTS stored since FollowEvents (the audit trail
+// as readers see it: a publish JetStream dropped as a duplicate of an
+// earlier Nats-Msg-Id is not in it).
+type EventLog struct {
+	mu     sync.Mutex
+	events []*orgsyncv1.Event
+}
+
+// FollowEvents follows stream EVENTS from its start with an ordered
+// consumer until the test ends.
+func FollowEvents(t testing.TB, js jetstream.JetStream) *EventLog {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, natsx.StreamEvents, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("natsxtest: follow stream %s: %v", natsx.StreamEvents, err)
+	}
+	l := &EventLog{}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var e orgsyncv1.Event
+		if proto.Unmarshal(m.Data(), &e) == nil {
+			l.mu.Lock()
+			l.events = append(l.events, &e)
+			l.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatalf("natsxtest: follow stream %s: %v", natsx.StreamEvents, err)
+	}
+	t.Cleanup(cc.Stop)
+	return l
+}
+
+// Find returns the events so far that match, in stream order.
+func (l *EventLog) Find(match func(*orgsyncv1.Event) bool) []*orgsyncv1.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*orgsyncv1.Event
+	for _, e := range l.events {
+		if match(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Wait waits up to timeout for an event that matches and returns the first
+// one; it fails the test naming what when none comes.
+func (l *EventLog) Wait(t testing.TB, timeout time.Duration, what string, match func(*orgsyncv1.Event) bool) *orgsyncv1.Event {
+	t.Helper()
+	var got *orgsyncv1.Event
+	Eventually(t, timeout, "event: "+what, func() bool {
+		if found := l.Find(match); len(found) > 0 {
+			got = found[0]
+			return true
+		}
+		return false
+	})
+	return got
 }
