@@ -280,6 +280,31 @@ func (c *Config) WithoutSecrets() *Config {
 	return out
 }
 
+// WithRateShare returns a copy of c in which every org's API budget (rate
+// and burst; unset means the genesys defaults) is scaled by share, the part
+// of each org's budget one service takes. Services reading the same org as
+// its provisioner (extractor, resolver, reconciler) take a share, so
+// together they stay near the org's budget; all of them still adapt on 429.
+// A share outside (0, 1) returns c unchanged.
+func (c *Config) WithRateShare(share float64) *Config {
+	if share <= 0 || share >= 1 {
+		return c
+	}
+	out := &Config{Path: c.Path, orgs: make(map[string]Org, len(c.orgs))}
+	for k, o := range c.orgs {
+		rps, burst := o.RateLimit, o.Burst
+		if rps == 0 {
+			rps = genesys.DefaultRateLimit
+		}
+		if burst == 0 {
+			burst = genesys.DefaultBurst
+		}
+		o.RateLimit, o.Burst = rps*share, max(1, int(float64(burst)*share))
+		out.orgs[k] = o
+	}
+	return out
+}
+
 // String lists the orgs with secrets redacted.
 func (c *Config) String() string {
 	var b strings.Builder

@@ -54,6 +54,27 @@ type Command struct {
 	// function that builds the service once flags are parsed. Nil: no flags
 	// of its own.
 	Flags func(fs *flag.FlagSet) Builder
+	// RateShare is the part of each org's API budget the service takes by
+	// default (--rate-share overrides it): 1 for the provisioner, which
+	// owns its target orgs' budgets; less for services that read orgs
+	// another service writes. 0 means 1.
+	RateShare float64
+}
+
+// BudgetShare is the share of each org's budget cmd takes given the
+// --rate-share flag (0: the command's default).
+func (cmd Command) BudgetShare(flag float64) (float64, error) {
+	share := flag
+	if share == 0 {
+		share = cmd.RateShare
+	}
+	if share == 0 {
+		share = 1
+	}
+	if share < 0 || share > 1 {
+		return 0, fmt.Errorf("--rate-share must be in (0, 1], got %g", flag)
+	}
+	return share, nil
 }
 
 // Builder builds a service from the shared environment.
@@ -83,6 +104,7 @@ type Flags struct {
 	Trace        string
 	OTLPEndpoint string
 	Replicas     int
+	RateShare    float64
 }
 
 // Register adds the shared flags to fs.
@@ -95,6 +117,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Trace, "trace", envOr("ORGSYNC_TRACE", "off"), "trace exporter: off, stdout or otlp (env ORGSYNC_TRACE)")
 	fs.StringVar(&f.OTLPEndpoint, "otlp-endpoint", envOr("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP endpoint for --trace=otlp")
 	fs.IntVar(&f.Replicas, "replicas", 1, "replicas of every stream and KV bucket created at start-up: 1 (single server) or 3 (cluster)")
+	fs.Float64Var(&f.RateShare, "rate-share", 0, "part (0,1] of each org's API budget (orgs file rateLimit/burst) this process spends; 0: the service's default (provisioner 1, services that only read 0.5 or less)")
 }
 
 func envOr(key, def string) string {
@@ -163,6 +186,9 @@ func Run(ctx context.Context, cmd Command, args []string, stderr io.Writer) erro
 	}
 	defer shutdownTracing(context.Background())
 
+	if flags.RateShare, err = cmd.BudgetShare(flags.RateShare); err != nil {
+		return err
+	}
 	env, closeEnv, err := Connect(ctx, cmd.Name, flags, logger)
 	if err != nil {
 		return err
@@ -205,7 +231,7 @@ func Connect(ctx context.Context, name string, flags *Flags, logger *slog.Logger
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS %s: %w", redactURL(flags.NATSURL), err)
 	}
-	env, err := NewEnv(ctx, nc, cfg, natsx.Topology{Replicas: flags.Replicas}, logger)
+	env, err := NewEnv(ctx, nc, cfg.WithRateShare(flags.RateShare), natsx.Topology{Replicas: flags.Replicas}, logger)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

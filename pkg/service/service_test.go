@@ -69,3 +69,32 @@ func TestRedactURL(t *testing.T) {
 		t.Fatalf("redactURL = %q", got)
 	}
 }
+
+func TestBudgetShare(t *testing.T) {
+	t.Parallel()
+	reader := Command{Name: "reader", RateShare: 0.25}
+	owner := Command{Name: "owner"}
+	for _, tc := range []struct {
+		cmd  Command
+		flag float64
+		want float64
+		err  string
+	}{
+		{reader, 0, 0.25, ""},
+		{reader, 0.8, 0.8, ""},
+		{owner, 0, 1, ""},
+		{owner, 1.5, 0, "--rate-share must be in (0, 1], got 1.5"},
+		{owner, -0.1, 0, "--rate-share must be in (0, 1]"},
+	} {
+		got, err := tc.cmd.BudgetShare(tc.flag)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s --rate-share %v: error %v, want %q", tc.cmd.Name, tc.flag, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s --rate-share %v = %v, %v; want %v", tc.cmd.Name, tc.flag, got, err, tc.want)
+		}
+	}
+}

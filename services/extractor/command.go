@@ -12,6 +12,8 @@ func Command() service.Command {
 	return service.Command{
 		Name:    "extractor",
 		Summary: "reads reference users and everything they reference from a source org (orgsync.clone.<src>, orgsync.change.<src>) and publishes Snapshots",
+		// reads source orgs; a source is often also a target whose provisioner owns the budget.
+		RateShare: 0.5,
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
 			fs.DurationVar(&cfg.AckWait, "ack-wait", DefaultAckWait, "how long a crashed instance holds a message before it is redelivered (progress is reported while extracting)")

@@ -265,7 +265,7 @@ func (d *Dev) StartService(ctx context.Context, name string, extra ...string) er
 	if running {
 		return fmt.Errorf("dev: service %s is already running", name)
 	}
-	fs, _, build := service.FlagSet(cmd, io.Discard)
+	fs, shared, build := service.FlagSet(cmd, io.Discard)
 	if build == nil {
 		return fmt.Errorf("dev: service %s has no builder", name)
 	}
@@ -277,7 +277,11 @@ func (d *Dev) StartService(ctx context.Context, name string, extra ...string) er
 	if err != nil {
 		return fmt.Errorf("dev: connect %s to NATS: %w", name, err)
 	}
-	cfg := d.Orgs
+	share, err := cmd.BudgetShare(shared.RateShare)
+	if err != nil {
+		return fmt.Errorf("dev: flags of %s: %w", name, err)
+	}
+	cfg := d.Orgs.WithRateShare(share)
 	if name != "auth" {
 		cfg = cfg.WithoutSecrets() // only the auth service holds credentials
 	}

@@ -17,6 +17,8 @@ func Command() service.Command {
 	return service.Command{
 		Name:    "reconciler",
 		Summary: "turns Notifications API audit events, signed webhook deliveries and sweeps into ChangeEvents on orgsync.change.<src>",
+		// sweeps and channel upkeep: background reads of source orgs.
+		RateShare: 0.25,
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
 			fs.StringVar(&cfg.WebhookAddr, "webhook-addr", ":8090", "listen address of the signed audit webhook; empty: no listener")

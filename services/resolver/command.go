@@ -15,6 +15,8 @@ func Command() service.Command {
 	return service.Command{
 		Name:    "resolver",
 		Summary: "turns Snapshots (orgsync.snapshot.<src>) into one dependency-ordered Plan per target org after pre-flight checks against the target (orgsync.plan.<target>)",
+		// pre-flight reads of target orgs, whose budgets their provisioners own.
+		RateShare: 0.5,
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
 			rules := emailRules{}
