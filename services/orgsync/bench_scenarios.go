@@ -3,11 +3,8 @@ package orgsync
 import (
 	"context"
 	"fmt"
-	"maps"
 	"runtime"
-	"time"
 
-	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
@@ -185,34 +182,8 @@ func benchS5(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		return res, fmt.Errorf("clone before the change: %s (%s)", rep.Status, rep.Reason)
 	}
 	sim, srcID := env.dev.Sim, env.dev.OrgIDs[BenchSourceOrg]
-	if err := pollUntil(ctx, cfg.Timeout, "the reconciler's Notifications API socket on the source", func() bool { return sim.SocketCount(srcID) > 0 }); err != nil {
-		return res, err
-	}
-	src, err := orgs.NewRegistry(env.dev.Orgs.OrgConfigs()).Client(BenchSourceOrg)
-	if err != nil {
-		return res, err
-	}
-	change, err := benchSkillChange(ctx, sim, src, srcID, email)
-	if err != nil {
-		return res, fmt.Errorf("source change: %w", err)
-	}
 	before, srcBefore := env.statsOf(targets), sim.Stats(srcID)
-	start := time.Now()
-	user, _ := sim.UserByEmail(srcID, email)
-	if _, err := src.ReplaceUserRoutingSkills(ctx, user.ID, change); err != nil {
-		return res, fmt.Errorf("source change: %w", err)
-	}
-	changed, _ := sim.UserByEmail(srcID, email)
-	err = pollUntil(ctx, cfg.Timeout, "every target to converge on the changed skills", func() bool {
-		for _, t := range targets {
-			got, ok := sim.UserByEmail(env.dev.OrgIDs[t], email)
-			if !ok || !maps.Equal(got.Skills, changed.Skills) {
-				return false
-			}
-		}
-		return true
-	})
-	wall := time.Since(start)
+	wall, err := env.dev.ChangeSkillsAndConverge(ctx, BenchSourceOrg, email, targets, cfg.Timeout)
 	if err != nil {
 		return res, err
 	}
@@ -221,44 +192,4 @@ func benchS5(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	res.RateEfficiency, res.RateEfficiencyMin = 0, 0
 	res.SourceCalls = benchCalls(diffStats(srcBefore, sim.Stats(srcID)))
 	return res, nil
-}
-
-// benchSkillChange is the S5 change of the source user's skills: the first
-// skill's proficiency moves by one, and a skill the user lacks is added
-// (the last such skill of the org: the targets lack it).
-func benchSkillChange(ctx context.Context, sim *gcsim.Sim, src *genesys.Client, srcID, email string) ([]genesys.SkillProficiency, error) {
-	user, ok := sim.UserByEmail(srcID, email)
-	if !ok {
-		return nil, fmt.Errorf("no source user %s", email)
-	}
-	have, err := src.ListUserRoutingSkills(ctx, user.ID)
-	if err != nil {
-		return nil, err
-	}
-	if len(have) == 0 {
-		return nil, fmt.Errorf("source user %s has no skills to change", email)
-	}
-	org, _ := sim.OrgState(srcID)
-	add := ""
-	for _, name := range org.Skills {
-		if _, held := user.Skills[name]; !held {
-			add = name
-		}
-	}
-	if add == "" {
-		return nil, fmt.Errorf("source user %s holds every skill of the org", email)
-	}
-	skill, ok, err := src.FindSkillByName(ctx, add)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("find skill %q: found %v: %v", add, ok, err)
-	}
-	out := []genesys.SkillProficiency{{ID: skill.ID, Proficiency: 4}}
-	for i, s := range have {
-		p := s.Proficiency
-		if i == 0 {
-			p = float64(int(p)%5 + 1)
-		}
-		out = append(out, genesys.SkillProficiency{ID: s.ID, Proficiency: p})
-	}
-	return out, nil
 }

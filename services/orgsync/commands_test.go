@@ -13,7 +13,8 @@ import (
 )
 
 // TestDemo runs what `make demo` runs and checks what it promises: both
-// runs succeed, the second changes nothing, the output says so.
+// runs succeed, the second changes nothing, a source change reaches every
+// target (RunDemo fails otherwise), the output says so.
 func TestDemo(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
@@ -33,7 +34,8 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	out := stdout.String()
-	for _, want := range []string{"1) clone", "2) the same clone again", "target1  unchanged", "second run changed nothing"} {
+	for _, want := range []string{"1) clone", "2) the same clone again", "target1  unchanged", "second run changed nothing",
+		"3) continuous sync", "target3: skills of john.smith@acme.example match the source", "every target converged"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -123,7 +125,7 @@ func TestDevCommand(t *testing.T) {
 		done <- Main(ctx, []string{"dev", "--store", store, "--nats-port", "0", "--gcsim-addr", "127.0.0.1:0", "--log-level", "error"}, IO{Out: out, Err: out})
 	}()
 	natsxtest.Eventually(t, 30*time.Second, "orgsync dev reports it is running", func() bool {
-		return strings.Contains(out.String(), "services:  auth, extractor, provisioner, reconciler, resolver")
+		return strings.Contains(out.String(), "services:  auth, extractor, integrator, provisioner, reconciler, resolver")
 	})
 	for _, want := range []string{"NATS:      nats://127.0.0.1:", "gcsim:     http://127.0.0.1:", "orgs:      source, target1, target2, target3", "clone --nats nats://"} {
 		if !strings.Contains(out.String(), want) {

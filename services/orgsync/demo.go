@@ -69,13 +69,18 @@ type DemoResult struct {
 	// SecondRunWrites counts write requests gcsim served per target org
 	// during the second run (must all be zero).
 	SecondRunWrites map[string]int
+	// ChangeConverged is the time from the source change of step 3 to
+	// every target converged.
+	ChangeConverged time.Duration
 }
 
 // Demo starts the dev environment with gcsim's demo orgs, clones the
 // reference users into the three target orgs with progress and a summary,
 // then runs the same clone again under a new request id and shows that
-// nothing changed. It fails when a run fails or the second run changed
-// anything (in the report or in gcsim's write counters).
+// nothing changed, then changes a reference user at the source and shows
+// every target following. It fails when a run fails, the second run changed
+// anything (in the report or in gcsim's write counters), or the targets do
+// not converge on the change.
 func Demo(ctx context.Context, opts DemoOptions, out IO) error {
 	_, err := RunDemo(ctx, opts, out)
 	return err
@@ -162,6 +167,22 @@ func RunDemo(ctx context.Context, opts DemoOptions, out IO) (*DemoResult, error)
 		return res, fmt.Errorf("second run %s was expected to change nothing: %s", req2.GetRequestId(), strings.Join(changed, "; "))
 	}
 	fmt.Fprintf(out.Out, "\nsecond run changed nothing: 0 write requests in %s (gcsim counters)\n", strings.Join(demoTargets, ", "))
+
+	changedUser := demoUsers[0]
+	fmt.Fprintf(out.Out, "\n3) continuous sync: %s gets a new skill and another proficiency at the source (Genesys API);\n"+
+		"   the reconciler hears it on the Notifications API and every target follows with a delta\n", changedUser)
+	for _, t := range demoTargets {
+		before[t] = d.Sim.Stats(d.OrgIDs[t])
+	}
+	if res.ChangeConverged, err = d.ChangeSkillsAndConverge(ctx, "source", changedUser, demoTargets, time.Minute); err != nil {
+		return res, err
+	}
+	for _, t := range demoTargets {
+		after := d.Sim.Stats(d.OrgIDs[t])
+		fmt.Fprintf(out.Out, "  %s: skills of %s match the source; %d API calls (%d write(s))\n", t, changedUser,
+			after.TotalRequests()-before[t].TotalRequests(), SimWrites(after)-SimWrites(before[t]))
+	}
+	fmt.Fprintf(out.Out, "every target converged %v after the change\n", res.ChangeConverged.Round(time.Millisecond))
 	if opts.KeptLog {
 		fmt.Fprintf(out.Out, "service log: %s\n", opts.LogPath)
 	}
