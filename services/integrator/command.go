@@ -21,6 +21,9 @@ func Command() service.Command {
 	return service.Command{
 		Name:    "integrator",
 		Summary: "syncs provisioned users to each target's CRM (orgsync.integration.<target>), decoupled from provisioning: integration instance check, upsert, status polling, health counts and failure-rate alerts",
+		// Genesys: one integration check per target and TTL, in orgs a
+		// provisioner owns.
+		RateShare: 0.25,
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
 			var crmFile string

@@ -53,7 +53,7 @@ type CRMTarget struct {
 	APIKey string `yaml:"apiKey"`
 	// IntegrationName is the Genesys integration instance that must be
 	// ACTIVE in the target (default DefaultIntegrationName).
-	IntegrationName string `yaml:"integrationName"`
+	IntegrationName string `yaml:"integrationName,omitempty"`
 }
 
 // String redacts the key.

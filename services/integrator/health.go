@@ -81,14 +81,7 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, topo natsx.Topolo
 // OrgCounts counts the CRM syncs of org in the bucket (any reader: the
 // integrator, the orgsync CLI). A missing bucket counts nothing.
 func OrgCounts(ctx context.Context, js jetstream.JetStream, org string) (Counts, error) {
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return Counts{}, nil
-	}
-	if err != nil {
-		return Counts{}, fmt.Errorf("integrator: open KV bucket %s: %w", Bucket, err)
-	}
-	recs, err := orgRecords(ctx, kv, org)
+	recs, err := OrgRecords(ctx, js, org)
 	var c Counts
 	for _, r := range recs {
 		c.add(r.State, 1)
@@ -96,7 +89,20 @@ func OrgCounts(ctx context.Context, js jetstream.JetStream, org string) (Counts,
 	return c, err
 }
 
-// OrgRecords lists the sync records of org (unordered).
+// AllCounts counts the CRM syncs of every org in the bucket.
+func AllCounts(ctx context.Context, js jetstream.JetStream) (map[string]Counts, error) {
+	recs, err := OrgRecords(ctx, js, "")
+	out := map[string]Counts{}
+	for _, r := range recs {
+		c := out[r.Org]
+		c.add(r.State, 1)
+		out[r.Org] = c
+	}
+	return out, err
+}
+
+// OrgRecords lists the sync records of org (every org when org is ""),
+// unordered. A missing bucket lists nothing.
 func OrgRecords(ctx context.Context, js jetstream.JetStream, org string) ([]SyncRecord, error) {
 	kv, err := js.KeyValue(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -109,7 +115,11 @@ func OrgRecords(ctx context.Context, js jetstream.JetStream, org string) ([]Sync
 }
 
 func orgRecords(ctx context.Context, kv jetstream.KeyValue, org string) ([]SyncRecord, error) {
-	lister, err := kv.ListKeysFiltered(ctx, org+".>")
+	filter := org + ".>"
+	if org == "" {
+		filter = ">"
+	}
+	lister, err := kv.ListKeysFiltered(ctx, filter)
 	if err != nil {
 		return nil, fmt.Errorf("integrator: list CRM states of %s: %w", org, err)
 	}
@@ -245,6 +255,12 @@ func (t *tracker) apply(e jetstream.KeyValueEntry) string {
 		return org
 	}
 	return ""
+}
+
+// With returns c counting one more sync in state.
+func (c Counts) With(state string) Counts {
+	c.add(state, 1)
+	return c
 }
 
 func (c *Counts) add(state string, n int) {

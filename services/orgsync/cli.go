@@ -49,6 +49,7 @@ func subcommands() []subcommand {
 		{"watch", "print events live (--org to follow one org)", runWatch},
 		{"reconcile", reconcileSummary, runReconcile}, {"drift", driftSummary, runDrift},
 		{"audit", auditSummary, runAudit},
+		{"integrations", integrationsSummary, runIntegrations},
 		{"replay", replaySummary, runReplay},
 		{"failed", failedSummary, runFailed},
 		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},

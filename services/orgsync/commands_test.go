@@ -35,7 +35,8 @@ func TestDemo(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, want := range []string{"1) clone", "2) the same clone again", "target1  unchanged", "second run changed nothing",
-		"3) continuous sync", "target3: skills of john.smith@acme.example match the source", "every target converged"} {
+		"3) continuous sync", "target3: skills of john.smith@acme.example match the source", "every target converged",
+		"4) CRM integration sync", "target3  0        2            0       0        0%"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

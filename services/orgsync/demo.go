@@ -13,6 +13,7 @@ import (
 
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	"github.com/orgsync/orgsync/services/gcsim"
+	"github.com/orgsync/orgsync/services/integrator"
 )
 
 // demoTargets are the demo fixture's target org keys.
@@ -72,6 +73,8 @@ type DemoResult struct {
 	// ChangeConverged is the time from the source change of step 3 to
 	// every target converged.
 	ChangeConverged time.Duration
+	// CRM is the CRM sync counts per target once none is pending.
+	CRM map[string]integrator.Counts
 }
 
 // Demo starts the dev environment with gcsim's demo orgs, clones the
@@ -183,6 +186,15 @@ func RunDemo(ctx context.Context, opts DemoOptions, out IO) (*DemoResult, error)
 			after.TotalRequests()-before[t].TotalRequests(), SimWrites(after)-SimWrites(before[t]))
 	}
 	fmt.Fprintf(out.Out, "every target converged %v after the change\n", res.ChangeConverged.Round(time.Millisecond))
+
+	fmt.Fprintf(out.Out, "\n4) CRM integration sync: each provisioned user is upserted in the target's CRM (gcsim's fake CRM)\n"+
+		"   by the integrator, on its own subject; the clones above finished without waiting for it\n")
+	if res.CRM, err = waitCRMSettled(ctx, js, demoTargets, time.Minute); err != nil {
+		return res, err
+	}
+	if err := writeCRMCounts(out.Out, res.CRM, demoTargets); err != nil {
+		return res, err
+	}
 	if opts.KeptLog {
 		fmt.Fprintf(out.Out, "service log: %s\n", opts.LogPath)
 	}

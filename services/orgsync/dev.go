@@ -24,6 +24,7 @@ import (
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/pkg/service"
 	"github.com/orgsync/orgsync/services/gcsim"
+	"github.com/orgsync/orgsync/services/integrator"
 	"github.com/orgsync/orgsync/services/reconciler"
 )
 
@@ -117,6 +118,10 @@ type Dev struct {
 	// OrgIDs maps org keys to gcsim org ids (empty with real orgs).
 	OrgIDs map[string]string
 
+	// crmFile is the integrator's CRM adapters file for gcsim's fake CRM
+	// ("" with real orgs: DevConfig.ServiceArgs may name one).
+	crmFile string
+
 	stopSim context.CancelFunc
 	simDone chan error
 
@@ -197,6 +202,7 @@ func (d *Dev) startSim(cfg DevConfig) error {
 	go func() { d.simDone <- sim.Serve(simCtx, ln) }()
 
 	entries := map[string]orgconfig.Org{}
+	crm := map[string]integrator.CRMTarget{}
 	for _, o := range fx.Orgs {
 		if len(o.Clients) == 0 {
 			continue
@@ -210,6 +216,12 @@ func (d *Dev) startSim(cfg DevConfig) error {
 			RateLimit: 50, Burst: 50,
 		}
 		d.OrgIDs[key] = o.ID
+		if o.CRMAPIKey != "" {
+			crm[key] = integrator.CRMTarget{BaseURL: d.SimURL, APIKey: o.CRMAPIKey}
+		}
+	}
+	if err := d.writeCRMFile(crm); err != nil {
+		return err
 	}
 	if cfg.EditOrgs != nil {
 		cfg.EditOrgs(d.SimURL, entries)
@@ -218,6 +230,27 @@ func (d *Dev) startSim(cfg DevConfig) error {
 	if err != nil {
 		return fmt.Errorf("dev: org registry for gcsim: %w", err)
 	}
+	return nil
+}
+
+// writeCRMFile writes the integrator's CRM adapters (gcsim's fake CRM of
+// every fixture org with a crmApiKey) to the store, mode 0600.
+func (d *Dev) writeCRMFile(crm map[string]integrator.CRMTarget) error {
+	if len(crm) == 0 {
+		return nil
+	}
+	b, err := yaml.Marshal(crm)
+	if err != nil {
+		return fmt.Errorf("dev: CRM adapters: %w", err)
+	}
+	path := filepath.Join(d.cfg.StoreDir, "crm.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("dev: write CRM adapters %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil { // an older file keeps its mode otherwise
+		return fmt.Errorf("dev: CRM adapters %s: %w", path, err)
+	}
+	d.crmFile = path
 	return nil
 }
 
@@ -239,6 +272,10 @@ func (d *Dev) devArgs(name string) []string {
 	switch name {
 	case "provisioner":
 		return []string{"--own", "all", "--state", filepath.Join(d.cfg.StoreDir, "provisioner.db")}
+	case "integrator":
+		if d.crmFile != "" {
+			return []string{"--crm", d.crmFile}
+		}
 	case "reconciler":
 		// Live changes come from gcsim's Notifications API; the signed
 		// webhook needs a shared secret, so it listens (on a free loopback

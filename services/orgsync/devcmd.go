@@ -20,6 +20,7 @@ func runDev(ctx context.Context, args []string, out IO) int {
 	fs := newFlagSet("dev", "[flags]", out)
 	store := fs.String("store", filepath.Join(".orgsync", "dev"), "directory of JetStream's store and the provisioner's bbolt file (kept across restarts)")
 	config := fs.String("config", "", "org registry YAML of real orgs (credentials for the auth service; mode 0600); default: gcsim with the demo orgs")
+	crm := fs.String("crm", "", "the integrator's CRM adapters YAML (TARGET: {baseURL, apiKey, integrationName}; mode 0600); default with gcsim: its fake CRM")
 	gcsimAddr := fs.String("gcsim-addr", "127.0.0.1:8089", "gcsim listen address (without --config)")
 	natsPort := fs.Int("nats-port", 4222, "client port of the embedded NATS server (0: a free port)")
 	logLevel := fs.String("log-level", "info", "service log level: debug, info, warn, error")
@@ -47,6 +48,9 @@ func runDev(ctx context.Context, args []string, out IO) int {
 	}
 
 	cfg := DevConfig{StoreDir: *store, GcsimAddr: *gcsimAddr, NATSPort: *natsPort, Logger: logger, Sim: demoSimConfig()}
+	if *crm != "" {
+		cfg.ServiceArgs = map[string][]string{"integrator": {"--crm", *crm}}
+	}
 	if *config != "" {
 		if cfg.Orgs, err = orgconfig.Load(*config); err != nil {
 			return fail(out, "%v", err)

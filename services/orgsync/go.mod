@@ -8,6 +8,7 @@ replace (
 	github.com/orgsync/orgsync/services/auth => ../auth
 	github.com/orgsync/orgsync/services/extractor => ../extractor
 	github.com/orgsync/orgsync/services/gcsim => ../gcsim
+	github.com/orgsync/orgsync/services/integrator => ../integrator
 	github.com/orgsync/orgsync/services/provisioner => ../provisioner
 	github.com/orgsync/orgsync/services/reconciler => ../reconciler
 	github.com/orgsync/orgsync/services/resolver => ../resolver
@@ -21,6 +22,7 @@ require (
 	github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/services/extractor v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/services/gcsim v0.0.0
+	github.com/orgsync/orgsync/services/integrator v0.0.0-00010101000000-000000000000
 	github.com/vbauerster/mpb/v8 v8.16.2
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0

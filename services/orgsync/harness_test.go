@@ -64,14 +64,19 @@ func startHarness(t *testing.T, fx *gcsim.Fixture, edit func(simURL string, orgs
 // startHarnessSim is startHarness with gcsim configured by sim.
 func startHarnessSim(t *testing.T, sim gcsim.Config, fx *gcsim.Fixture, edit func(simURL string, orgs map[string]orgconfig.Org)) *harness {
 	t.Helper()
+	return startHarnessConfig(t, DevConfig{Fixture: fx, Sim: sim, EditOrgs: edit})
+}
+
+// startHarnessConfig is startHarness with the environment cfg describes
+// (its StoreDir, RegistryOptions and Logger are the harness's).
+func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
+	t.Helper()
 	rec := apispec.NewValidatingTransport(http.DefaultTransport)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	d, err := StartDev(ctx, DevConfig{
-		StoreDir: t.TempDir(), Fixture: fx, Sim: sim, EditOrgs: edit,
-		RegistryOptions: []orgs.Option{orgs.WithTransport(rec)},
-		Logger:          testLogger(t),
-	})
+	cfg.StoreDir, cfg.Logger = t.TempDir(), testLogger(t)
+	cfg.RegistryOptions = []orgs.Option{orgs.WithTransport(rec)}
+	d, err := StartDev(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start dev environment: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
+	"github.com/orgsync/orgsync/services/integrator"
 )
 
 // Overall statuses of a Report.
@@ -37,6 +38,10 @@ type Report struct {
 	// APICalls sums the targets' calls (extraction calls are not included:
 	// they belong to the source org).
 	APICalls Usage `json:"apiCalls"`
+	// CRM is the CRM integration sync counts of every user of each target
+	// org (`orgsync status` only; the sync is decoupled from the request:
+	// it never changes Status).
+	CRM map[string]integrator.Counts `json:"crm,omitempty"`
 
 	expected []string
 	byOrg    map[string]*TargetReport

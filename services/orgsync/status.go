@@ -36,8 +36,25 @@ func runStatus(ctx context.Context, args []string, out IO) int {
 	if !found {
 		return fail(out, "no request %s in streams CLONE or EVENTS (never submitted, or older than their retention)", positional[0])
 	}
+	var targets []string
+	for _, t := range rep.Targets {
+		targets = append(targets, t.Org)
+	}
+	crm, err := crmCounts(ctx, js, targets)
+	if err != nil { // the CRM sync is decoupled: its counts never fail the status
+		fmt.Fprintf(out.Err, "orgsync status: CRM sync counts unavailable: %v\n", err)
+	}
+	if *output == "json" {
+		rep.CRM = crm
+	}
 	if err := writeReport(out.Out, rep, *output == "json"); err != nil {
 		return fail(out, "%v", err)
+	}
+	if *output == "text" && len(crm) > 0 {
+		fmt.Fprintln(out.Out, "\nCRM integration sync (every user of each target; `orgsync integrations --org ORG` lists them):")
+		if err := writeCRMCounts(out.Out, crm, targets); err != nil {
+			return fail(out, "%v", err)
+		}
 	}
 	if rep.Failed() {
 		return ExitFailed
