@@ -27,7 +27,7 @@ func Command() service.Command {
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
 			var crmFile string
-			fs.StringVar(&crmFile, "crm", os.Getenv("ORGSYNC_CRM"), "YAML file of CRM adapters per target org: TARGET: {baseURL, apiKey, integrationName}; holds secrets, must be mode 0600 (env ORGSYNC_CRM)")
+			fs.StringVar(&crmFile, "crm", os.Getenv("ORGSYNC_CRM"), "YAML file of CRM adapters per target org: TARGET: {baseURL, apiKey, integrationName}; apiKey may come from env ORGSYNC_CRM_<TARGET>_API_KEY instead, else the file must be mode 0600 (env ORGSYNC_CRM)")
 			fs.DurationVar(&cfg.Deadline, "deadline", DefaultDeadline, "how long one CRM sync may take before it counts as failed")
 			fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", DefaultInitialBackoff, "first wait between status polls (doubles, with jitter)")
 			fs.DurationVar(&cfg.MaxBackoff, "max-backoff", DefaultMaxBackoff, "longest wait between status polls")
@@ -49,15 +49,18 @@ func Command() service.Command {
 	}
 }
 
-// LoadCRMFile reads the CRM adapters per target from a YAML file that must
-// not be readable by group or others (it holds API keys).
-func LoadCRMFile(path string) (map[string]CRMTarget, error) {
+// LoadCRMFile reads the CRM adapters per target from a YAML file, with
+// each target's API key overridable by the environment (EnvAPIKey). A file
+// that holds an API key itself must not be readable by group or others;
+// one whose keys all come from the environment (a ConfigMap, a compose
+// bind mount) may be.
+func LoadCRMFile(path string) (map[string]CRMTarget, error) { return LoadCRMFileEnv(path, os.Getenv) }
+
+// LoadCRMFileEnv is LoadCRMFile with the environment read through getenv.
+func LoadCRMFileEnv(path string, getenv func(string) string) (map[string]CRMTarget, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("integrator: CRM file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("integrator: CRM file %s holds API keys and must be mode 0600, is %v", path, st.Mode().Perm())
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -75,7 +78,22 @@ func LoadCRMFile(path string) (map[string]CRMTarget, error) {
 		}
 		return nil, fmt.Errorf("integrator: CRM file %s is not TARGET: {baseURL, apiKey, integrationName} YAML (%s)", path, strings.Join(lines, ", "))
 	}
+	for k, t := range out {
+		if t.APIKey != "" && st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("integrator: CRM file %s holds the API key of %s and must be mode 0600, is %v (or pass the key in %s)", path, k, st.Mode().Perm(), EnvAPIKey(k))
+		}
+		if key := getenv(EnvAPIKey(k)); key != "" {
+			t.APIKey = key
+			out[k] = t
+		}
+	}
 	return out, nil
+}
+
+// EnvAPIKey is the environment variable holding target's CRM API key
+// (ORGSYNC_CRM_<TARGET>_API_KEY), which overrides the file's apiKey.
+func EnvAPIKey(target string) string {
+	return "ORGSYNC_CRM_" + strings.ToUpper(strings.ReplaceAll(target, "-", "_")) + "_API_KEY"
 }
 
 var yamlLine = regexp.MustCompile(`line \d+`)

@@ -30,6 +30,12 @@ func TestLoadCRMFile(t *testing.T) {
 	if _, err := LoadCRMFile(write("open.yaml", "target1: {apiKey: k}\n", 0o644)); err == nil || !strings.Contains(err.Error(), "0600") {
 		t.Errorf("group-readable file: %v", err)
 	}
+	// Keys from the environment: the file holds no secret and may be 0644.
+	env := map[string]string{"ORGSYNC_CRM_TARGET_2_API_KEY": "sk-env-789"}
+	got, err = LoadCRMFileEnv(write("cm.yaml", "target-2: {baseURL: http://crm.example}\n", 0o644), func(k string) string { return env[k] })
+	if err != nil || got["target-2"].APIKey != "sk-env-789" {
+		t.Errorf("key from %s: %v, %v", EnvAPIKey("target-2"), got, err)
+	}
 	for name, body := range map[string]string{
 		"scalar.yaml":  "target1: sk-live-456\n",
 		"unknown.yaml": "target1:\n  apikey: sk-live-456\n",

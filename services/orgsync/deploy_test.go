@@ -22,6 +22,7 @@ import (
 	"github.com/orgsync/orgsync/services/auth"
 	"github.com/orgsync/orgsync/services/extractor"
 	"github.com/orgsync/orgsync/services/gcsim"
+	"github.com/orgsync/orgsync/services/integrator"
 	"github.com/orgsync/orgsync/services/provisioner"
 	"github.com/orgsync/orgsync/services/reconciler"
 	"github.com/orgsync/orgsync/services/resolver"
@@ -44,6 +45,7 @@ var serviceCommands = map[string]func() service.Command{
 	"resolver":    resolver.Command,
 	"provisioner": provisioner.Command,
 	"reconciler":  reconciler.Command,
+	"integrator":  integrator.Command,
 }
 
 // flagNames returns the flags binary name accepts.
@@ -209,7 +211,7 @@ func TestDockerCompose(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"auth", "extractor", "resolver", "provisioner", "reconciler", "gcsim", "orgsync"} {
+	for _, want := range []string{"auth", "extractor", "resolver", "provisioner", "integrator", "reconciler", "gcsim", "orgsync"} {
 		if !seen[want] {
 			t.Errorf("docker-compose.yml has no %s service", want)
 		}
@@ -240,6 +242,42 @@ func TestDockerCompose(t *testing.T) {
 		if !slices.Contains(cfg.Keys(), org) {
 			t.Errorf("--own names %q, which deploy/orgs.example.yaml does not list (%v)", org, cfg.Keys())
 		}
+	}
+	crm, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "crm.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCRMFile(t, "deploy/crm.example.yaml", crm, cfg.Keys())
+}
+
+// checkCRMFile asserts the integrator loads the CRM adapters file data
+// (mode as deployed: 0644, so no API key in it) with the keys from the
+// environment, into a valid config for orgs the registry lists.
+func checkCRMFile(t *testing.T, where string, data []byte, orgKeys []string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "crm.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	targets, err := integrator.LoadCRMFileEnv(path, func(k string) string {
+		if strings.HasPrefix(k, "ORGSYNC_CRM_") {
+			return "key-from-env"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	if len(targets) == 0 {
+		t.Errorf("%s: no CRM adapters", where)
+	}
+	for k := range targets {
+		if !slices.Contains(orgKeys, k) {
+			t.Errorf("%s: CRM adapter for %q, which the org registry does not list (%v)", where, k, orgKeys)
+		}
+	}
+	if err := (integrator.Config{Targets: targets}).Validate(); err != nil {
+		t.Errorf("%s: %v", where, err)
 	}
 }
 
@@ -372,6 +410,8 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Fatalf("%s orgs.yaml: %v", where, err)
 			}
 			orgKeys = cfg.Keys()
+		case o.Kind == "ConfigMap" && o.Data["crm.yaml"] != "":
+			checkCRMFile(t, where+" crm.yaml", []byte(o.Data["crm.yaml"]), orgKeys)
 		case o.Kind == "Deployment" || o.Kind == "StatefulSet":
 			for _, c := range o.Spec.Template.Spec.Containers {
 				binary := strings.TrimSuffix(filepath.Base(c.Image), ":latest")
@@ -422,7 +462,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"nats", "auth", "extractor", "resolver", "reconciler", "provisioner"} {
+	for _, want := range []string{"nats", "auth", "extractor", "resolver", "reconciler", "provisioner", "integrator"} {
 		if !workloads[want] {
 			t.Errorf("deploy/k8s has no workload for %s", want)
 		}
