@@ -23,6 +23,7 @@
 //	orgsync_plan_duration_seconds{org,status}                            provisioner plan run time (histogram)
 //	orgsync_auth_tokens_refreshed_total{org,outcome}                     client-credentials grants: ok | error
 //	orgsync_deadletters_captured_total{stream,consumer,kind}             max_deliveries | terminated
+//	orgsync_crm_syncs{org,state}                                         CRM sync states now: pending provisioned failed skipped (gauge, services/integrator)
 package metrics
 
 import (
