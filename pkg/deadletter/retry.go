@@ -60,7 +60,7 @@ func Retry(ctx context.Context, js jetstream.JetStream, key string) (Record, err
 	msgID := base + "-retry-" + strconv.Itoa(n)
 	msg := &nats.Msg{Subject: raw.Subject, Data: raw.Data, Header: natsx.RepublishHeaders(raw.Header)}
 	msg.Header.Set(HeaderRetryOf, key)
-	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+	ack, err := natsx.PublishMsg(ctx, js, msg, msgID)
 	if err != nil {
 		return rec, fmt.Errorf("deadletter: retry %s: publish to %s (msg id %s): %w", key, raw.Subject, msgID, err)
 	}

@@ -31,6 +31,13 @@ const (
 	// maxTermReason bounds the reason sent with TermWithReason (it travels
 	// in a server advisory).
 	maxTermReason = 512
+	// A pull request waits on the consumer's leader. When that node dies
+	// (kill -9, crash) the request dies with it, unanswered, and only
+	// missing idle heartbeats tell the client to pull again: nats.go's
+	// defaults (30s requests, 15s heartbeats) leave the consumer idle for
+	// 30s after a node failure; these bound it to 2*pullHeartbeat.
+	pullExpiry    = 10 * time.Second
+	pullHeartbeat = 2 * time.Second
 )
 
 // DefaultBackoff is the Nak delay schedule for transient errors: the n-th
@@ -226,6 +233,8 @@ func Consume(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec, han
 
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(spec.Concurrency),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			r.log.Debug("natsx: consume", "err", err)
 		}),

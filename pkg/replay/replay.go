@@ -194,7 +194,7 @@ func republish(ctx context.Context, js jetstream.JetStream, streamName string, r
 	msgID := base + replayID
 	msg := &nats.Msg{Subject: raw.Subject, Data: raw.Data, Header: natsx.RepublishHeaders(raw.Header)}
 	msg.Header.Set(HeaderReplayOf, orig)
-	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+	ack, err := natsx.PublishMsg(ctx, js, msg, msgID)
 	if err != nil {
 		return false, fmt.Errorf("replay: publish %s to %s (msg id %s): %w", orig, raw.Subject, msgID, err)
 	}

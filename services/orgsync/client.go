@@ -2,7 +2,6 @@ package orgsync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -203,8 +202,8 @@ func followEvents(ctx context.Context, js jetstream.JetStream, org string, from,
 	})
 }
 
-// followRaw runs an ordered (ephemeral, flow-controlled) consumer over
-// stream from sequence from; see followEvents.
+// followRaw reads stream from sequence from with natsx.Follow (in order,
+// each message once, surviving a NATS node failure); see followEvents.
 func followRaw(ctx context.Context, js jetstream.JetStream, stream, filter string, from, until uint64, fn func(jetstream.Msg) bool) error {
 	if from == 0 {
 		from = 1
@@ -212,50 +211,20 @@ func followRaw(ctx context.Context, js jetstream.JetStream, stream, filter strin
 	if until > 0 && from > until {
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
-	if filter != "" {
-		cfg.FilterSubjects = []string{filter}
-	}
-	cons, err := js.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return fmt.Errorf("follow stream %s: %w", stream, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("follow stream %s: %w", stream, err)
-	}
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-			it.Stop()
-		case <-stopped:
-		}
-	}()
-	defer it.Stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return fmt.Errorf("follow stream %s: %w", stream, err)
-		}
+	err := natsx.Follow(ctx, js, stream, filter, from, func(m jetstream.Msg) bool {
 		meta, merr := m.Metadata()
 		if fn(m) {
-			return nil
+			return true
 		}
 		if until > 0 && merr == nil && meta.Sequence.Stream >= until {
-			return nil
+			return true
 		}
-		if until > 0 && merr == nil && meta.NumPending == 0 {
-			return nil // filtered: nothing more up to now
-		}
+		return until > 0 && merr == nil && meta.NumPending == 0 // filtered: nothing more up to now
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("follow stream %s: %w", stream, err)
 	}
+	return err
 }
 
 // waitTimeout is the default bound of --wait.

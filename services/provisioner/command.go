@@ -31,6 +31,7 @@ func Command() service.Command {
 					return nil, err
 				}
 				cfg.Orgs = orgs
+				cfg.Topology = env.Topology
 				if cfg.DriftPolicy, err = ParseDriftPolicy(*drift); err != nil {
 					return nil, err
 				}

@@ -62,6 +62,10 @@ type Config struct {
 	// NoIntegrationRequests stops publishing CRM sync requests
 	// (orgsync.integration.<target>) for provisioned users.
 	NoIntegrationRequests bool
+	// Topology of the streams and of the drift bucket, ensured at start
+	// (replicas: R1 default, R3 on a cluster). It must be the deployment's:
+	// ensuring with fewer replicas scales the existing streams down.
+	Topology natsx.Topology
 }
 
 // WithDefaults returns c with zero fields replaced by defaults.

@@ -88,10 +88,10 @@ func (s *Service) Ready() bool { return int(s.bound.Load()) == len(s.orgs) }
 // applies plans until ctx is done. It closes the state file before returning.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.store.Close()
-	if err := natsx.EnsureStreams(ctx, s.deps.JS, natsx.Topology{}); err != nil {
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, s.cfg.Topology); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	drift, err := OpenDriftKV(ctx, s.deps.JS, natsx.Topology{})
+	drift, err := OpenDriftKV(ctx, s.deps.JS, s.cfg.Topology)
 	if err != nil {
 		return err
 	}

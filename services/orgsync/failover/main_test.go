@@ -15,6 +15,7 @@ var binaries = map[string]string{
 	"extractor":   "github.com/orgsync/orgsync/services/extractor/cmd/extractor",
 	"resolver":    "github.com/orgsync/orgsync/services/resolver/cmd/resolver",
 	"provisioner": "github.com/orgsync/orgsync/services/provisioner/cmd/provisioner",
+	"orgsync":     "github.com/orgsync/orgsync/services/orgsync/cmd/orgsync",
 	"nats-server": "github.com/nats-io/nats-server/v2",
 }
 

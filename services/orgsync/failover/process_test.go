@@ -42,8 +42,14 @@ func startProc(t *testing.T, name, binPath, httpAddr, logDir string, args ...str
 	p.start()
 	t.Cleanup(func() {
 		p.stop()
-		if t.Failed() {
-			t.Logf("--- log of %s (last lines) ---\n%s", p.name, tail(p.logPath, 40))
+		// ORGSYNC_FAILOVER_LOGS=N prints the last N lines of every log,
+		// also when the test passes.
+		n, err := strconv.Atoi(os.Getenv("ORGSYNC_FAILOVER_LOGS"))
+		if err != nil || n <= 0 {
+			n = 0
+		}
+		if t.Failed() || n > 0 {
+			t.Logf("--- log of %s (last lines) ---\n%s", p.name, tail(p.logPath, max(n, 40)))
 		}
 	})
 	return p
@@ -225,14 +231,28 @@ func tail(path string, n int) string {
 // waitFor polls cond until it holds or timeout passes (then fails with what).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitForState(t, timeout, what, func() (bool, string) { return cond(), "" })
+}
+
+// waitForState is waitFor with a condition that also tells what it saw
+// last; the failure message includes it.
+func waitForState(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for !cond() {
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			if state != "" {
+				state = " (last seen: " + state + ")"
+			}
+			t.Fatalf("timed out after %v waiting for %s%s", timeout, what, state)
 		case <-tick.C:
 		}
 	}
