@@ -101,7 +101,7 @@ const (
 // PublishRetryFor or until ctx ends. Retrying is safe because of the id:
 // when an earlier attempt was stored but its ack was lost, the stream drops
 // the retry and acks it as a Duplicate. Other errors (wrong expectations,
-// message too large) are returned at once. Every orgsync publish to a
+// message too large, no stream capturing the subject) are returned at once. Every orgsync publish to a
 // stream goes through here (Publish, replay, dead-letter retry).
 func PublishMsg(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, msgID string) (*jetstream.PubAck, error) {
 	if msgID == "" {
@@ -113,7 +113,7 @@ func PublishMsg(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, msgI
 		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
 		ack, err := js.PublishMsg(actx, msg, jetstream.WithMsgID(msgID))
 		cancel()
-		if err == nil || !retryablePublish(err) || ctx.Err() != nil || time.Now().Add(wait).After(giveUp) {
+		if err == nil || !retryablePublish(err) || ctx.Err() != nil || time.Now().Add(wait).After(giveUp) || noStreamFor(ctx, js, msg.Subject, err) {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
 			}
@@ -126,6 +126,20 @@ func PublishMsg(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, msgI
 		}
 		wait = min(2*wait, publishRetryMax)
 	}
+}
+
+// noStreamFor reports whether err (of a publish to subject) is "no
+// responders" because no stream captures subject — a deployment error
+// that waiting does not fix, so it is returned at once — rather than
+// because the stream has no leader right now.
+func noStreamFor(ctx context.Context, js jetstream.JetStream, subject string, err error) bool {
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
+	defer cancel()
+	_, lerr := js.StreamNameBySubject(lctx, subject)
+	return errors.Is(lerr, jetstream.ErrStreamNotFound)
 }
 
 // retryablePublish reports publish errors that a leader election or a node
