@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -80,6 +81,34 @@ func (c *Client) WaitUserActive(ctx context.Context, userID string) (*User, erro
 		return nil, fmt.Errorf("genesys: wait for user %s to be active (org %s): %w", userID, c.cfg.OrgID, err)
 	}
 	return &u, nil
+}
+
+// WaitUsersActive is WaitUserActive for many users at once: it polls
+// GET /users?id=… (up to 100 ids a call) with backoff and jitter until every
+// user is listed with state "active" — a user not yet readable is simply
+// absent — and gives up after ConsistencyWindow. It returns the users that
+// became active, by id; when some did not, the error names them.
+func (c *Client) WaitUsersActive(ctx context.Context, userIDs []string) (map[string]User, error) {
+	active := make(map[string]User, len(userIDs))
+	waiting := slices.Clone(userIDs)
+	deadline := time.Now().Add(c.cfg.ConsistencyWindow)
+	err := c.pollUntil(ctx, deadline, func() (bool, error) {
+		got, err := c.ListUsersByID(ctx, waiting)
+		if err != nil {
+			return false, err
+		}
+		for _, u := range got {
+			if u.State == "active" {
+				active[u.ID] = u
+			}
+		}
+		waiting = slices.DeleteFunc(waiting, func(id string) bool { _, ok := active[id]; return ok })
+		return len(waiting) == 0, nil
+	})
+	if err != nil {
+		return active, fmt.Errorf("genesys: wait for users %s to be active (org %s): %w", strings.Join(waiting, ", "), c.cfg.OrgID, err)
+	}
+	return active, nil
 }
 
 // pollUntil calls try until it reports done, retrying 404s (and not-done

@@ -33,7 +33,7 @@ var phases = []phase{
 	{kind: orgsyncv1.StepKind_STEP_KIND_ENSURE_USER, batch: (*run).ensureUsers},
 	{kind: orgsyncv1.StepKind_STEP_KIND_STAMP_EXTERNAL_ID, each: (*run).stampExternalID},
 	{kind: orgsyncv1.StepKind_STEP_KIND_LICENSE, batch: (*run).assignLicenses},
-	{kind: orgsyncv1.StepKind_STEP_KIND_WAIT_ACTIVE, each: (*run).waitActive},
+	{kind: orgsyncv1.StepKind_STEP_KIND_WAIT_ACTIVE, batch: (*run).waitActive},
 	{kind: orgsyncv1.StepKind_STEP_KIND_PROFILE, each: (*run).applyProfile},
 	{kind: orgsyncv1.StepKind_STEP_KIND_ROUTING, each: (*run).applyRouting},
 	{kind: orgsyncv1.StepKind_STEP_KIND_GRANTS, each: (*run).applyGrants},

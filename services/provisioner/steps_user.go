@@ -354,25 +354,47 @@ func (r *run) assignLicenses(ctx context.Context, pending []*userRun) map[*userR
 	return out
 }
 
-// waitActive waits until the user is readable and active; a user already
-// seen active (the create response, a read) costs nothing.
-func (r *run) waitActive(ctx context.Context, u *userRun) stepResult {
-	if u.user != nil && u.user.State == "active" {
-		return changedIf(false, nil, "user is active")
+// waitActive waits until the plan's new users are readable and active, with
+// one batched poll for all of them (GET /users?id=…); a user already seen
+// active (the create response, a read) costs nothing.
+func (r *run) waitActive(ctx context.Context, pending []*userRun) map[*userRun]stepResult {
+	out := map[*userRun]stepResult{}
+	var wait []*userRun
+	for _, u := range pending {
+		switch {
+		case u.user != nil && u.user.State == "active":
+			out[u] = changedIf(false, nil, "user is active")
+		case r.dry:
+			out[u] = changedIf(false, nil, "user would be waited for")
+		default:
+			wait = append(wait, u)
+		}
 	}
-	if r.dry {
-		return changedIf(false, nil, "user would be waited for")
+	if len(wait) == 0 {
+		return out
 	}
-	var gu *genesys.User
-	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
-		gu, err = r.c.WaitUserActive(ctx, u.id)
+	ids := make([]string, len(wait))
+	for i, u := range wait {
+		ids[i] = u.id
+	}
+	var active map[string]genesys.User
+	err := r.m.call(ctx, extsOf(wait), func(ctx context.Context) (err error) {
+		active, err = r.c.WaitUsersActive(ctx, ids)
 		return err
 	})
-	if err != nil {
-		return failed(err)
+	for _, u := range wait {
+		gu, ok := active[u.id]
+		if !ok {
+			if err == nil {
+				err = fmt.Errorf("user %s was not listed active", u.id)
+			}
+			out[u] = failed(err)
+			continue
+		}
+		u.user.State, u.user.Version = gu.State, gu.Version
+		out[u] = changedIf(false, nil, "user became active")
 	}
-	u.user.State, u.user.Version = gu.State, gu.Version
-	return changedIf(false, nil, "user became active")
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

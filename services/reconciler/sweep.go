@@ -205,8 +205,22 @@ func checkEvery(interval time.Duration) time.Duration {
 	return min(max(interval/10, 10*time.Millisecond), time.Minute)
 }
 
+// TriggerTracked is the trigger of the cursor recorded when a source org is
+// first tracked: no sweep ran; the interval counts from then.
+const TriggerTracked = "tracked"
+
+// startInterval records src's first cursor without sweeping. Create, not
+// Put: a cursor another reconciler replica recorded meanwhile wins.
+func (s *sweeper) startInterval(ctx context.Context, src string, now time.Time) {
+	cur, _ := json.Marshal(SweepCursor{SourceOrg: src, Trigger: TriggerTracked, LastSweepAt: now.UTC()})
+	if _, err := s.kv.Create(ctx, cursorKey(src), cur); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		s.logger.Warn("periodic sweep: record first cursor", "org", src, "err", err)
+	}
+}
+
 // runPeriodic sweeps every tracked org whose last sweep is at least
-// SweepInterval old (or that was never swept), until ctx is done.
+// SweepInterval old, until ctx is done. An org tracked for the first time
+// (no cursor) is first swept one interval later.
 func (s *sweeper) runPeriodic(ctx context.Context) {
 	if s.cfg.SweepInterval < 0 {
 		return
@@ -223,6 +237,13 @@ func (s *sweeper) runPeriodic(ctx context.Context) {
 				s.logger.Warn("periodic sweep: cursor unreadable, sweeping", "org", src, "err", err)
 			}
 			now := s.now()
+			if !ok && err == nil {
+				// Newly tracked: the extractor has just read these users,
+				// so the interval starts now instead of sweeping them
+				// while their clone is still being provisioned.
+				s.startInterval(ctx, src, now)
+				continue
+			}
 			if ok && now.Sub(cur.LastSweepAt) < s.cfg.SweepInterval {
 				continue
 			}
