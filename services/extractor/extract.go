@@ -47,6 +47,25 @@ type Extracted struct {
 // for a selector naming nobody; API errors as the client returns them (use
 // IsPermanent to tell what retrying cannot fix).
 func Extract(ctx context.Context, c *genesys.Client, sourceOrg string, selectors []*orgsyncv1.UserSelector, include []orgsyncv1.Component) (*Extracted, error) {
+	var out *Extracted
+	err := ExtractParts(ctx, c, sourceOrg, selectors, include, 0, func(ex *Extracted, _, _ int) error {
+		out = ex
+		return nil
+	})
+	return out, err
+}
+
+// ExtractParts is Extract delivering the users in parts of at most
+// partSize users (0: all in one part), each handed to emit — with its part
+// number (1-based) and the number of parts — as soon as its users are read,
+// so the pipeline can provision the first users while the rest are read.
+// Every selector is resolved before the first part (a user not found fails
+// the whole extraction, before anything is emitted). With several parts,
+// managers come before the users they manage, and each part carries every
+// resource read so far (a superset of what its users reference). An error
+// from emit stops the extraction and is returned.
+func ExtractParts(ctx context.Context, c *genesys.Client, sourceOrg string, selectors []*orgsyncv1.UserSelector, include []orgsyncv1.Component,
+	partSize int, emit func(ex *Extracted, part, parts int) error) error {
 	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "extractor.extract")
 	defer span.End()
 	span.SetAttributes(attribute.String("orgsync.source_org", sourceOrg), attribute.Int("orgsync.users", len(selectors)))
@@ -60,7 +79,7 @@ func Extract(ctx context.Context, c *genesys.Client, sourceOrg string, selectors
 	for _, sel := range selectors {
 		u, err := x.readUser(ctx, sel)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if slices.ContainsFunc(users, func(o *genesys.User) bool { return o.ID == u.ID }) {
 			continue
@@ -72,19 +91,50 @@ func Extract(ctx context.Context, c *genesys.Client, sourceOrg string, selectors
 	for _, u := range users {
 		inRequest[u.ID] = true
 	}
-	out := &Extracted{}
-	for _, u := range users {
-		cfg, err := x.userConfig(ctx, u, inRequest)
-		if err != nil {
-			return nil, fmt.Errorf("extract user %s (%s) of %s: %w", u.Email, u.ID, sourceOrg, err)
+	if partSize <= 0 || partSize >= len(users) {
+		partSize = max(len(users), 1)
+	} else {
+		managersFirst(users)
+	}
+	parts := max((len(users)+partSize-1)/partSize, 1)
+	for p := range parts {
+		part := &Extracted{}
+		for _, u := range users[p*partSize : min((p+1)*partSize, len(users))] {
+			cfg, err := x.userConfig(ctx, u, inRequest)
+			if err != nil {
+				return fmt.Errorf("extract user %s (%s) of %s: %w", u.Email, u.ID, sourceOrg, err)
+			}
+			part.Users = append(part.Users, cfg)
 		}
-		out.Users = append(out.Users, cfg)
+		for _, r := range x.resources {
+			part.Resources = append(part.Resources, r)
+		}
+		sort.Slice(part.Resources, func(i, j int) bool { return part.Resources[i].GetExternalId() < part.Resources[j].GetExternalId() })
+		if err := emit(part, p+1, parts); err != nil {
+			return err
+		}
 	}
-	for _, r := range x.resources {
-		out.Resources = append(out.Resources, r)
+	return nil
+}
+
+// managersFirst orders users (stably) so that every user comes after its
+// manager when the manager is among them: by the depth of their manager
+// chain within users.
+func managersFirst(users []*genesys.User) {
+	byID := map[string]*genesys.User{}
+	for _, u := range users {
+		byID[u.ID] = u
 	}
-	sort.Slice(out.Resources, func(i, j int) bool { return out.Resources[i].GetExternalId() < out.Resources[j].GetExternalId() })
-	return out, nil
+	depth := map[string]int{}
+	for _, u := range users {
+		d, seen := 0, map[string]bool{u.ID: true}
+		for m := u.Manager; m != nil && byID[m.ID] != nil && !seen[m.ID]; m = byID[m.ID].Manager {
+			seen[m.ID] = true
+			d++
+		}
+		depth[u.ID] = d
+	}
+	sort.SliceStable(users, func(i, j int) bool { return depth[users[i].ID] < depth[users[j].ID] })
 }
 
 // IsPermanent reports whether an extraction error can never succeed on

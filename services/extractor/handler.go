@@ -18,7 +18,8 @@ import (
 )
 
 // handleClone handles one CloneRequest: validate, extract, publish the
-// snapshot, record tracking. A request that can never succeed is reported
+// snapshot — in parts of at most Config.SnapshotUsers users, each as soon as
+// it is read — and record tracking. A request that can never succeed is reported
 // as a failed REQUEST event and terminated; nothing is published downstream,
 // so nothing is written to any target.
 func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
@@ -45,31 +46,38 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 		return s.reject(ctx, m, req.GetRequestId(), org, err, nil)
 	}
 	cctx, counter := orgs.WithCounter(ctx)
-	ex, err := Extract(cctx, client, v.src, req.GetUsers(), req.GetOptions().GetInclude())
+	var users []*orgsyncv1.UserConfig
+	err = ExtractParts(cctx, client, v.src, req.GetUsers(), req.GetOptions().GetInclude(), s.cfg.SnapshotUsers, func(ex *Extracted, part, parts int) error {
+		snap, err := NewSnapshot(req.GetRequestId(), v.src, v.targets, req.GetOptions(), orgsyncv1.Trigger_TRIGGER_CLONE, ex, s.cfg.Now())
+		if err != nil {
+			return natsx.Permanent(err)
+		}
+		if parts > 1 {
+			snap.Part, snap.Parts = int32(part), int32(parts)
+		}
+		if err := s.publish(ctx, snap); err != nil {
+			return err
+		}
+		users = append(users, ex.Users...)
+		s.log.Info("snapshot published", "request_id", req.GetRequestId(), "source_org", v.src, "snapshot_id", snap.GetSnapshotId(),
+			"part", part, "parts", parts, "users", len(snap.GetUsers()), "resources", len(snap.GetResources()), "targets", v.targets, "api_calls", counter.Total())
+		return nil
+	})
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		if IsPermanent(err) {
+		if IsPermanent(err) && !natsx.IsPermanent(err) {
 			return s.reject(ctx, m, req.GetRequestId(), org, err, counter.Usage())
 		}
-		return err
+		return err // transient: redelivered; parts already published are deduplicated
 	}
-	snap, err := NewSnapshot(req.GetRequestId(), v.src, v.targets, req.GetOptions(), orgsyncv1.Trigger_TRIGGER_CLONE, ex, s.cfg.Now())
-	if err != nil {
-		return natsx.Permanent(err)
-	}
-	if err := s.publish(ctx, snap); err != nil {
-		return err
-	}
-	span.SetAttributes(attribute.String("orgsync.snapshot_id", snap.GetSnapshotId()), attribute.Int("orgsync.api_calls", counter.Total()))
-	s.log.Info("snapshot published", "request_id", req.GetRequestId(), "source_org", v.src, "snapshot_id", snap.GetSnapshotId(),
-		"users", len(snap.GetUsers()), "resources", len(snap.GetResources()), "targets", v.targets, "api_calls", counter.Total())
+	span.SetAttributes(attribute.Int("orgsync.api_calls", counter.Total()))
 
 	// A dry run changes nothing anywhere, so it tracks nothing either.
 	if req.GetOptions().GetDryRun() {
 		return nil
 	}
 	tr := s.tracking.Load()
-	for _, u := range ex.Users {
+	for _, u := range users {
 		if err := tr.Track(ctx, v.src, u.GetSourceUserId(), u.GetEmail(), v.targets, req.GetOptions(), req.GetRequestId(), m.StreamSequence()); err != nil {
 			return err // redelivery re-extracts; the snapshot publish is deduplicated
 		}

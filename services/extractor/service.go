@@ -33,6 +33,10 @@ const (
 	DefaultInProgressEvery = 10 * time.Second
 	DefaultMaxDeliver      = 5
 	DefaultConcurrency     = 4
+	// DefaultSnapshotUsers is the largest snapshot part of a clone request:
+	// a request of more users is published in parts, so the targets start
+	// provisioning while the rest of the users are still being read.
+	DefaultSnapshotUsers = 20
 )
 
 // Config tunes the extractor. The zero value is valid (see WithDefaults).
@@ -51,6 +55,9 @@ type Config struct {
 	Backoff []time.Duration
 	// Concurrency: messages handled at once per consumer.
 	Concurrency int
+	// SnapshotUsers is the most users one snapshot of a clone request
+	// carries (default DefaultSnapshotUsers).
+	SnapshotUsers int
 	// Now is the clock (extracted_at, tracking timestamps); default time.Now.
 	Now func() time.Time
 }
@@ -69,6 +76,9 @@ func (c Config) WithDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
+	if c.SnapshotUsers == 0 {
+		c.SnapshotUsers = DefaultSnapshotUsers
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -82,8 +92,8 @@ func (c Config) Validate() error {
 	if err := c.Topology.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("AckWait and InProgressEvery must be >= 0, MaxDeliver and Concurrency >= 1"))
+	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 || c.SnapshotUsers < 1 {
+		errs = append(errs, fmt.Errorf("AckWait and InProgressEvery must be >= 0, MaxDeliver, Concurrency and SnapshotUsers >= 1"))
 	}
 	if c.InProgressEvery >= c.AckWait {
 		errs = append(errs, fmt.Errorf("InProgressEvery %v must be shorter than AckWait %v", c.InProgressEvery, c.AckWait))

@@ -65,8 +65,90 @@ type TargetReport struct {
 	Users    []*UserReport  `json:"users"`
 
 	terminal     bool
-	targetCalls  *Usage // from the TARGET event, when it carries them
+	targetCalls  *Usage // from the TARGET events, when all carry them
 	usersByExtID map[string]*UserReport
+	// plans of the request for this org (several when the request was
+	// extracted in parts), by plan id, and how many there are.
+	plans map[string]*planPart
+	parts int
+}
+
+// planPart is what one plan's events said about one target.
+type planPart struct {
+	total, done int
+	status      string
+	reason      string
+	terminal    bool
+	calls       *Usage
+}
+
+// part returns the state of plan id in t.
+func (t *TargetReport) part(id string, parts int32) *planPart {
+	if int(parts) > t.parts {
+		t.parts = int(parts)
+	}
+	if p, ok := t.plans[id]; ok {
+		return p
+	}
+	p := &planPart{}
+	t.plans[id] = p
+	if t.PlanID == "" {
+		t.PlanID = id
+	}
+	return p
+}
+
+// statusRank orders final target statuses: the worst (most telling) wins
+// when plans of one target end differently.
+var statusRank = map[string]int{"failed": 5, "changed": 4, "planned": 3, "unchanged": 2, "skipped": 1}
+
+// fold derives the target's progress and status from its plans: done when
+// every plan (Event.plan_parts of them) reported a final status; the status
+// is then the worst final status of any plan (failed > changed > planned >
+// unchanged > skipped), with that plan's reason.
+func (t *TargetReport) fold() {
+	t.Total, t.Done = 0, 0
+	var best, only *planPart
+	final := 0
+	var calls Usage
+	allCalls := true
+	for _, id := range sortedKeys(t.plans) {
+		p := t.plans[id]
+		only = p
+		t.Total += p.total
+		t.Done += p.done
+		if !p.terminal {
+			continue
+		}
+		final++
+		if p.calls != nil {
+			calls.add(*p.calls)
+		} else {
+			allCalls = false
+		}
+		if best == nil || statusRank[p.status] > statusRank[best.status] {
+			best = p
+		}
+	}
+	t.terminal = final > 0 && final == len(t.plans) && final >= max(t.parts, 1)
+	shown := best
+	switch {
+	case t.terminal:
+	case len(t.plans) == 1 && t.parts <= 1:
+		shown = only // the one plan's own (running) status
+	default:
+		shown = &planPart{status: "running"} // some plans still to come
+	}
+	if shown != nil && shown.status != "" {
+		t.Status = shown.status
+	}
+	if shown != nil && shown.reason != "" {
+		t.Reason = shown.reason
+	}
+	t.targetCalls = nil
+	if t.terminal && allCalls {
+		t.targetCalls = &calls
+	}
 }
 
 // UserReport is one user in one target.
@@ -140,7 +222,8 @@ func (r *Report) target(org string) *TargetReport {
 	if t, ok := r.byOrg[org]; ok {
 		return t
 	}
-	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{}}
+	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{},
+		plans: map[string]*planPart{}}
 	r.byOrg[org] = t
 	r.Targets = append(r.Targets, t)
 	return t
@@ -184,42 +267,33 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		}
 	case orgsyncv1.EventKind_EVENT_KIND_TARGET:
 		t := r.target(e.GetOrg())
-		if e.GetPlanId() != "" {
-			t.PlanID = e.GetPlanId()
+		p := t.part(e.GetPlanId(), e.GetPlanParts())
+		p.progress(e)
+		if p.terminal && !isFinal(e.GetStatus()) {
+			t.fold()
+			break
 		}
-		if e.GetTotal() > 0 {
-			t.Total = int(e.GetTotal())
-		}
-		if int(e.GetDone()) > t.Done {
-			t.Done = int(e.GetDone())
-		}
-		if t.terminal && !isFinal(e.GetStatus()) {
-			return
-		}
-		t.Status = StatusName(e.GetStatus())
-		t.terminal = isFinal(e.GetStatus())
+		p.status = StatusName(e.GetStatus())
+		p.terminal = isFinal(e.GetStatus())
 		if e.GetReason() != "" {
-			t.Reason = e.GetReason()
+			p.reason = e.GetReason()
 		}
-		if e.GetApiCalls() != nil && t.terminal {
+		if e.GetApiCalls() != nil && p.terminal {
 			u := usageOf(e.GetApiCalls())
-			t.targetCalls = &u
+			p.calls = &u
 		}
 		if e.GetStatus() == orgsyncv1.Status_STATUS_PLANNED {
 			r.DryRun = true
 		}
+		t.fold()
 	case orgsyncv1.EventKind_EVENT_KIND_USER:
 		t := r.target(e.GetOrg())
 		u := t.user(e.GetUserExternalId())
 		if e.GetTargetUserId() != "" {
 			u.TargetUserID = e.GetTargetUserId()
 		}
-		if e.GetTotal() > 0 {
-			t.Total = int(e.GetTotal())
-		}
-		if int(e.GetDone()) > t.Done {
-			t.Done = int(e.GetDone())
-		}
+		t.part(e.GetPlanId(), e.GetPlanParts()).progress(e)
+		t.fold()
 		if u.terminal && !isFinal(e.GetStatus()) {
 			return
 		}
@@ -259,6 +333,16 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		}
 	}
 	r.recompute()
+}
+
+// progress takes the plan's Done/Total from e when they move forward.
+func (p *planPart) progress(e *orgsyncv1.Event) {
+	if e.GetTotal() > 0 {
+		p.total = int(e.GetTotal())
+	}
+	if int(e.GetDone()) > p.done {
+		p.done = int(e.GetDone())
+	}
 }
 
 func appendUnique(list []string, s string) []string {

@@ -355,6 +355,7 @@ func (r *run) emitErr(ctx context.Context, ev *orgsyncv1.Event) error {
 		return nil
 	}
 	ev.RequestId, ev.PlanId, ev.Org, ev.SourceOrg = r.plan.GetRequestId(), r.plan.GetPlanId(), r.org, r.plan.GetSourceOrg()
+	ev.PlanParts = r.plan.GetParts()
 	return r.e.deps.Events.Emit(context.WithoutCancel(ctx), ev)
 }
 
@@ -364,7 +365,7 @@ func (e *Engine) emitTargetFailed(ctx context.Context, plan *orgsyncv1.Plan, err
 	}
 	ev := &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: orgsyncv1.Status_STATUS_FAILED,
 		RequestId: plan.GetRequestId(), PlanId: plan.GetPlanId(), Org: plan.GetTargetOrg(), SourceOrg: plan.GetSourceOrg(),
-		Message: "plan failed", Reason: err.Error(), Total: int32(len(plan.GetUsers()))}
+		Message: "plan failed", Reason: err.Error(), Total: int32(len(plan.GetUsers())), PlanParts: plan.GetParts()}
 	if emitErr := e.deps.Events.Emit(context.WithoutCancel(ctx), ev); emitErr != nil {
 		e.log.Warn("emit failed target event", "plan", plan.GetPlanId(), "err", emitErr)
 	}

@@ -179,7 +179,7 @@ func (s *Service) onTerminate(org string) natsx.TerminateHook {
 		ev := &orgsyncv1.Event{
 			Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: orgsyncv1.Status_STATUS_FAILED,
 			RequestId: plan.GetRequestId(), PlanId: plan.GetPlanId(), Org: org, SourceOrg: plan.GetSourceOrg(),
-			Message: "plan failed", Reason: reason.Error(), Total: int32(len(plan.GetUsers())),
+			Message: "plan failed", Reason: reason.Error(), Total: int32(len(plan.GetUsers())), PlanParts: plan.GetParts(),
 		}
 		if plan.GetPlanId() == "" {
 			ev.PlanId = fmt.Sprintf("undecodable:%s:%d", org, m.StreamSequence())

@@ -77,10 +77,11 @@ func (s *Service) handleSnapshot(ctx context.Context, m natsx.Msg) error {
 			if err := s.deps.Events.Emit(ctx, &orgsyncv1.Event{
 				Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: orgsyncv1.Status_STATUS_FAILED,
 				RequestId: snap.GetRequestId(), PlanId: planID(&snap, o.target), Org: o.target, SourceOrg: snap.GetSourceOrg(),
-				Message:  fmt.Sprintf("no plan for %s: nothing will be written there", o.target),
-				Reason:   o.failed.Error(),
-				ApiCalls: o.usage,
-				Total:    int32(len(snap.GetUsers())),
+				Message:   fmt.Sprintf("no plan for %s: nothing will be written there", o.target),
+				Reason:    o.failed.Error(),
+				ApiCalls:  o.usage,
+				Total:     int32(len(snap.GetUsers())),
+				PlanParts: snap.GetParts(),
 			}); err != nil {
 				return err
 			}
@@ -188,9 +189,14 @@ func validateSnapshot(snap *orgsyncv1.Snapshot, subjectOrg string) error {
 	return nil
 }
 
-// planID is BuildPlan's plan id, for events of targets that got no plan.
+// planID is the id of the plan of snap for target: "<request id>|<target>",
+// plus "|part-<i>-of-<n>" for a part of a request extracted in parts.
 func planID(snap *orgsyncv1.Snapshot, target string) string {
-	return snap.GetRequestId() + "|" + target
+	id := snap.GetRequestId() + "|" + target
+	if snap.GetParts() > 1 {
+		id += fmt.Sprintf("|part-%d-of-%d", snap.GetPart(), snap.GetParts())
+	}
+	return id
 }
 
 func uniqueSorted(in []string) []string {

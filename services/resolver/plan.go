@@ -108,7 +108,7 @@ func BuildPlan(in PlanInput) (*orgsyncv1.Plan, error) {
 	}
 
 	plan := &orgsyncv1.Plan{
-		PlanId:           snap.GetRequestId() + "|" + in.Target,
+		PlanId:           planID(snap, in.Target),
 		RequestId:        snap.GetRequestId(),
 		SourceOrg:        snap.GetSourceOrg(),
 		TargetOrg:        in.Target,
@@ -116,6 +116,8 @@ func BuildPlan(in PlanInput) (*orgsyncv1.Plan, error) {
 		DryRun:           snap.GetOptions().GetDryRun(),
 		ExistingUsers:    snap.GetOptions().GetExistingUsers(),
 		RequestUserCount: int32(len(users)),
+		Part:             snap.GetPart(),
+		Parts:            snap.GetParts(),
 	}
 	needed := map[string]bool{}
 	for _, u := range users {

@@ -201,7 +201,10 @@ type Event struct {
 	// Progress: users finished so far in this plan, and in all.
 	Done int32 `protobuf:"varint,17,opt,name=done,proto3" json:"done,omitempty"`
 	// Total units of work of the plan.
-	Total         int32 `protobuf:"varint,18,opt,name=total,proto3" json:"total,omitempty"`
+	Total int32 `protobuf:"varint,18,opt,name=total,proto3" json:"total,omitempty"`
+	// Number of plans the request has for this org (Plan.parts; 0 means 1):
+	// a target is done when that many plans reported a final TARGET event.
+	PlanParts     int32 `protobuf:"varint,19,opt,name=plan_parts,json=planParts,proto3" json:"plan_parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +365,13 @@ func (x *Event) GetTotal() int32 {
 	return 0
 }
 
+func (x *Event) GetPlanParts() int32 {
+	if x != nil {
+		return x.PlanParts
+	}
+	return 0
+}
+
 // ApiUsage counts Genesys API calls.
 type ApiUsage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -431,7 +441,7 @@ var File_orgsync_v1_event_proto protoreflect.FileDescriptor
 const file_orgsync_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16orgsync/v1/event.proto\x12\n" +
-	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17orgsync/v1/common.proto\"\xb4\x05\n" +
+	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17orgsync/v1/common.proto\"\xd3\x05\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
@@ -455,7 +465,9 @@ const file_orgsync_v1_event_proto_rawDesc = "" +
 	"attributes\x18\x10 \x03(\v2!.orgsync.v1.Event.AttributesEntryR\n" +
 	"attributes\x12\x12\n" +
 	"\x04done\x18\x11 \x01(\x05R\x04done\x12\x14\n" +
-	"\x05total\x18\x12 \x01(\x05R\x05total\x1a=\n" +
+	"\x05total\x18\x12 \x01(\x05R\x05total\x12\x1d\n" +
+	"\n" +
+	"plan_parts\x18\x13 \x01(\x05R\tplanParts\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +

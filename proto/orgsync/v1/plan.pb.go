@@ -153,8 +153,12 @@ type Plan struct {
 	// UserConfig.utilization was set to the source's effective capacity
 	// ("repair" policy). For audit and reporting only.
 	CapacityRepairs []*CapacityRepair `protobuf:"bytes,13,rep,name=capacity_repairs,json=capacityRepairs,proto3" json:"capacity_repairs,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The snapshot part this plan was built from (Snapshot.part/parts): a
+	// request extracted in N parts has N plans per target.
+	Part          int32 `protobuf:"varint,14,opt,name=part,proto3" json:"part,omitempty"`
+	Parts         int32 `protobuf:"varint,15,opt,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Plan) Reset() {
@@ -276,6 +280,20 @@ func (x *Plan) GetCapacityRepairs() []*CapacityRepair {
 		return x.CapacityRepairs
 	}
 	return nil
+}
+
+func (x *Plan) GetPart() int32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *Plan) GetParts() int32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
 }
 
 // CapacityRepair records that the resolver gave a user agent-level
@@ -593,7 +611,7 @@ var File_orgsync_v1_plan_proto protoreflect.FileDescriptor
 const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\n" +
 	"\x15orgsync/v1/plan.proto\x12\n" +
-	"orgsync.v1\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\x1a\x19orgsync/v1/snapshot.proto\"\xc2\x05\n" +
+	"orgsync.v1\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\x1a\x19orgsync/v1/snapshot.proto\"\xec\x05\n" +
 	"\x04Plan\x12\x17\n" +
 	"\aplan_id\x18\x01 \x01(\tR\x06planId\x12\x1d\n" +
 	"\n" +
@@ -611,7 +629,9 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	" \x01(\x05R\x10requestUserCount\x12N\n" +
 	"\x10known_target_ids\x18\v \x03(\v2$.orgsync.v1.Plan.KnownTargetIdsEntryR\x0eknownTargetIds\x12M\n" +
 	"\x16source_org_utilization\x18\f \x01(\v2\x17.orgsync.v1.UtilizationR\x14sourceOrgUtilization\x12E\n" +
-	"\x10capacity_repairs\x18\r \x03(\v2\x1a.orgsync.v1.CapacityRepairR\x0fcapacityRepairs\x1aA\n" +
+	"\x10capacity_repairs\x18\r \x03(\v2\x1a.orgsync.v1.CapacityRepairR\x0fcapacityRepairs\x12\x12\n" +
+	"\x04part\x18\x0e \x01(\x05R\x04part\x12\x14\n" +
+	"\x05parts\x18\x0f \x01(\x05R\x05parts\x1aA\n" +
 	"\x13KnownTargetIdsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"g\n" +

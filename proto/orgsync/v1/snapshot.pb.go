@@ -107,8 +107,15 @@ type Snapshot struct {
 	// absent. Absent when the extractor did not read it; the resolver's
 	// capacity pre-flight then reads it from the source org itself.
 	SourceOrgUtilization *Utilization `protobuf:"bytes,10,opt,name=source_org_utilization,json=sourceOrgUtilization,proto3" json:"source_org_utilization,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// A large request is extracted and published in parts, so the targets
+	// start provisioning the first users while the rest are still read: this
+	// snapshot is part `part` (1-based) of `parts`. Both 0 (or 1) for a request
+	// in one snapshot. Managers come in earlier parts than the users they
+	// manage.
+	Part          int32 `protobuf:"varint,11,opt,name=part,proto3" json:"part,omitempty"`
+	Parts         int32 `protobuf:"varint,12,opt,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
@@ -209,6 +216,20 @@ func (x *Snapshot) GetSourceOrgUtilization() *Utilization {
 		return x.SourceOrgUtilization
 	}
 	return nil
+}
+
+func (x *Snapshot) GetPart() int32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *Snapshot) GetParts() int32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
 }
 
 // UserConfig is one user's configuration in source terms: every reference is an
@@ -720,7 +741,7 @@ var File_orgsync_v1_snapshot_proto protoreflect.FileDescriptor
 const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x19orgsync/v1/snapshot.proto\x12\n" +
-	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\"\xdd\x03\n" +
+	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16orgsync/v1/clone.proto\x1a\x17orgsync/v1/common.proto\"\x87\x04\n" +
 	"\bSnapshot\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
 	"snapshotId\x12\x1d\n" +
@@ -736,7 +757,9 @@ const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"\x05users\x18\b \x03(\v2\x16.orgsync.v1.UserConfigR\x05users\x122\n" +
 	"\tresources\x18\t \x03(\v2\x14.orgsync.v1.ResourceR\tresources\x12M\n" +
 	"\x16source_org_utilization\x18\n" +
-	" \x01(\v2\x17.orgsync.v1.UtilizationR\x14sourceOrgUtilization\"\xda\x05\n" +
+	" \x01(\v2\x17.orgsync.v1.UtilizationR\x14sourceOrgUtilization\x12\x12\n" +
+	"\x04part\x18\v \x01(\x05R\x04part\x12\x14\n" +
+	"\x05parts\x18\f \x01(\x05R\x05parts\"\xda\x05\n" +
 	"\n" +
 	"UserConfig\x12\x1f\n" +
 	"\vexternal_id\x18\x01 \x01(\tR\n" +
