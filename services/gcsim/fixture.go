@@ -528,7 +528,7 @@ func buildOrg(fo FixtureOrg, where string) (*org, error) {
 		if err := o.checkAddresses(u.id, fu.Addresses); err != nil {
 			return nil, fmt.Errorf("%s: %s: %s", where, obj, err.msg)
 		}
-		u.addresses = fu.Addresses
+		o.setAddresses(u, fu.Addresses)
 		for j, e := range fu.ExternalIDs {
 			if e.AuthorityName == "" || e.ExternalKey == "" {
 				return nil, fmt.Errorf("%s: %s: externalIds[%d]: authorityName and externalKey are required", where, obj, j)

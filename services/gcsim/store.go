@@ -25,6 +25,9 @@ type org struct {
 	roles          map[string]*role
 	licenses       map[string]*licenseDef
 	users          map[string]*user
+	// phones: the user holding each normalized PHONE address (setAddresses
+	// keeps it), so DID listings and conflict checks need no scan.
+	phones         map[string]*user
 	skills         map[string]*namedEntity
 	languages      map[string]*namedEntity
 	teams          map[string]*team
@@ -130,6 +133,7 @@ func newOrg(id, name string) *org {
 		roles:          map[string]*role{},
 		licenses:       map[string]*licenseDef{},
 		users:          map[string]*user{},
+		phones:         map[string]*user{},
 		skills:         map[string]*namedEntity{},
 		languages:      map[string]*namedEntity{},
 		teams:          map[string]*team{},
@@ -231,6 +235,9 @@ func hasPrefixFold(s, prefix string) bool {
 
 // normalizePhone reduces a phone number to "+digits" for ownership checks.
 func normalizePhone(s string) string {
+	if isE164(s) {
+		return s // the common case: nothing to strip, nothing to allocate
+	}
 	var b strings.Builder
 	for i, c := range s {
 		if c >= '0' && c <= '9' || (c == '+' && i == 0) {
@@ -244,6 +251,19 @@ func normalizePhone(s string) string {
 	return out
 }
 
+// isE164 reports whether s is "+" followed by digits only.
+func isE164(s string) bool {
+	if len(s) < 2 || s[0] != '+' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // findUserByEmail returns the user with that email (case-insensitive).
 func (o *org) findUserByEmail(email string) *user {
 	for _, u := range o.users {
@@ -255,16 +275,22 @@ func (o *org) findUserByEmail(email string) *user {
 }
 
 // phoneOwner returns the user whose PHONE address holds number, or nil.
-func (o *org) phoneOwner(number string) *user {
-	n := normalizePhone(number)
-	for _, u := range o.users {
-		for _, a := range u.addresses {
-			if a.MediaType == "PHONE" && normalizePhone(a.Address) == n {
-				return u
-			}
+func (o *org) phoneOwner(number string) *user { return o.phones[normalizePhone(number)] }
+
+// setAddresses replaces u's addresses (nil: u is removed) and keeps the
+// phone index current.
+func (o *org) setAddresses(u *user, addrs []contact) {
+	for _, a := range u.addresses {
+		if n := normalizePhone(a.Address); a.MediaType == "PHONE" && o.phones[n] == u {
+			delete(o.phones, n)
 		}
 	}
-	return nil
+	u.addresses = addrs
+	for _, a := range addrs {
+		if a.MediaType == "PHONE" {
+			o.phones[normalizePhone(a.Address)] = u
+		}
+	}
 }
 
 // hasLicense reports whether u holds any license (the license gate).

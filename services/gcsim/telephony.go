@@ -86,14 +86,25 @@ func (s *Sim) listDIDNumbers(r *http.Request, o *org) (int, any, *apiError) {
 		}
 	}
 	desc := strings.EqualFold(q.Get("sortOrder"), "descending") || strings.EqualFold(q.Get("sortOrder"), "desc")
-	sort.Slice(dids, func(i, j int) bool {
+	less := func(i, j int) bool {
 		if desc {
 			return dids[i].num > dids[j].num
 		}
 		return dids[i].num < dids[j].num
-	})
-	out := make([]map[string]any, 0, len(dids))
-	for _, d := range dids {
+	}
+	if !sort.SliceIsSorted(dids, less) { // one pool's numbers already are
+		sort.Slice(dids, less)
+	}
+	// Paginate the cheap records, then render only the page (a pool holds
+	// up to 10,000 numbers).
+	pg, err := paginate(r, dids)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := page[map[string]any]{PageSize: pg.PageSize, PageNumber: pg.PageNumber, Total: pg.Total, PageCount: pg.PageCount,
+		SelfURI: pg.SelfURI, FirstURI: pg.FirstURI, LastURI: pg.LastURI, NextURI: pg.NextURI, PreviousURI: pg.PreviousURI,
+		Entities: make([]map[string]any, 0, len(pg.Entities))}
+	for _, d := range pg.Entities {
 		m := map[string]any{
 			"id":       stableID(o.id, "did", d.num),
 			"name":     d.num,
@@ -105,11 +116,7 @@ func (s *Sim) listDIDNumbers(r *http.Request, o *org) (int, any, *apiError) {
 			m["owner"] = map[string]any{"id": d.owner.id, "name": d.owner.name, "selfUri": "/api/v2/users/" + d.owner.id}
 			m["ownerType"] = "USER"
 		}
-		out = append(out, m)
+		out.Entities = append(out.Entities, m)
 	}
-	pg, err := paginate(r, out)
-	if err != nil {
-		return 0, nil, err
-	}
-	return 200, pg, nil
+	return 200, out, nil
 }

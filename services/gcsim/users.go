@@ -160,11 +160,12 @@ func (s *Sim) createUser(r *http.Request, o *org) (int, any, *apiError) {
 	now := s.now()
 	u := &user{
 		id: newID(), name: b.Name, email: b.Email, title: b.Title, department: b.Department,
-		divisionID: b.DivisionID, version: 1, addresses: b.Addresses,
+		divisionID: b.DivisionID, version: 1,
 		created: now, activeAt: now.Add(s.cfg.ActivationDelay), modified: now,
 		skills: map[string]float64{}, languages: map[string]float64{}, licenses: map[string]bool{},
 	}
 	o.users[u.id] = u
+	o.setAddresses(u, b.Addresses)
 	s.recordCreate(o.id, "user")
 	s.userChanged(o, u.id, "created")
 	return 200, s.renderUser(o, u, nil), nil
@@ -278,7 +279,7 @@ func (s *Sim) patchUser(r *http.Request, o *org) (int, any, *apiError) {
 		s.userChanged(o, u.id, "profile")
 	}
 	if b.Addresses != nil {
-		u.addresses = append([]contact{}, (*b.Addresses)...)
+		o.setAddresses(u, append([]contact{}, (*b.Addresses)...))
 		s.userChanged(o, u.id, "addresses")
 	}
 	u.version++
@@ -292,6 +293,7 @@ func (s *Sim) deleteUser(r *http.Request, o *org) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	o.setAddresses(u, nil)
 	delete(o.users, u.id)
 	for _, q := range o.queues {
 		delete(q.members, u.id)

@@ -164,8 +164,9 @@ func (c BenchConfig) runs(s string) bool { return slices.Contains(c.Scenarios, s
 
 // RunBench runs the configured scenarios one after the other, each in its
 // own dev environment (embedded NATS, gcsim, every service in this process),
-// and checks the budgets. An error means the harness could not run a
-// scenario at all; budget failures are in the result.
+// and checks the budgets. A scenario that could not finish is in the
+// result with status "error" and its reason (and fails its budgets); an
+// error means the configuration was invalid.
 func RunBench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -177,34 +178,37 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		PipelineRate: cfg.PipelineRate, Sim: simSettings(*cfg.Sim),
 	}
 	start := time.Now()
-	if cfg.runs(ScenarioS1) {
-		r, err := benchS1(ctx, cfg)
-		if err != nil {
-			return res, fmt.Errorf("bench S1: %w", err)
+	// A scenario that cannot finish is recorded with its error and fails
+	// its budgets; the other scenarios still run.
+	record := func(names []string, rs []ScenarioResult, err error) {
+		res.Scenarios = append(res.Scenarios, rs...)
+		if err == nil {
+			return
 		}
-		res.Scenarios = append(res.Scenarios, r)
+		for _, n := range names {
+			if res.Scenario(n) == nil && cfg.runs(n) {
+				res.Scenarios = append(res.Scenarios, ScenarioResult{Name: n, Available: true, Status: "error", Note: err.Error()})
+			}
+		}
 	}
+	one := func(name string, run func(context.Context, BenchConfig) (ScenarioResult, error)) {
+		if !cfg.runs(name) {
+			return
+		}
+		r, err := run(ctx, cfg)
+		if err != nil {
+			record([]string{name}, nil, err)
+			return
+		}
+		record(nil, []ScenarioResult{r}, nil)
+	}
+	one(ScenarioS1, benchS1)
 	if cfg.runs(ScenarioS2) || cfg.runs(ScenarioS3) {
 		rs, err := benchS2S3(ctx, cfg)
-		if err != nil {
-			return res, fmt.Errorf("bench S2/S3: %w", err)
-		}
-		res.Scenarios = append(res.Scenarios, rs...)
+		record([]string{ScenarioS2, ScenarioS3}, rs, err)
 	}
-	if cfg.runs(ScenarioS4) {
-		r, err := benchS4(ctx, cfg)
-		if err != nil {
-			return res, fmt.Errorf("bench S4: %w", err)
-		}
-		res.Scenarios = append(res.Scenarios, r)
-	}
-	if cfg.runs(ScenarioS5) {
-		r, err := benchS5(ctx, cfg)
-		if err != nil {
-			return res, fmt.Errorf("bench S5: %w", err)
-		}
-		res.Scenarios = append(res.Scenarios, r)
-	}
+	one(ScenarioS4, benchS4)
+	one(ScenarioS5, benchS5)
 	res.WallSeconds = time.Since(start).Seconds()
 	res.checkBudgets()
 	return res, nil

@@ -21,6 +21,7 @@ func runBench(ctx context.Context, args []string, out IO) int {
 	noBudgets := fs.Bool("no-fail", false, "exit 0 even when a budget is not met")
 	logPath := fs.String("log", "", "write the services' logs to this file (default: discarded)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	sizes := fs.String("sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs)`)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -56,6 +57,18 @@ func runBench(ctx context.Context, args []string, out IO) int {
 			return fail(out, "service log: %v", err)
 		}
 	}
+	if *sizes != "" {
+		base := FullBenchSizes
+		if *quick {
+			base = QuickBenchSizes
+		}
+		z, err := parseBenchSizes(*sizes, base)
+		if err != nil {
+			fs.Usage()
+			return fail(out, "--sizes: %v", err)
+		}
+		cfg.Sizes = z
+	}
 	if err := cfg.Validate(); err != nil {
 		fs.Usage()
 		return fail(out, "%v", err)
@@ -81,4 +94,34 @@ func runBench(ctx context.Context, args []string, out IO) int {
 
 func sizesString(z BenchSizes) string {
 	return fmt.Sprintf("S1 1×%d, S2/S3 %d×%d, S4 %d×%d", z.S1Targets, z.S2Users, z.S2Targets, z.S4Users, z.S4Targets)
+}
+
+// parseBenchSizes applies "S2=100x5,S4=400x10,S1=3" to base.
+func parseBenchSizes(spec string, base BenchSizes) (BenchSizes, error) {
+	for _, item := range strings.Split(spec, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok {
+			return base, fmt.Errorf("%q: want SCENARIO=USERSxORGS", item)
+		}
+		var users, orgs int
+		if strings.EqualFold(name, ScenarioS1) {
+			if _, err := fmt.Sscanf(val, "%d", &orgs); err != nil {
+				return base, fmt.Errorf("%q: want S1=ORGS", item)
+			}
+			base.S1Targets = orgs
+			continue
+		}
+		if _, err := fmt.Sscanf(val, "%dx%d", &users, &orgs); err != nil {
+			return base, fmt.Errorf("%q: want SCENARIO=USERSxORGS", item)
+		}
+		switch strings.ToUpper(name) {
+		case ScenarioS2, ScenarioS3:
+			base.S2Users, base.S2Targets = users, orgs
+		case ScenarioS4:
+			base.S4Users, base.S4Targets = users, orgs
+		default:
+			return base, fmt.Errorf("%q: sizes apply to S1, S2 (and S3) and S4", item)
+		}
+	}
+	return base, nil
 }

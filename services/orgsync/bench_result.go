@@ -112,6 +112,11 @@ func (r *BenchResult) checkBudgets() {
 	atLeast := func(s, metric string, v, limit float64) {
 		r.Budgets = append(r.Budgets, BudgetCheck{s, metric, ">=", limit, round3(v), v >= limit})
 	}
+	for _, s := range r.Scenarios {
+		if s.Status == "error" {
+			atMost(s.Name, "scenario did not finish", 1, 0)
+		}
+	}
 	if s := r.Scenario(ScenarioS1); s != nil {
 		atMost(ScenarioS1, "failed users", float64(s.FailedUsers), 0)
 	}

@@ -332,7 +332,10 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 			}
 		}
 	}
-	r.recompute()
+	if t := r.byOrg[e.GetOrg()]; t != nil {
+		t.tally()
+	}
+	r.summarize()
 }
 
 // progress takes the plan's Done/Total from e when they move forward.
@@ -354,25 +357,38 @@ func appendUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// recompute derives counts, totals and the overall status.
+// recompute derives every target's counts and the overall status.
 func (r *Report) recompute() {
+	for _, t := range r.Targets {
+		t.tally()
+	}
+	r.summarize()
+}
+
+// tally derives t's user counts and API calls from its users (an event
+// changes one target: Apply tallies only that one).
+func (t *TargetReport) tally() {
+	t.Counts = map[string]int{}
+	var sum Usage
+	for _, u := range t.Users {
+		if u.terminal {
+			t.Counts[u.Status]++
+		}
+		sum.add(u.APICalls)
+	}
+	t.APICalls = sum
+	if t.targetCalls != nil && t.targetCalls.Total >= sum.Total {
+		// The target's own count also covers shared resources (skills,
+		// teams) ensured once for all users.
+		t.APICalls = *t.targetCalls
+	}
+}
+
+// summarize derives the report's calls and status from its targets.
+func (r *Report) summarize() {
 	r.APICalls = Usage{}
 	anyFailed := r.failed
 	for _, t := range r.Targets {
-		t.Counts = map[string]int{}
-		var sum Usage
-		for _, u := range t.Users {
-			if u.terminal {
-				t.Counts[u.Status]++
-			}
-			sum.add(u.APICalls)
-		}
-		t.APICalls = sum
-		if t.targetCalls != nil && t.targetCalls.Total >= sum.Total {
-			// The target's own count also covers shared resources (skills,
-			// teams) ensured once for all users.
-			t.APICalls = *t.targetCalls
-		}
 		r.APICalls.add(t.APICalls)
 		if t.Status == "failed" {
 			anyFailed = true

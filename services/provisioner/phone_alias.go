@@ -187,6 +187,17 @@ func (r *run) nextFree(ctx context.Context, u *userRun, pool string) (string, er
 	}
 }
 
+// freeListingStale forgets the free numbers read so far (another plan or
+// tool took one of them), so the next number comes from a fresh listing
+// instead of the stale rest of the page. Numbers this plan handed out stay
+// handed.
+func (r *run) freeListingStale() {
+	ps := &r.phones
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.free, ps.pagesRead, ps.more = nil, 0, false
+}
+
 // freeCount is how many numbers of the listing pool still has unhanded.
 func (r *run) freeCount(pool string) int {
 	ps := &r.phones
@@ -356,6 +367,9 @@ func (r *run) patchWithNumber(ctx context.Context, u *userRun, typ string, patch
 		})
 		if st := genesys.StatusOf(err); st == 409 || st == 400 {
 			dec.candidates = append(dec.candidates, contactText(c)+" ("+strconv.Itoa(st)+")")
+			if st == 409 {
+				r.freeListingStale() // taken meanwhile: others are drawing from the pool too
+			}
 			return stepResult{}, false
 		}
 		if err != nil {

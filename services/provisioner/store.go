@@ -37,6 +37,9 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provisioner: open state %s: %w", path, err)
 	}
+	// Writes of concurrent steps share one transaction (and one fsync):
+	// a lone write waits at most this long for company.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	return &Store{db: db}, nil
 }
 
@@ -56,8 +59,12 @@ func (s *Store) view(org string, sub []byte, fn func(b *bolt.Bucket) error) erro
 	})
 }
 
+// update runs fn in a write transaction on org's sub-bucket. Writes are
+// batched with concurrent ones (bolt.DB.Batch): fn may run more than once,
+// so it must be idempotent (every caller puts or deletes one key). It
+// returns once the write is durable.
 func (s *Store) update(org string, sub []byte, fn func(b *bolt.Bucket) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		ob, err := tx.CreateBucketIfNotExists([]byte(org))
 		if err != nil {
 			return err

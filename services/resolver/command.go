@@ -26,6 +26,7 @@ func Command() service.Command {
 			fs.DurationVar(&cfg.AckWait, "ack-wait", DefaultAckWait, "how long a crashed instance holds a snapshot before it is redelivered")
 			fs.IntVar(&cfg.MaxDeliver, "max-deliver", DefaultMaxDeliver, "delivery attempts of a snapshot failing with transient errors")
 			fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "snapshots planned at once")
+			fs.DurationVar(&cfg.LookupTTL, "lookup-ttl", DefaultLookupTTL, "pre-flight reuses a role, queue, division or license it found this recently (negative: always look up)")
 			return func(env *service.Env) (service.Runnable, error) {
 				cfg.Topology = env.Topology
 				if len(rules) > 0 {

@@ -24,6 +24,8 @@ const (
 	DefaultInProgressEvery = 10 * time.Second
 	DefaultMaxDeliver      = 5
 	DefaultConcurrency     = 4
+	// DefaultLookupTTL is how long pre-flight trusts an object it found.
+	DefaultLookupTTL = time.Minute
 )
 
 // Config tunes the resolver. The zero value is valid.
@@ -44,6 +46,10 @@ type Config struct {
 	MaxDeliver      int
 	Backoff         []time.Duration
 	Concurrency     int
+	// LookupTTL: pre-flight reuses the target id of a role, queue, division
+	// or license definition it found this recently (default
+	// DefaultLookupTTL; negative: always look up).
+	LookupTTL time.Duration
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -59,6 +65,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
+	}
+	if c.LookupTTL == 0 {
+		c.LookupTTL = DefaultLookupTTL
 	}
 	return c
 }

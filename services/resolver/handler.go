@@ -141,7 +141,7 @@ func (s *Service) resolveTarget(ctx context.Context, snap *orgsyncv1.Snapshot, t
 		return fail(err)
 	}
 	cctx, counter := orgs.WithCounter(ctx)
-	err = Preflight(cctx, c, plan)
+	err = preflight(cctx, c, plan, s.lookups)
 	if err == nil {
 		err = CheckCapacity(cctx, c, plan, srcDefault, s.cfg.CapacityPolicy[target])
 	}

@@ -54,6 +54,11 @@ var mustPreexist = map[orgsyncv1.ResourceType]bool{
 // once. It returns a *PreflightError naming every missing object, or the
 // API error that prevented the check.
 func Preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan) error {
+	return preflight(ctx, c, plan, nil)
+}
+
+// preflight is Preflight consulting and filling cache (nil: none).
+func preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan, cache *lookupCache) error {
 	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "resolver.preflight")
 	defer span.End()
 	var divisions, licenses map[string]string // name → id, listed lazily once
@@ -61,6 +66,10 @@ func Preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan) err
 	known := map[string]string{}
 	for _, r := range plan.GetResources() {
 		if !mustPreexist[r.GetType()] {
+			continue
+		}
+		if id, ok := cache.get(plan.GetTargetOrg(), r.GetExternalId()); ok {
+			known[r.GetExternalId()] = id
 			continue
 		}
 		var id string
@@ -109,6 +118,7 @@ func Preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan) err
 			continue
 		}
 		known[r.GetExternalId()] = id
+		cache.put(plan.GetTargetOrg(), r.GetExternalId(), id)
 	}
 	if len(missing) > 0 {
 		return &PreflightError{Target: plan.GetTargetOrg(), Missing: missing}

@@ -17,10 +17,11 @@ const tracerName = "orgsync/resolver"
 // for every target builds the plan, runs the pre-flight against the target
 // and publishes the plan on orgsync.plan.<target>, or fails that target.
 type Service struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	ready atomic.Bool
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	ready   atomic.Bool
+	lookups *lookupCache
 }
 
 // New checks cfg and deps and returns an unstarted service.
@@ -37,7 +38,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg.WithDefaults(), deps: deps, log: deps.Logger.With("service", "resolver")}, nil
+	cfg = cfg.WithDefaults()
+	return &Service{cfg: cfg, deps: deps, log: deps.Logger.With("service", "resolver"), lookups: newLookupCache(cfg.LookupTTL)}, nil
 }
 
 // Ready reports whether the snapshot consumer is bound.
