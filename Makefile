@@ -55,8 +55,8 @@ demo:
 
 ## bench: benchmark scenarios against gcsim; prints a table, writes bench/results.json
 bench:
-	go run github.com/orgsync/orgsync/services/orgsync/cmd/orgsync bench --out bench/results.json
 	go test -run '^$$' -bench . -benchmem $(PKGS)
+	go run github.com/orgsync/orgsync/services/orgsync/cmd/orgsync bench --out bench/results.json
 
 clean:
 	rm -rf $(BIN) .orgsync
