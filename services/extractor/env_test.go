@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,8 +41,7 @@ type env struct {
 	recorder *apispec.Recorder
 	svc      *extractor.Service
 
-	mu     sync.Mutex
-	events []*orgsyncv1.Event
+	events *natsxtest.EventLog // every event published on EVENTS
 }
 
 func newEnv(t *testing.T) *env {
@@ -94,62 +92,18 @@ func newEnv(t *testing.T) *env {
 	})
 	natsxtest.Eventually(t, 10*time.Second, "extractor ready", svc.Ready)
 	e := &env{t: t, js: js, sim: sim, clients: clients, recorder: rec, svc: svc}
-	e.collectEvents()
+	e.events = natsxtest.FollowEvents(t, js)
 	return e
 }
 
-// collectEvents records every event published on the EVENTS stream.
-func (e *env) collectEvents() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.t.Cleanup(cancel)
-	cons, err := e.js.OrderedConsumer(ctx, natsx.StreamEvents, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var ev orgsyncv1.Event
-		if err := proto.Unmarshal(m.Data(), &ev); err != nil {
-			e.t.Errorf("undecodable event on %s: %v", m.Subject(), err)
-			return
-		}
-		e.mu.Lock()
-		e.events = append(e.events, &ev)
-		e.mu.Unlock()
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(cc.Stop)
+func (e *env) eventsWhere(pred func(*orgsyncv1.Event) bool) []*orgsyncv1.Event {
+	return e.events.Find(pred)
 }
 
 // waitEvent waits for an event matching pred and returns it.
 func (e *env) waitEvent(what string, pred func(*orgsyncv1.Event) bool) *orgsyncv1.Event {
 	e.t.Helper()
-	var found *orgsyncv1.Event
-	natsxtest.Eventually(e.t, 15*time.Second, what, func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, ev := range e.events {
-			if pred(ev) {
-				found = ev
-				return true
-			}
-		}
-		return false
-	})
-	return found
-}
-
-func (e *env) eventsWhere(pred func(*orgsyncv1.Event) bool) []*orgsyncv1.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []*orgsyncv1.Event
-	for _, ev := range e.events {
-		if pred(ev) {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return e.events.Wait(e.t, 15*time.Second, what, pred)
 }
 
 func (e *env) publishClone(req *orgsyncv1.CloneRequest, msgID string) {

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,8 +43,7 @@ type env struct {
 	sim     *gcsim.Sim
 	clients *orgs.Registry
 
-	mu     sync.Mutex
-	events []*orgsyncv1.Event
+	events *natsxtest.EventLog // every event published on EVENTS
 }
 
 // newEnv starts NATS, gcsim with the demo fixture (edited by editFixture
@@ -97,56 +95,18 @@ func newEnv(t *testing.T, cfg resolver.Config, editFixture func(*gcsim.Fixture))
 	})
 	natsxtest.Eventually(t, 10*time.Second, "resolver ready", svc.Ready)
 	e := &env{t: t, js: js, sim: sim, clients: clients}
-	e.collectEvents()
+	e.events = natsxtest.FollowEvents(t, js)
 	return e
 }
 
-func (e *env) collectEvents() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.t.Cleanup(cancel)
-	cons, err := e.js.OrderedConsumer(ctx, natsx.StreamEvents, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var ev orgsyncv1.Event
-		if err := proto.Unmarshal(m.Data(), &ev); err != nil {
-			e.t.Errorf("undecodable event: %v", err)
-			return
-		}
-		e.mu.Lock()
-		e.events = append(e.events, &ev)
-		e.mu.Unlock()
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(cc.Stop)
-}
-
 func (e *env) eventsWhere(pred func(*orgsyncv1.Event) bool) []*orgsyncv1.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []*orgsyncv1.Event
-	for _, ev := range e.events {
-		if pred(ev) {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return e.events.Find(pred)
 }
 
+// waitEvent waits for an event matching pred and returns it.
 func (e *env) waitEvent(what string, pred func(*orgsyncv1.Event) bool) *orgsyncv1.Event {
 	e.t.Helper()
-	var found *orgsyncv1.Event
-	natsxtest.Eventually(e.t, 15*time.Second, what, func() bool {
-		evs := e.eventsWhere(pred)
-		if len(evs) > 0 {
-			found = evs[0]
-		}
-		return found != nil
-	})
-	return found
+	return e.events.Wait(e.t, 15*time.Second, what, pred)
 }
 
 // snapshot extracts John and Jane from the source (the real extractor

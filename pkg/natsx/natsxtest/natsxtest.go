@@ -91,7 +91,7 @@ type EventLog struct {
 }
 
 // FollowEvents follows stream EVENTS from its start with an ordered
-// consumer until the test ends.
+// consumer until the test ends; an undecodable event fails the test.
 func FollowEvents(t testing.TB, js jetstream.JetStream) *EventLog {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -103,11 +103,13 @@ func FollowEvents(t testing.TB, js jetstream.JetStream) *EventLog {
 	l := &EventLog{}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var e orgsyncv1.Event
-		if proto.Unmarshal(m.Data(), &e) == nil {
-			l.mu.Lock()
-			l.events = append(l.events, &e)
-			l.mu.Unlock()
+		if err := proto.Unmarshal(m.Data(), &e); err != nil {
+			t.Errorf("natsxtest: undecodable event on %s: %v", m.Subject(), err)
+			return
 		}
+		l.mu.Lock()
+		l.events = append(l.events, &e)
+		l.mu.Unlock()
 	})
 	if err != nil {
 		t.Fatalf("natsxtest: follow stream %s: %v", natsx.StreamEvents, err)
