@@ -280,11 +280,12 @@ func (c *Config) WithoutSecrets() *Config {
 	return out
 }
 
-// WithRateShare returns a copy of c in which every org's API budget (rate
-// and burst; unset means the genesys defaults) is scaled by share, the part
-// of each org's budget one service takes. Services reading the same org as
-// its provisioner (extractor, resolver, reconciler) take a share, so
-// together they stay near the org's budget; all of them still adapt on 429.
+// WithRateShare returns a copy of c in which every org's sustained rate
+// (unset means the genesys default) is scaled by share, the part of each
+// org's budget one service takes. Services reading the same org as its
+// provisioner (extractor, resolver, reconciler) take a share, so together
+// they stay near the org's budget; all of them still adapt on 429. The burst
+// is kept: a short read (one changed user) stays as fast as it was.
 // A share outside (0, 1) returns c unchanged.
 func (c *Config) WithRateShare(share float64) *Config {
 	if share <= 0 || share >= 1 {
@@ -292,14 +293,11 @@ func (c *Config) WithRateShare(share float64) *Config {
 	}
 	out := &Config{Path: c.Path, orgs: make(map[string]Org, len(c.orgs))}
 	for k, o := range c.orgs {
-		rps, burst := o.RateLimit, o.Burst
+		rps := o.RateLimit
 		if rps == 0 {
 			rps = genesys.DefaultRateLimit
 		}
-		if burst == 0 {
-			burst = genesys.DefaultBurst
-		}
-		o.RateLimit, o.Burst = rps*share, max(1, int(float64(burst)*share))
+		o.RateLimit = rps * share
 		out.orgs[k] = o
 	}
 	return out
