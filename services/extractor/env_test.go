@@ -81,16 +81,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("extractor Run: %v", err)
-		}
-	})
-	natsxtest.Eventually(t, 10*time.Second, "extractor ready", svc.Ready)
+	natsxtest.RunService(t, "extractor", svc)
 	e := &env{t: t, js: js, sim: sim, clients: clients, recorder: rec, svc: svc}
 	e.events = natsxtest.FollowEvents(t, js)
 	return e

@@ -78,41 +78,14 @@ func (e *env) config() Config {
 		Backoff: []time.Duration{50 * time.Millisecond}}
 }
 
-// running is a started integrator; stop cancels it and waits for Run.
-type running struct {
-	svc    *Service
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-}
-
-func (e *env) start(cfg Config) *running {
+func (e *env) start(cfg Config) *natsxtest.Running {
 	e.t.Helper()
 	svc, err := New(cfg, Deps{JS: e.js, Clients: e.reg, Events: events.New(e.js), Logger: slog.New(slog.DiscardHandler),
 		HTTP: &http.Client{Transport: e.crm, Timeout: 10 * time.Second}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{svc: svc, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- svc.Run(ctx) }()
-	natsxtest.Eventually(e.t, 10*time.Second, "integrator consumer bound", svc.Ready)
-	e.t.Cleanup(func() { r.stop(e.t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) {
-	r.once.Do(func() {
-		r.cancel()
-		select {
-		case err := <-r.done:
-			if err != nil {
-				t.Errorf("integrator Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("integrator did not stop")
-		}
-	})
+	return natsxtest.RunService(e.t, "integrator", svc)
 }
 
 // request is the IntegrationRequest the provisioner publishes for user

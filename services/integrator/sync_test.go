@@ -268,7 +268,7 @@ func TestShutdownMidSyncHandsTheRequestBack(t *testing.T) {
 	req := e.request(2, "slowpoke", "p1")
 	e.publish(req, "")
 	natsxtest.Eventually(t, 10*time.Second, "first poll", func() bool { return len(e.crm.of("slowpoke")) >= 2 })
-	first.stop(t)
+	first.Stop(t)
 	if rec := e.state(req); rec.State != StatePending {
 		t.Fatalf("after shutdown mid-sync: state %s (%s), want PENDING", rec.State, rec.Reason)
 	}

@@ -98,15 +98,7 @@ func newEnv(t *testing.T, cfg gcsim.Config) *env {
 	return e
 }
 
-// svcRun is a running provisioner; stop cancels it and waits for Run.
-type svcRun struct {
-	once   sync.Once
-	svc    *Service
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (e *env) start(cfg Config, obs StepObserver) *svcRun {
+func (e *env) start(cfg Config, obs StepObserver) *natsxtest.Running {
 	e.t.Helper()
 	if cfg.StatePath == "" {
 		cfg.StatePath = e.state
@@ -119,23 +111,7 @@ func (e *env) start(cfg Config, obs StepObserver) *svcRun {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &svcRun{svc: svc, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- svc.Run(ctx) }()
-	natsxtest.Eventually(e.t, 10*time.Second, "provisioner consumers bound", svc.Ready)
-	e.t.Cleanup(func() { s.stop(e.t) })
-	return s
-}
-
-func (s *svcRun) stop(t *testing.T) {
-	s.once.Do(func() {
-		s.cancel()
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			t.Error("provisioner did not stop")
-		}
-	})
+	return natsxtest.RunService(e.t, "provisioner", svc)
 }
 
 func (e *env) publish(plans ...*orgsyncv1.Plan) {

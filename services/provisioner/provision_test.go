@@ -98,7 +98,7 @@ func TestCloneDemoUsersToThreeTargets(t *testing.T) {
 	}
 
 	// 3. Lose the bbolt file: a third run finds everything, duplicates nothing.
-	svc.stop(t)
+	svc.Stop(t)
 	if err := os.Remove(e.state); err != nil {
 		t.Fatal(err)
 	}

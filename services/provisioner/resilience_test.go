@@ -22,14 +22,14 @@ func TestCrashMidPlanResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, gcsim.Config{})
 	var changed atomic.Int32
-	var first *svcRun
+	var first *natsxtest.Running
 	var firstMu sync.Mutex
 	crashed := make(chan struct{})
 	first = e.start(Config{Orgs: []string{"t3"}}, func(ctx context.Context, org, planID, user, step string, st orgsyncv1.Status) {
 		if st == orgsyncv1.Status_STATUS_CHANGED && changed.Add(1) == 6 {
 			firstMu.Lock()
 			defer firstMu.Unlock()
-			first.cancel() // abrupt: in-flight calls of other users fail with context canceled
+			first.Cancel() // abrupt: in-flight calls of other users fail with context canceled
 			close(crashed)
 		}
 	})
@@ -40,7 +40,7 @@ func TestCrashMidPlanResumes(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the plan never reached its 6th change")
 	}
-	first.stop(t)
+	first.Stop(t)
 	if ev := e.eventsOf(p.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_TARGET); len(ev) != 0 {
 		t.Fatalf("plan reported finished before the crash: %v", ev)
 	}

@@ -55,16 +55,7 @@ func startEnv(t *testing.T, cfg Config, clients orgs.Clients, tracked map[string
 		t.Fatal(err)
 	}
 	e.svc = svc
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	natsxtest.Eventually(t, 10*time.Second, "reconciler ready", svc.Ready)
+	natsxtest.RunService(t, "reconciler", svc)
 	if cfg.WebhookAddr != "" { // the service's own listener
 		e.hookURL = "http://" + svc.WebhookAddr()
 	} else {

@@ -84,16 +84,7 @@ func newEnv(t *testing.T, cfg resolver.Config, editFixture func(*gcsim.Fixture))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("resolver Run: %v", err)
-		}
-	})
-	natsxtest.Eventually(t, 10*time.Second, "resolver ready", svc.Ready)
+	natsxtest.RunService(t, "resolver", svc)
 	e := &env{t: t, js: js, sim: sim, clients: clients}
 	e.events = natsxtest.FollowEvents(t, js)
 	return e

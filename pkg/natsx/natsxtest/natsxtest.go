@@ -145,3 +145,49 @@ func (l *EventLog) Wait(t testing.TB, timeout time.Duration, what string, match 
 	})
 	return got
 }
+
+// Service is what RunService runs (pkg/service.Runnable).
+type Service interface {
+	Run(ctx context.Context) error
+	Ready() bool
+}
+
+// Running is a service started by RunService.
+type Running struct {
+	name   string
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// RunService runs svc until the test ends (or Stop) and returns once it is
+// ready; an error from Run fails the test.
+func RunService(t testing.TB, name string, svc Service) *Running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{name: name, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- svc.Run(ctx) }()
+	t.Cleanup(func() { r.Stop(t) })
+	Eventually(t, 10*time.Second, name+" ready", svc.Ready)
+	return r
+}
+
+// Stop cancels the service and waits up to 20 s for Run to return. Calling
+// it again does nothing.
+func (r *Running) Stop(t testing.TB) {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("%s Run: %v", r.name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop", r.name)
+		}
+	})
+}
+
+// Cancel cancels the service's context without waiting for Run: an abrupt
+// stop, as far as the service can tell. Stop still waits for it.
+func (r *Running) Cancel() { r.cancel() }
