@@ -27,8 +27,7 @@ func runAudit(ctx context.Context, args []string, out IO) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(out.Err, "orgsync audit: --output must be text or json, got %q\n", *output)
+	if !validOutput("audit", *output, out) {
 		return ExitUsage
 	}
 	if *org == "" {

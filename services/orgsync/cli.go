@@ -133,6 +133,16 @@ func parseInterspersed(fs *flag.FlagSet, args []string) (positional []string, co
 	}
 }
 
+// validOutput reports whether an --output value is "text" or "json", and
+// otherwise tells the user which command refused it.
+func validOutput(command, output string, out IO) bool {
+	if output == "text" || output == "json" {
+		return true
+	}
+	fmt.Fprintf(out.Err, "orgsync %s: --output must be text or json, got %q\n", command, output)
+	return false
+}
+
 // natsFlag registers --nats.
 func natsFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("ORGSYNC_NATS_URL")

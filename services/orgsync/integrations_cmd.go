@@ -30,8 +30,7 @@ func runIntegrations(ctx context.Context, args []string, out IO) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(out.Err, "orgsync integrations: --output must be text or json, got %q\n", *output)
+	if !validOutput("integrations", *output, out) {
 		return ExitUsage
 	}
 	if *state != "" && *org == "" {

@@ -36,8 +36,7 @@ func runReconcile(ctx context.Context, args []string, out IO) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(out.Err, "orgsync reconcile: --output must be text or json, got %q\n", *output)
+	if !validOutput("reconcile", *output, out) {
 		return ExitUsage
 	}
 	target := *org
@@ -98,8 +97,7 @@ func runDrift(ctx context.Context, args []string, out IO) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(out.Err, "orgsync drift: --output must be text or json, got %q\n", *output)
+	if !validOutput("drift", *output, out) {
 		return ExitUsage
 	}
 	nc, js, err := connect(*url)

@@ -18,8 +18,7 @@ func runStatus(ctx context.Context, args []string, out IO) int {
 		fmt.Fprintln(out.Err, "orgsync status: give exactly one request id")
 		return ExitUsage
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(out.Err, "orgsync status: --output must be text or json, got %q\n", *output)
+	if !validOutput("status", *output, out) {
 		return ExitUsage
 	}
 	nc, js, err := connect(*url)

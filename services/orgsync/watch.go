@@ -23,8 +23,7 @@ func runWatch(ctx context.Context, args []string, out IO) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(out.Err, "orgsync watch: --output must be text or json, got %q\n", *output)
+	if !validOutput("watch", *output, out) {
 		return ExitUsage
 	}
 	nc, js, err := connect(*url)
