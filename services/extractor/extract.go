@@ -182,16 +182,26 @@ func (x *extraction) readUsers(ctx context.Context, selectors []*orgsyncv1.UserS
 			ids = append(ids, id)
 		}
 	}
+	// Skills and languages come with the user (expand), which saves two
+	// calls per user; userConfig falls back to the per-user listings when
+	// an API leaves them out.
+	expand := []string{"team"}
+	if x.included(cSkills) {
+		expand = append(expand, "skills")
+	}
+	if x.included(cLangs) {
+		expand = append(expand, "languages")
+	}
 	byEmail := map[string]genesys.User{}
 	if len(emails) > 0 {
 		var err error
-		if byEmail, err = x.c.FindUsersByEmails(ctx, emails, "team"); err != nil {
+		if byEmail, err = x.c.FindUsersByEmails(ctx, emails, expand...); err != nil {
 			return nil, fmt.Errorf("extract: find %d user(s) by email in %s: %w", len(emails), x.src, err)
 		}
 	}
 	byID := map[string]genesys.User{}
 	if len(ids) > 0 {
-		listed, err := x.c.ListUsersByID(ctx, ids, "team")
+		listed, err := x.c.ListUsersByID(ctx, ids, expand...)
 		if err != nil {
 			return nil, fmt.Errorf("extract: read %d user(s) by id in %s: %w", len(ids), x.src, err)
 		}
@@ -282,9 +292,11 @@ func (x *extraction) userConfig(ctx context.Context, u *genesys.User, inRequest 
 		}
 	}
 	if x.included(cSkills) {
-		skills, err := x.c.ListUserRoutingSkills(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("list routing skills: %w", err)
+		skills := u.Skills // nil: the API did not expand them
+		if skills == nil {
+			if skills, err = x.c.ListUserRoutingSkills(ctx, u.ID); err != nil {
+				return nil, fmt.Errorf("list routing skills: %w", err)
+			}
 		}
 		for _, s := range skills {
 			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_SKILL, kindSkill, s.ID)
@@ -296,9 +308,11 @@ func (x *extraction) userConfig(ctx context.Context, u *genesys.User, inRequest 
 		sortProficiencies(cfg.Skills)
 	}
 	if x.included(cLangs) {
-		langs, err := x.c.ListUserRoutingLanguages(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("list routing languages: %w", err)
+		langs := u.Languages // nil: the API did not expand them
+		if langs == nil {
+			if langs, err = x.c.ListUserRoutingLanguages(ctx, u.ID); err != nil {
+				return nil, fmt.Errorf("list routing languages: %w", err)
+			}
 		}
 		for _, l := range langs {
 			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_LANGUAGE, kindLanguage, l.ID)
