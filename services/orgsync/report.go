@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -67,6 +68,11 @@ type TargetReport struct {
 	terminal     bool
 	targetCalls  *Usage // from the TARGET events, when all carry them
 	usersByExtID map[string]*UserReport
+	// userCounts and userCalls are the sums over Users, kept as user
+	// events arrive (count/uncount) so that an event costs O(1), not
+	// O(users): a 2,000-user request sends some 10 events per user.
+	userCounts map[string]int
+	userCalls  Usage
 	// plans of the request for this org (several when the request was
 	// extracted in parts), by plan id, and how many there are.
 	plans map[string]*planPart
@@ -194,6 +200,13 @@ func (u *Usage) add(o Usage) {
 	u.Total += o.Total
 }
 
+func (u *Usage) sub(o Usage) {
+	u.Reads -= o.Reads
+	u.Writes -= o.Writes
+	u.Throttled -= o.Throttled
+	u.Total -= o.Total
+}
+
 // StatusName renders an event status for humans and JSON: "changed", "failed"...
 func StatusName(s orgsyncv1.Status) string {
 	if s == orgsyncv1.Status_STATUS_UNSPECIFIED {
@@ -222,7 +235,7 @@ func (r *Report) target(org string) *TargetReport {
 	if t, ok := r.byOrg[org]; ok {
 		return t
 	}
-	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{},
+	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{}, userCounts: map[string]int{},
 		plans: map[string]*planPart{}}
 	r.byOrg[org] = t
 	r.Targets = append(r.Targets, t)
@@ -297,6 +310,7 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		if u.terminal && !isFinal(e.GetStatus()) {
 			return
 		}
+		t.uncount(u)
 		u.Status = StatusName(e.GetStatus())
 		u.terminal = isFinal(e.GetStatus())
 		u.Reason = e.GetReason()
@@ -306,6 +320,7 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED && e.GetReason() != "" {
 			u.Errors = appendUnique(u.Errors, e.GetReason())
 		}
+		t.count(u)
 	case orgsyncv1.EventKind_EVENT_KIND_STEP:
 		t := r.target(e.GetOrg())
 		u := t.user(e.GetUserExternalId())
@@ -365,17 +380,29 @@ func (r *Report) recompute() {
 	r.summarize()
 }
 
-// tally derives t's user counts and API calls from its users (an event
-// changes one target: Apply tallies only that one).
-func (t *TargetReport) tally() {
-	t.Counts = map[string]int{}
-	var sum Usage
-	for _, u := range t.Users {
-		if u.terminal {
-			t.Counts[u.Status]++
-		}
-		sum.add(u.APICalls)
+// count adds u to t's running sums; uncount takes it out again. Apply
+// brackets every change of a user's status or calls with the two.
+func (t *TargetReport) count(u *UserReport) {
+	if u.terminal {
+		t.userCounts[u.Status]++
 	}
+	t.userCalls.add(u.APICalls)
+}
+
+func (t *TargetReport) uncount(u *UserReport) {
+	if u.terminal {
+		if t.userCounts[u.Status]--; t.userCounts[u.Status] == 0 {
+			delete(t.userCounts, u.Status)
+		}
+	}
+	t.userCalls.sub(u.APICalls)
+}
+
+// tally derives t's user counts and API calls from the running sums (an
+// event changes one target: Apply tallies only that one).
+func (t *TargetReport) tally() {
+	t.Counts = maps.Clone(t.userCounts)
+	sum := t.userCalls
 	t.APICalls = sum
 	if t.targetCalls != nil && t.targetCalls.Total >= sum.Total {
 		// The target's own count also covers shared resources (skills,
