@@ -89,6 +89,9 @@ type BenchConfig struct {
 	ServiceArgs map[string][]string
 	// Timeout bounds one clone request (default 8 minutes).
 	Timeout time.Duration
+	// HeapProfile, when set, is where S4 writes a heap profile the moment
+	// its pipeline finishes (its peak): go tool pprof -sample_index=inuse_space.
+	HeapProfile string
 }
 
 // RealisticSim is gcsim as the realistic scenarios run it: 30 ms ± 5 ms of

@@ -14,13 +14,14 @@ import (
 // runBench is `orgsync bench`: run the benchmark scenarios, print the
 // table, write the JSON results; exit 1 when a budget is not met.
 func runBench(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("bench", "[--out FILE] [--scenarios S1,S2,...] [--quick] [--cpuprofile FILE]", out)
+	fs := newFlagSet("bench", "[--out FILE] [--scenarios S1,S2,...] [--quick] [--cpuprofile FILE] [--memprofile FILE]", out)
 	outPath := fs.String("out", "bench/results.json", "write the results as JSON to this file (empty: don't)")
 	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run (S3 runs S2's clone first)")
 	quick := fs.Bool("quick", false, "small sizes (a smoke run of the harness): "+sizesString(QuickBenchSizes))
 	noBudgets := fs.Bool("no-fail", false, "exit 0 even when a budget is not met")
 	logPath := fs.String("log", "", "write the services' logs to this file (default: discarded)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	heapProfile := fs.String("memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak)")
 	sizes := fs.String("sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs)`)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -41,7 +42,7 @@ func runBench(ctx context.Context, args []string, out IO) int {
 		return fail(out, "temp dir: %v", err)
 	}
 	defer os.RemoveAll(store)
-	cfg := BenchConfig{StoreDir: store, Quick: *quick, Progress: out.Err}
+	cfg := BenchConfig{StoreDir: store, Quick: *quick, Progress: out.Err, HeapProfile: *heapProfile}
 	for _, s := range strings.Split(*scenarios, ",") {
 		if s = strings.ToUpper(strings.TrimSpace(s)); s != "" {
 			cfg.Scenarios = append(cfg.Scenarios, s)

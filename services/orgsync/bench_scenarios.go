@@ -3,7 +3,9 @@ package orgsync
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/services/gcsim"
@@ -126,6 +128,11 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		return res, err
 	}
 	res.PeakRSSMB = peakRSSMB()
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
+			return res, err
+		}
+	}
 	res.fromReport(rep)
 	after := env.statsOf(all)
 	res.targetMetrics(before, after, targets, wall, 0)
@@ -192,4 +199,18 @@ func benchS5(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	res.RateEfficiency, res.RateEfficiencyMin = 0, 0
 	res.SourceCalls = benchCalls(diffStats(srcBefore, sim.Stats(srcID)))
 	return res, nil
+}
+
+// writeHeapProfile writes the live heap (as of a fresh GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("bench: heap profile %s: %w", path, err)
+	}
+	return f.Close()
 }
