@@ -89,6 +89,9 @@ type BenchConfig struct {
 	ServiceArgs map[string][]string
 	// Timeout bounds one clone request (default 8 minutes).
 	Timeout time.Duration
+	// SimCommand starts S4's gcsim in a process of its own (default
+	// DefaultSimCommand: this executable's `orgsync gcsim`).
+	SimCommand SimCommand
 	// HeapProfile, when set, is where S4 writes a heap profile the moment
 	// its pipeline finishes (its peak): go tool pprof -sample_index=inuse_space.
 	HeapProfile string
@@ -131,6 +134,9 @@ func (c BenchConfig) withDefaults() BenchConfig {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 8 * time.Minute
+	}
+	if c.SimCommand == nil {
+		c.SimCommand = DefaultSimCommand
 	}
 	return c
 }
@@ -226,12 +232,15 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 type benchEnv struct {
 	dev    *Dev
 	client *Client
+	stats  simStats
 	close  func()
 }
 
 // startBenchEnv starts the dev environment on fx with gcsim configured by
-// sim, every org given a pipeline budget of rate requests/second.
-func startBenchEnv(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.Fixture, sim gcsim.Config, rate float64, burst int, opts ...orgs.Option) (*benchEnv, error) {
+// sim, every org given a pipeline budget of rate requests/second. With
+// external set, the environment uses that gcsim (already loaded with fx)
+// instead of its own.
+func startBenchEnv(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.Fixture, sim gcsim.Config, rate float64, burst int, external *simProcess, opts ...orgs.Option) (*benchEnv, error) {
 	dir, err := os.MkdirTemp(cfg.StoreDir, "bench-"+name+"-")
 	if err != nil {
 		return nil, err
@@ -239,7 +248,7 @@ func startBenchEnv(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	d, err := StartDev(startCtx, DevConfig{
-		StoreDir: dir, Fixture: fx, Sim: sim, Logger: cfg.Logger.With("scenario", name),
+		StoreDir: dir, Fixture: fx, Sim: sim, SimURL: external.url(), Logger: cfg.Logger.With("scenario", name),
 		ServiceArgs: cfg.ServiceArgs, RegistryOptions: opts,
 		EditOrgs: func(_ string, entries map[string]orgconfig.Org) {
 			for k, o := range entries {
@@ -258,7 +267,11 @@ func startBenchEnv(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	return &benchEnv{dev: d, client: &Client{JS: js}, close: func() {
+	var stats simStats = d.Sim
+	if external != nil {
+		stats = external
+	}
+	return &benchEnv{dev: d, client: &Client{JS: js}, stats: stats, close: func() {
 		nc.Close()
 		d.Close()
 		_ = os.RemoveAll(dir)
@@ -291,7 +304,7 @@ func (e *benchEnv) clone(ctx context.Context, cfg BenchConfig, spec CloneSpec) (
 func (e *benchEnv) statsOf(keys []string) map[string]gcsim.Stats {
 	out := map[string]gcsim.Stats{}
 	for _, k := range keys {
-		out[k] = e.dev.Sim.Stats(e.dev.OrgIDs[k])
+		out[k] = e.stats.Stats(e.dev.OrgIDs[k])
 	}
 	return out
 }

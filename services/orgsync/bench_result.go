@@ -69,8 +69,11 @@ type ScenarioResult struct {
 	DirectWallSeconds   float64 `json:"directWallSeconds,omitempty"`
 	DirectCallsPerSec   float64 `json:"directCallsPerSec,omitempty"`
 	OverheadRatio       float64 `json:"overheadRatio,omitempty"`
-	// PeakRSSMB is the process's VmHWM (MiB) when the pipeline finished.
-	PeakRSSMB float64 `json:"peakRSSMB,omitempty"`
+	// PeakRSSMB is the orgsync process's VmHWM (MiB) when the pipeline
+	// finished: every service, the embedded NATS server and the bench
+	// client. S4's gcsim runs in a process of its own; SimPeakRSSMB is its.
+	PeakRSSMB    float64 `json:"peakRSSMB,omitempty"`
+	SimPeakRSSMB float64 `json:"simPeakRSSMB,omitempty"`
 }
 
 // BudgetCheck is one budget and whether the run met it.
@@ -302,8 +305,11 @@ func (r *BenchResult) WriteJSONFile(path string) error {
 
 // peakRSSMB reads the process's peak resident set size (VmHWM) in MiB from
 // /proc/self/status; 0 where that file does not exist.
-func peakRSSMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func peakRSSMB() float64 { return peakRSSMBOf("/proc/self/status") }
+
+// peakRSSMBOf reads VmHWM (MiB) from a /proc/PID/status file; 0 if unknown.
+func peakRSSMBOf(path string) float64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -20,7 +20,7 @@ func benchS1(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	if err != nil {
 		return res, err
 	}
-	env, err := startBenchEnv(ctx, cfg, "s1", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate))
+	env, err := startBenchEnv(ctx, cfg, "s1", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate), nil)
 	if err != nil {
 		return res, err
 	}
@@ -35,7 +35,7 @@ func benchS1(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	res.fromReport(rep)
 	res.targetMetrics(before, env.statsOf(targets), targets, wall, 0)
 	res.RateEfficiency, res.RateEfficiencyMin = 0, 0 // one user cannot use a budget
-	res.SourceCalls = benchCalls(env.dev.Sim.Stats(env.dev.OrgIDs[BenchSourceOrg]))
+	res.SourceCalls = benchCalls(env.stats.Stats(env.dev.OrgIDs[BenchSourceOrg]))
 	return res, nil
 }
 
@@ -48,7 +48,7 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := startBenchEnv(ctx, cfg, "s2", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate))
+	env, err := startBenchEnv(ctx, cfg, "s2", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 		}
 		res := ScenarioResult{Name: name, Title: title, Available: true, Users: z.S2Users, Targets: z.S2Targets}
 		progressf(cfg, "%s: clone %d users into %d orgs (%s)", name, z.S2Users, z.S2Targets, title)
-		srcBefore := env.dev.Sim.Stats(env.dev.OrgIDs[BenchSourceOrg])
+		srcBefore := env.stats.Stats(env.dev.OrgIDs[BenchSourceOrg])
 		before := env.statsOf(targets)
 		rep, wall, err := env.clone(ctx, cfg, spec)
 		if err != nil {
@@ -72,7 +72,7 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 		}
 		res.fromReport(rep)
 		res.targetMetrics(before, env.statsOf(targets), targets, wall, budget)
-		res.SourceCalls = benchCalls(diffStats(srcBefore, env.dev.Sim.Stats(env.dev.OrgIDs[BenchSourceOrg])))
+		res.SourceCalls = benchCalls(diffStats(srcBefore, env.stats.Stats(env.dev.OrgIDs[BenchSourceOrg])))
 		if name == ScenarioS3 {
 			// Nothing to do: the run is bound by latency, not the budget.
 			res.RateEfficiency, res.RateEfficiencyMin = 0, 0
@@ -89,10 +89,13 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 }
 
 // s4Sim is gcsim for S4: no rate limit, no latency, no consistency windows,
-// so the figures measure orgsync's own overhead.
+// so the figures measure orgsync's own overhead. s4SimArgs are the same
+// settings as flags of `orgsync gcsim`, which S4 runs.
 func s4Sim() gcsim.Config {
 	return gcsim.Config{RateLimitPerMinute: -1}
 }
+
+func s4SimArgs() []string { return []string{"--rate-limit", "-1"} }
 
 // benchS4 clones S4Users users into S4Targets orgs with gcsim's limits off,
 // recording every API call; then replays the recorded calls directly (one
@@ -110,8 +113,14 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		return res, err
 	}
 	defer rec.Close()
+	progressf(cfg, "S4: start gcsim (%d orgs) in its own process", len(fx.Orgs))
+	sim, err := startSimProcess(ctx, cfg.SimCommand, cfg.StoreDir, fx, s4SimArgs()...)
+	if err != nil {
+		return res, err
+	}
+	defer sim.Close()
 	// The pipeline's own limiter must not be the bound either.
-	env, err := startBenchEnv(ctx, cfg, "s4", fx, s4Sim(), 1e6, 1000, orgs.WithTransport(rec))
+	env, err := startBenchEnv(ctx, cfg, "s4", fx, s4Sim(), 1e6, 1000, sim, orgs.WithTransport(rec))
 	if err != nil {
 		return res, err
 	}
@@ -127,7 +136,7 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.PeakRSSMB = peakRSSMB()
+	res.PeakRSSMB, res.SimPeakRSSMB = peakRSSMB(), sim.PeakRSSMB()
 	if cfg.HeapProfile != "" {
 		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
 			return res, err
@@ -153,6 +162,9 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	if res.DirectCallsPerSec > 0 {
 		res.OverheadRatio = round3(res.PipelineCallsPerSec / res.DirectCallsPerSec)
 	}
+	if err := sim.Err(); err != nil {
+		return res, err
+	}
 	if replayed != rec.Count() || rec.Count() < pipelineCalls {
 		res.Note = fmt.Sprintf("recorded %d calls, replayed %d, gcsim counted %d", rec.Count(), replayed, pipelineCalls)
 	}
@@ -173,7 +185,7 @@ func benchS5(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	if err != nil {
 		return res, err
 	}
-	env, err := startBenchEnv(ctx, cfg, "s5", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate))
+	env, err := startBenchEnv(ctx, cfg, "s5", fx, *cfg.Sim, cfg.PipelineRate, int(cfg.PipelineRate), nil)
 	if err != nil {
 		return res, err
 	}
@@ -188,7 +200,7 @@ func benchS5(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	if rep.Status != ReportSucceeded {
 		return res, fmt.Errorf("clone before the change: %s (%s)", rep.Status, rep.Reason)
 	}
-	sim, srcID := env.dev.Sim, env.dev.OrgIDs[BenchSourceOrg]
+	sim, srcID := env.stats, env.dev.OrgIDs[BenchSourceOrg]
 	before, srcBefore := env.statsOf(targets), sim.Stats(srcID)
 	wall, err := env.dev.ChangeSkillsAndConverge(ctx, BenchSourceOrg, email, targets, cfg.Timeout)
 	if err != nil {

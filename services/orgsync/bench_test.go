@@ -27,7 +27,7 @@ func TestBenchQuickRun(t *testing.T) {
 	cfg := BenchConfig{
 		StoreDir: t.TempDir(), Quick: true, Sim: &sim, Logger: testLogger(t), PipelineRate: 200,
 		Sizes:   BenchSizes{S1Targets: 2, S2Users: 5, S2Targets: 2, S4Users: 5, S4Targets: 2},
-		Timeout: time.Minute,
+		Timeout: time.Minute, SimCommand: testSimCommand,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -76,8 +76,8 @@ func TestBenchQuickRun(t *testing.T) {
 	if s4.DirectCallsPerSec <= 0 || math.Abs(s4.OverheadRatio-s4.PipelineCallsPerSec/s4.DirectCallsPerSec) > 0.01 {
 		t.Errorf("S4 overhead %.3f, want pipeline %.1f ÷ direct %.1f", s4.OverheadRatio, s4.PipelineCallsPerSec, s4.DirectCallsPerSec)
 	}
-	if s4.PeakRSSMB <= 0 {
-		t.Errorf("S4 peak RSS %.1f MB, want > 0 (VmHWM)", s4.PeakRSSMB)
+	if s4.PeakRSSMB <= 0 || s4.SimPeakRSSMB <= 0 {
+		t.Errorf("S4 peak RSS %.1f MB (gcsim's process %.1f MB), want both > 0 (VmHWM)", s4.PeakRSSMB, s4.SimPeakRSSMB)
 	}
 	// S5 measured a delta: fewer calls than cloning the user, and no user
 	// created.

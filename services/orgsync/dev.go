@@ -47,6 +47,11 @@ type DevConfig struct {
 	EditOrgs func(simURL string, orgs map[string]orgconfig.Org)
 	// Sim configures gcsim (latency, rate limit, eventual consistency).
 	Sim gcsim.Config
+	// SimURL, when set, is a gcsim already running elsewhere (another
+	// process) with Fixture loaded: dev derives the org registry from
+	// Fixture and starts no gcsim of its own (Dev.Sim stays nil; Sim and
+	// GcsimAddr are ignored).
+	SimURL string
 	// GcsimAddr is gcsim's listen address; default "127.0.0.1:0" (a free port).
 	GcsimAddr string
 	// NATSPort: the embedded server's client port; 0 picks a free one.
@@ -185,21 +190,23 @@ func (d *Dev) startSim(cfg DevConfig) error {
 	if fx == nil {
 		fx = gcsim.DemoFixture()
 	}
-	sim, err := gcsim.New(cfg.Sim)
-	if err != nil {
-		return fmt.Errorf("dev: gcsim: %w", err)
+	if d.SimURL = cfg.SimURL; d.SimURL == "" {
+		sim, err := gcsim.New(cfg.Sim)
+		if err != nil {
+			return fmt.Errorf("dev: gcsim: %w", err)
+		}
+		if err := sim.LoadFixture(fx); err != nil {
+			return fmt.Errorf("dev: gcsim fixture: %w", err)
+		}
+		ln, err := net.Listen("tcp", cfg.GcsimAddr)
+		if err != nil {
+			return fmt.Errorf("dev: gcsim listen on %s: %w", cfg.GcsimAddr, err)
+		}
+		d.Sim, d.SimURL = sim, "http://"+ln.Addr().String()
+		simCtx, stop := context.WithCancel(context.Background())
+		d.stopSim, d.simDone = stop, make(chan error, 1)
+		go func() { d.simDone <- sim.Serve(simCtx, ln) }()
 	}
-	if err := sim.LoadFixture(fx); err != nil {
-		return fmt.Errorf("dev: gcsim fixture: %w", err)
-	}
-	ln, err := net.Listen("tcp", cfg.GcsimAddr)
-	if err != nil {
-		return fmt.Errorf("dev: gcsim listen on %s: %w", cfg.GcsimAddr, err)
-	}
-	d.Sim, d.SimURL = sim, "http://"+ln.Addr().String()
-	simCtx, stop := context.WithCancel(context.Background())
-	d.stopSim, d.simDone = stop, make(chan error, 1)
-	go func() { d.simDone <- sim.Serve(simCtx, ln) }()
 
 	entries := map[string]orgconfig.Org{}
 	crm := map[string]integrator.CRMTarget{}
@@ -226,8 +233,8 @@ func (d *Dev) startSim(cfg DevConfig) error {
 	if cfg.EditOrgs != nil {
 		cfg.EditOrgs(d.SimURL, entries)
 	}
-	d.Orgs, err = orgconfig.New(entries)
-	if err != nil {
+	var err error
+	if d.Orgs, err = orgconfig.New(entries); err != nil {
 		return fmt.Errorf("dev: org registry for gcsim: %w", err)
 	}
 	return nil

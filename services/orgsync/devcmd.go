@@ -96,3 +96,12 @@ func envOr(key, def string) string {
 	}
 	return def
 }
+
+// runGcsim is `orgsync gcsim`: the simulator on its own, as the gcsim
+// command runs it (the bench starts S4's gcsim this way, in its own process).
+func runGcsim(ctx context.Context, args []string, out IO) int {
+	if err := gcsim.Main(ctx, args, out.Err); err != nil {
+		return fail(out, "gcsim: %v", err)
+	}
+	return ExitOK
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,14 @@ import (
 // provider, so a test finds its request's spans by trace id.
 var spans = tracetest.NewSpanRecorder()
 
+// runAsCLI, set in the environment, makes this test binary the orgsync
+// command line (tests start `orgsync gcsim` in a child process this way).
+const runAsCLI = "ORGSYNC_TEST_RUN_AS_CLI"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runAsCLI) == "1" {
+		os.Exit(Main(context.Background(), os.Args[1:], IO{Out: os.Stdout, Err: os.Stderr}))
+	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	otel.SetTracerProvider(tp)
 	telemetry.InstallPropagator()
@@ -242,4 +250,13 @@ func fixtureWithUsers(t *testing.T, n int) *gcsim.Fixture {
 		t.Fatalf("fixture with %d users: %v", n, err)
 	}
 	return fx
+}
+
+// testSimCommand is DefaultSimCommand for tests: this binary as `orgsync gcsim`.
+func testSimCommand(args ...string) (*exec.Cmd, error) {
+	cmd, err := DefaultSimCommand(args...)
+	if err == nil {
+		cmd.Env = append(os.Environ(), runAsCLI+"=1")
+	}
+	return cmd, err
 }
