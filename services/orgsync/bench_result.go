@@ -261,6 +261,9 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		}
 		if s.PeakRSSMB > 0 {
 			rss = fmt.Sprintf("%.0f", s.PeakRSSMB)
+			if s.SimPeakRSSMB > 0 {
+				rss += fmt.Sprintf(" (gcsim %.0f)", s.SimPeakRSSMB)
+			}
 		}
 		fmt.Fprintf(tw, "%s %s\t%d×%d\t%s\t%.1f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%s\n",
 			s.Name, s.Title, s.Users, s.Targets, s.Status, s.WallSeconds, s.CallsPerUserPerTarget,
