@@ -360,7 +360,7 @@ func buildOrg(fo FixtureOrg, where string) (*org, error) {
 		if err != nil {
 			return nil, err
 		}
-		o.teams[id] = &team{id: id, name: t.Name, description: t.Description, divisionID: div}
+		o.teams[id] = &team{id: id, name: t.Name, description: t.Description, divisionID: div, members: map[string]bool{}}
 		teamByName[strings.ToLower(t.Name)] = id
 	}
 	names = uniq{}
@@ -396,6 +396,7 @@ func buildOrg(fo FixtureOrg, where string) (*org, error) {
 		}
 		o.didPools[id] = &didPool{id: id, name: p.Name, description: p.Description, start: p.StartPhoneNumber, end: p.EndPhoneNumber, numbers: nums}
 	}
+	o.indexDIDs()
 	names = uniq{}
 	for i, in := range fo.Integrations {
 		id, err := newObj("integrations", i, in.ID, in.Name, names)
@@ -491,7 +492,7 @@ func buildOrg(fo FixtureOrg, where string) (*org, error) {
 			if !ok {
 				return nil, fmt.Errorf("%s: %s: team: unknown team %q", where, obj, fu.Team)
 			}
-			u.teamID = tid
+			o.setTeam(u, tid)
 		}
 		for j, qn := range fu.Queues {
 			qid, ok := queueByName[strings.ToLower(qn)]
@@ -533,12 +534,16 @@ func buildOrg(fo FixtureOrg, where string) (*org, error) {
 			if e.AuthorityName == "" || e.ExternalKey == "" {
 				return nil, fmt.Errorf("%s: %s: externalIds[%d]: authorityName and externalKey are required", where, obj, j)
 			}
+			// u's own ids are indexed after the loop: a pair listed twice
+			// on one user is accepted, as before the index.
 			if owner := o.userByExternalID(e.AuthorityName, e.ExternalKey); owner != nil {
 				return nil, fmt.Errorf("%s: %s: externalIds[%d]: %s/%s already belongs to %q", where, obj, j, e.AuthorityName, e.ExternalKey, owner.email)
 			}
 			u.externalIDs = append(u.externalIDs, e)
 		}
 		o.users[u.id] = u
+		o.indexExternalIDs(u, true)
+		o.indexEmail(u, true)
 		byEmail[strings.ToLower(u.email)] = u
 	}
 	for _, fu := range fo.Users {

@@ -113,16 +113,18 @@ func (s *Sim) getLicenseUser(r *http.Request, o *org) (int, any, *apiError) {
 
 // GET /api/v2/license/users: licensed users with their license ids.
 func (s *Sim) listLicenseUsers(r *http.Request, o *org) (int, any, *apiError) {
-	var out []map[string]any
-	for _, u := range sortedBy(o.users, func(u *user) string { return u.id }, func(u *user) string { return u.id }) {
-		if !u.hasLicense() {
-			continue
+	var licensed []*user
+	for _, u := range o.users {
+		if u.hasLicense() {
+			licensed = append(licensed, u)
 		}
-		out = append(out, map[string]any{"id": u.id, "licenses": sortedLicenseIDs(u), "selfUri": "/api/v2/license/users/" + u.id})
 	}
-	p, err := paginate(r, out)
+	sortByName(licensed, userID, userID)
+	p, err := paginate(r, licensed)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, p, nil
+	return 200, mapPage(p, func(u *user) map[string]any {
+		return map[string]any{"id": u.id, "licenses": sortedLicenseIDs(u), "selfUri": "/api/v2/license/users/" + u.id}
+	}), nil
 }

@@ -59,12 +59,18 @@ func paginate[T any](r *http.Request, items []T) (page[T], *apiError) {
 	if err != nil {
 		return page[T]{}, err
 	}
-	total := len(items)
+	p, lo, hi := pageWindow[T](r, size, number, len(items))
+	p.Entities = append([]T{}, items[lo:hi]...)
+	return p, nil
+}
+
+// pageWindow is the envelope (without entities) of page number of size
+// over total items, and the page's bounds [lo, hi) in the items.
+func pageWindow[T any](r *http.Request, size, number, total int) (p page[T], lo, hi int) {
 	count := (total + size - 1) / size
-	lo := min((number-1)*size, total)
-	hi := min(lo+size, total)
-	p := page[T]{
-		Entities:   append([]T{}, items[lo:hi]...),
+	lo = min((number-1)*size, total)
+	hi = min(lo+size, total)
+	p = page[T]{
 		PageSize:   size,
 		PageNumber: number,
 		Total:      total,
@@ -89,7 +95,18 @@ func paginate[T any](r *http.Request, items []T) (page[T], *apiError) {
 	if number > 1 {
 		p.PreviousURI = uri(number - 1)
 	}
-	return p, nil
+	return p, lo, hi
+}
+
+// mapPage renders the entities of p with f; the envelope is unchanged.
+// Listings page cheap records first and render only the page this way.
+func mapPage[T, U any](p page[T], f func(T) U) page[U] {
+	out := page[U]{Entities: make([]U, 0, len(p.Entities)), PageSize: p.PageSize, PageNumber: p.PageNumber, Total: p.Total, PageCount: p.PageCount,
+		FirstURI: p.FirstURI, SelfURI: p.SelfURI, NextURI: p.NextURI, PreviousURI: p.PreviousURI, LastURI: p.LastURI}
+	for _, e := range p.Entities {
+		out.Entities = append(out.Entities, f(e))
+	}
+	return out
 }
 
 // cursorPage is the cursor listing envelope (TeamEntityListing,

@@ -61,20 +61,23 @@ func (s *Sim) listQueueMembers(r *http.Request, o *org) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var out []map[string]any
-	for _, u := range sortedBy(o.users, func(u *user) string { return u.name }, func(u *user) string { return u.id }) {
-		if q.members[u.id] {
-			out = append(out, map[string]any{
-				"id": u.id, "name": u.name, "ringNumber": 1, "joined": true, "memberBy": "user",
-				"selfUri": "/api/v2/routing/queues/" + q.id + "/members/" + u.id,
-			})
+	members := make([]*user, 0, len(q.members))
+	for id := range q.members {
+		if u := o.users[id]; u != nil {
+			members = append(members, u)
 		}
 	}
-	p, err := paginate(r, out)
+	sortByName(members, userName, userID)
+	p, err := paginate(r, members)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, p, nil
+	return 200, mapPage(p, func(u *user) map[string]any {
+		return map[string]any{
+			"id": u.id, "name": u.name, "ringNumber": 1, "joined": true, "memberBy": "user",
+			"selfUri": "/api/v2/routing/queues/" + q.id + "/members/" + u.id,
+		}
+	}), nil
 }
 
 // POST /api/v2/routing/queues/{queueId}/members[?delete=true]: body is a list

@@ -122,11 +122,16 @@ func (o *org) userLanguages(u *user) []map[string]any {
 func (o *org) userNamed(u *user, k entityKind, held map[string]float64, sub, uriField string) []map[string]any {
 	out := []map[string]any{}
 	all := k.pick(o)
-	for _, e := range sortedBy(all, func(e *namedEntity) string { return e.name }, func(e *namedEntity) string { return e.id }) {
-		prof, ok := held[e.id]
-		if !ok {
-			continue
+	// Sort only what u holds (a few), not every entity of the org.
+	mine := make([]*namedEntity, 0, len(held))
+	for id := range held {
+		if e := all[id]; e != nil {
+			mine = append(mine, e)
 		}
+	}
+	sortByName(mine, func(e *namedEntity) string { return e.name }, func(e *namedEntity) string { return e.id })
+	for _, e := range mine {
+		prof := held[e.id]
 		out = append(out, map[string]any{
 			"id":          e.id,
 			"name":        e.name,

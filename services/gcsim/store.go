@@ -3,11 +3,13 @@ package gcsim
 import (
 	"crypto/rand"
 	"crypto/sha1"
-	"fmt"
-	"sort"
+	"encoding/hex"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // org is the complete in-memory state of one simulated organization.
@@ -27,7 +29,19 @@ type org struct {
 	users          map[string]*user
 	// phones: the user holding each normalized PHONE address (setAddresses
 	// keeps it), so DID listings and conflict checks need no scan.
-	phones         map[string]*user
+	phones map[string]*user
+	// emails: users by foldKey(email), so the email conflict checks of
+	// POST and PATCH /users need no scan. A slice: fixture emails are
+	// unique by strings.ToLower, which lets two be EqualFold-equal (ſ, s).
+	emails map[string][]*user
+	// extIDs: the user holding each external id (ids are unique per org).
+	extIDs map[externalID]*user
+	// dids: every number of every DID pool, sorted, with its owner (kept
+	// equal to phones by setAddresses); pools are fixed once loaded.
+	// didsAssigned counts the entries with an owner.
+	dids           []didEntry
+	didByNumber    map[string]*didEntry
+	didsAssigned   int
 	skills         map[string]*namedEntity
 	languages      map[string]*namedEntity
 	teams          map[string]*team
@@ -65,6 +79,7 @@ type namedEntity struct {
 type team struct {
 	id, name, description, divisionID string
 	created, modified                 time.Time
+	members                           map[string]bool // userId set (setTeam keeps it)
 }
 
 type queue struct {
@@ -77,6 +92,14 @@ type didPool struct {
 	id, name, description string
 	start, end            string
 	numbers               []string
+}
+
+// didEntry is one number of a DID pool and the user holding it (nil: free).
+type didEntry struct {
+	pool  *didPool
+	num   string
+	owner *user
+	id    string // stableID of the number, computed when first listed
 }
 
 type integration struct {
@@ -134,6 +157,9 @@ func newOrg(id, name string) *org {
 		licenses:       map[string]*licenseDef{},
 		users:          map[string]*user{},
 		phones:         map[string]*user{},
+		emails:         map[string][]*user{},
+		extIDs:         map[externalID]*user{},
+		didByNumber:    map[string]*didEntry{},
 		skills:         map[string]*namedEntity{},
 		languages:      map[string]*namedEntity{},
 		teams:          map[string]*team{},
@@ -188,7 +214,15 @@ func stableID(parts ...string) string {
 }
 
 func formatUUID(b [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	// hex.Encode, not fmt: ids are made for every request and listed DID.
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	hex.Encode(out[9:13], b[4:6])
+	hex.Encode(out[14:18], b[6:8])
+	hex.Encode(out[19:23], b[8:10])
+	hex.Encode(out[24:36], b[10:16])
+	out[8], out[13], out[18], out[23] = '-', '-', '-', '-'
+	return string(out[:])
 }
 
 // isUUID reports whether s looks like a canonical UUID.
@@ -211,22 +245,49 @@ func isUUID(s string) bool {
 	return true
 }
 
-// sortedKeysBy returns the values of m sorted by the given name (case
+// sortedBy returns the values of m sorted by the given name (case
 // insensitive), then id, which is how listings are ordered.
 func sortedBy[T any](m map[string]T, name func(T) string, id func(T) string) []T {
 	out := make([]T, 0, len(m))
 	for _, v := range m {
 		out = append(out, v)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		ni, nj := strings.ToLower(name(out[i])), strings.ToLower(name(out[j]))
-		if ni != nj {
-			return ni < nj
-		}
-		return id(out[i]) < id(out[j])
-	})
+	sortByName(out, name, id)
 	return out
 }
+
+// sortByName sorts items in listing order: name case-insensitively, then
+// id. Each name is lower-cased once, not once per comparison.
+func sortByName[T any](items []T, name func(T) string, id func(T) string) {
+	type keyed struct {
+		name, id string
+		v        T
+	}
+	ks := make([]keyed, len(items))
+	for i, v := range items {
+		ks[i] = keyed{strings.ToLower(name(v)), id(v), v}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	for i, k := range ks {
+		items[i] = k.v
+	}
+}
+
+// listedBefore reports whether user a comes before b in listing order.
+func listedBefore(a, b *user) bool {
+	if c := strings.Compare(strings.ToLower(a.name), strings.ToLower(b.name)); c != 0 {
+		return c < 0
+	}
+	return a.id < b.id
+}
+
+func userName(u *user) string { return u.name }
+func userID(u *user) string   { return u.id }
 
 // hasPrefixFold is the Genesys name filter: case-insensitive prefix match.
 func hasPrefixFold(s, prefix string) bool {
@@ -266,21 +327,61 @@ func isE164(s string) bool {
 
 // findUserByEmail returns the user with that email (case-insensitive).
 func (o *org) findUserByEmail(email string) *user {
-	for _, u := range o.users {
-		if strings.EqualFold(u.email, email) {
-			return u
-		}
+	if us := o.emails[foldKey(email)]; len(us) > 0 {
+		return us[0]
 	}
 	return nil
+}
+
+// indexEmail adds u to (add) or removes it from the email index.
+func (o *org) indexEmail(u *user, add bool) {
+	k := foldKey(u.email)
+	if add {
+		o.emails[k] = append(o.emails[k], u)
+		return
+	}
+	if us := slices.DeleteFunc(o.emails[k], func(x *user) bool { return x == u }); len(us) > 0 {
+		o.emails[k] = us
+	} else {
+		delete(o.emails, k)
+	}
+}
+
+// foldKey maps s so that foldKey(a) == foldKey(b) exactly when
+// strings.EqualFold(a, b): each rune becomes the smallest rune of its case
+// folding orbit (invalid UTF-8 decodes to RuneError, as in EqualFold).
+func foldKey(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		// The smallest rune of an ASCII letter's orbit is its upper case
+		// (k's orbit holds the Kelvin sign, s's the long s: both larger).
+		return strings.ToUpper(s)
+	}
+	var b strings.Builder
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
 }
 
 // phoneOwner returns the user whose PHONE address holds number, or nil.
 func (o *org) phoneOwner(number string) *user { return o.phones[normalizePhone(number)] }
 
 // setAddresses replaces u's addresses (nil: u is removed) and keeps the
-// phone index current.
+// phone index and the DID owners current.
 func (o *org) setAddresses(u *user, addrs []contact) {
-	for _, a := range u.addresses {
+	old := u.addresses
+	for _, a := range old {
 		if n := normalizePhone(a.Address); a.MediaType == "PHONE" && o.phones[n] == u {
 			delete(o.phones, n)
 		}
@@ -289,6 +390,61 @@ func (o *org) setAddresses(u *user, addrs []contact) {
 	for _, a := range addrs {
 		if a.MediaType == "PHONE" {
 			o.phones[normalizePhone(a.Address)] = u
+		}
+	}
+	for _, list := range [][]contact{old, addrs} {
+		for _, a := range list {
+			if a.MediaType != "PHONE" {
+				continue
+			}
+			n := normalizePhone(a.Address)
+			if d := o.didByNumber[n]; d != nil {
+				owner := o.phones[n]
+				switch {
+				case d.owner == nil && owner != nil:
+					o.didsAssigned++
+				case d.owner != nil && owner == nil:
+					o.didsAssigned--
+				}
+				d.owner = owner
+			}
+		}
+	}
+}
+
+// indexDIDs builds the sorted DID list of o's pools; before any user.
+func (o *org) indexDIDs() {
+	o.dids, o.didByNumber, o.didsAssigned = nil, map[string]*didEntry{}, 0
+	for _, p := range o.didPools {
+		for _, n := range p.numbers {
+			o.dids = append(o.dids, didEntry{pool: p, num: n})
+		}
+	}
+	slices.SortFunc(o.dids, func(a, b didEntry) int { return strings.Compare(a.num, b.num) })
+	for i := range o.dids {
+		o.didByNumber[o.dids[i].num] = &o.dids[i]
+	}
+}
+
+// setTeam moves u to team teamID ("" = no team), keeping team members.
+func (o *org) setTeam(u *user, teamID string) {
+	if t := o.teams[u.teamID]; t != nil {
+		delete(t.members, u.id)
+	}
+	u.teamID = teamID
+	if t := o.teams[teamID]; t != nil {
+		t.members[u.id] = true
+	}
+}
+
+// indexExternalIDs adds u's external ids to the index, or removes those
+// u holds from it.
+func (o *org) indexExternalIDs(u *user, add bool) {
+	for _, e := range u.externalIDs {
+		if add {
+			o.extIDs[e] = u
+		} else if o.extIDs[e] == u {
+			delete(o.extIDs, e)
 		}
 	}
 }
@@ -302,17 +458,6 @@ func (u *user) stateAt(now time.Time) string {
 		return "inactive"
 	}
 	return "active"
-}
-
-// teamMemberCount counts users in team t.
-func (o *org) teamMemberCount(teamID string) int {
-	n := 0
-	for _, u := range o.users {
-		if u.teamID == teamID {
-			n++
-		}
-	}
-	return n
 }
 
 // findByNameFold returns the entity in m whose name equals name case-insensitively.

@@ -15,7 +15,7 @@ func (o *org) renderTeam(t *team) map[string]any {
 		"division":     o.divisionRef(t.divisionID),
 		"dateCreated":  fmtTime(t.created),
 		"dateModified": fmtTime(t.modified),
-		"memberCount":  o.teamMemberCount(t.id),
+		"memberCount":  len(t.members),
 		"selfUri":      "/api/v2/teams/" + t.id,
 	}
 	if t.description != "" {
@@ -94,7 +94,7 @@ func (s *Sim) createTeam(r *http.Request, o *org) (int, any, *apiError) {
 		return 0, nil, badRequest("Team.name is required")
 	}
 	now := s.now()
-	t := &team{id: newID(), divisionID: o.homeDivisionID, created: now, modified: now}
+	t := &team{id: newID(), divisionID: o.homeDivisionID, created: now, modified: now, members: map[string]bool{}}
 	if err := o.applyTeamBody(t, b); err != nil {
 		return 0, nil, err
 	}
@@ -138,11 +138,9 @@ func (s *Sim) deleteTeam(r *http.Request, o *org) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	for _, u := range o.users {
-		if u.teamID == t.id {
-			u.teamID = ""
-			s.userChanged(o, u.id, "team")
-		}
+	for id := range t.members {
+		o.setTeam(o.users[id], "")
+		s.userChanged(o, id, "team")
 	}
 	delete(o.teams, t.id)
 	return 204, nil, nil
@@ -154,12 +152,11 @@ func (s *Sim) listTeamMembers(r *http.Request, o *org) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var members []*user
-	for _, u := range sortedBy(o.users, func(u *user) string { return u.name }, func(u *user) string { return u.id }) {
-		if u.teamID == t.id {
-			members = append(members, u)
-		}
+	members := make([]*user, 0, len(t.members))
+	for id := range t.members {
+		members = append(members, o.users[id])
 	}
+	sortByName(members, userName, userID)
 	p, err := cursorPaginate(r, members, func(u *user) string { return u.id })
 	if err != nil {
 		return 0, nil, err
@@ -199,7 +196,7 @@ func (s *Sim) addTeamMembers(r *http.Request, o *org) (int, any, *apiError) {
 			continue
 		}
 		if u.teamID != t.id {
-			u.teamID = t.id
+			o.setTeam(u, t.id)
 			s.userChanged(o, u.id, "team")
 		}
 		added = append(added, map[string]any{"id": u.id, "selfUri": "/api/v2/users/" + u.id})
@@ -222,7 +219,7 @@ func (s *Sim) removeTeamMembers(r *http.Request, o *org) (int, any, *apiError) {
 	}
 	for id := range ids {
 		if u := o.users[id]; u != nil && u.teamID == t.id {
-			u.teamID = ""
+			o.setTeam(u, "")
 			s.userChanged(o, u.id, "team")
 		}
 	}

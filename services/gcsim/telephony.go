@@ -2,7 +2,6 @@ package gcsim
 
 import (
 	"net/http"
-	"sort"
 	"strings"
 )
 
@@ -48,6 +47,13 @@ func (s *Sim) getDIDPool(r *http.Request, o *org) (int, any, *apiError) {
 	return 200, o.renderDIDPool(p), nil
 }
 
+func (d *didEntry) stableID(orgID string) string {
+	if d.id == "" {
+		d.id = stableID(orgID, "did", d.num)
+	}
+	return d.id
+}
+
 // GET /api/v2/telephony/providers/edges/didpools/dids?type=...: the numbers
 // of the org's pools. A number is assigned when some user's PHONE address
 // holds it (ownership comes from user addresses). type is UNASSIGNED,
@@ -63,50 +69,54 @@ func (s *Sim) listDIDNumbers(r *http.Request, o *org) (int, any, *apiError) {
 		return 0, nil, errf(400, "invalid.query.param.value", "Value [%s] is not valid for parameter [type]. Allowable values are: ASSIGNED_AND_UNASSIGNED, UNASSIGNED", typ)
 	}
 	pools := idFilter(r, "id")
-	match := normalizePhone(q.Get("numberMatch"))
-	type did struct {
-		pool  *didPool
-		num   string
-		owner *user
-	}
-	var dids []did
-	for _, p := range o.didPools {
-		if pools != nil && !pools[p.id] {
-			continue
-		}
-		for _, n := range p.numbers {
-			if match != "" && !strings.Contains(n, strings.TrimPrefix(match, "+")) {
-				continue
-			}
-			owner := o.phoneOwner(n)
-			if (typ == "UNASSIGNED" && owner != nil) || (typ == "ASSIGNED" && owner == nil) {
-				continue
-			}
-			dids = append(dids, did{p, n, owner})
-		}
-	}
+	match := strings.TrimPrefix(normalizePhone(q.Get("numberMatch")), "+")
 	desc := strings.EqualFold(q.Get("sortOrder"), "descending") || strings.EqualFold(q.Get("sortOrder"), "desc")
-	less := func(i, j int) bool {
-		if desc {
-			return dids[i].num > dids[j].num
-		}
-		return dids[i].num < dids[j].num
-	}
-	if !sort.SliceIsSorted(dids, less) { // one pool's numbers already are
-		sort.Slice(dids, less)
-	}
-	// Paginate the cheap records, then render only the page (a pool holds
-	// up to 10,000 numbers).
-	pg, err := paginate(r, dids)
+	size, number, err := pageParams(r)
 	if err != nil {
 		return 0, nil, err
 	}
-	out := page[map[string]any]{PageSize: pg.PageSize, PageNumber: pg.PageNumber, Total: pg.Total, PageCount: pg.PageCount,
-		SelfURI: pg.SelfURI, FirstURI: pg.FirstURI, LastURI: pg.LastURI, NextURI: pg.NextURI, PreviousURI: pg.PreviousURI,
-		Entities: make([]map[string]any, 0, len(pg.Entities))}
-	for _, d := range pg.Entities {
+	// Walk the sorted numbers (owners kept by setAddresses) and keep only
+	// the requested page's. Without pool or number filters the total is
+	// known from the counts, so the walk stops after the page.
+	lo := (number - 1) * size
+	total, known := 0, pools == nil && match == ""
+	if known {
+		switch typ {
+		case "UNASSIGNED":
+			total = len(o.dids) - o.didsAssigned
+		case "ASSIGNED":
+			total = o.didsAssigned
+		default:
+			total = len(o.dids)
+		}
+	}
+	var pageDIDs []*didEntry
+	seen := 0
+	for i := range o.dids {
+		if known && seen >= lo+size {
+			break
+		}
+		d := &o.dids[i]
+		if desc {
+			d = &o.dids[len(o.dids)-1-i]
+		}
+		if (pools != nil && !pools[d.pool.id]) || (match != "" && !strings.Contains(d.num, match)) ||
+			(typ == "UNASSIGNED" && d.owner != nil) || (typ == "ASSIGNED" && d.owner == nil) {
+			continue
+		}
+		if seen >= lo && seen < lo+size {
+			pageDIDs = append(pageDIDs, d)
+		}
+		seen++
+	}
+	if !known {
+		total = seen
+	}
+	out, _, _ := pageWindow[map[string]any](r, size, number, total)
+	out.Entities = make([]map[string]any, 0, len(pageDIDs))
+	for _, d := range pageDIDs {
 		m := map[string]any{
-			"id":       stableID(o.id, "did", d.num),
+			"id":       d.stableID(o.id),
 			"name":     d.num,
 			"number":   d.num,
 			"assigned": d.owner != nil,

@@ -107,21 +107,30 @@ func (s *Sim) listUsers(r *http.Request, o *org) (int, any, *apiError) {
 	ids := idFilter(r, "id")
 	expand := expandSet(r)
 	now := s.now()
-	var out []map[string]any
-	for _, u := range sortedBy(o.users, func(u *user) string { return u.name }, func(u *user) string { return u.id }) {
-		if ids != nil && !ids[u.id] {
-			continue
+	// Select, sort and page the users; render only the page.
+	var users []*user
+	keep := func(u *user) {
+		if state == "any" || u.stateAt(now) == state {
+			users = append(users, u)
 		}
-		if state != "any" && u.stateAt(now) != state {
-			continue
-		}
-		out = append(out, s.renderUser(o, u, expand))
 	}
-	p, err := paginate(r, out)
+	if ids != nil {
+		for id := range ids {
+			if u := o.users[id]; u != nil {
+				keep(u)
+			}
+		}
+	} else {
+		for _, u := range o.users {
+			keep(u)
+		}
+	}
+	sortByName(users, userName, userID)
+	p, err := paginate(r, users)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, p, nil
+	return 200, mapPage(p, func(u *user) map[string]any { return s.renderUser(o, u, expand) }), nil
 }
 
 type createUserBody struct {
@@ -165,6 +174,7 @@ func (s *Sim) createUser(r *http.Request, o *org) (int, any, *apiError) {
 		skills: map[string]float64{}, languages: map[string]float64{}, licenses: map[string]bool{},
 	}
 	o.users[u.id] = u
+	o.indexEmail(u, true)
 	o.setAddresses(u, b.Addresses)
 	s.recordCreate(o.id, "user")
 	s.userChanged(o, u.id, "created")
@@ -266,7 +276,11 @@ func (s *Sim) patchUser(r *http.Request, o *org) (int, any, *apiError) {
 		}
 	}
 	set(&u.name, b.Name)
-	set(&u.email, b.Email)
+	if b.Email != nil {
+		o.indexEmail(u, false)
+		u.email = *b.Email
+		o.indexEmail(u, true)
+	}
 	set(&u.title, b.Title)
 	set(&u.department, b.Department)
 	set(&u.managerID, b.Manager)
@@ -294,6 +308,9 @@ func (s *Sim) deleteUser(r *http.Request, o *org) (int, any, *apiError) {
 		return 0, nil, err
 	}
 	o.setAddresses(u, nil)
+	o.setTeam(u, "")
+	o.indexEmail(u, false)
+	o.indexExternalIDs(u, false)
 	delete(o.users, u.id)
 	for _, q := range o.queues {
 		delete(q.members, u.id)
@@ -323,19 +340,46 @@ type userSearchBody struct {
 	Query      []searchCriteria `json:"query"`
 }
 
-// matches evaluates one criterion against u (fields are ORed, values ORed).
-func (c searchCriteria) matches(u *user) (bool, *apiError) {
+// criterion is a searchCriteria prepared once per search: values merged
+// and lower-cased, EXACT values in a set. match(u) answers exactly as the
+// per-user evaluation did (same results, same errors).
+type criterion struct {
+	c     searchCriteria
+	err   *apiError // fails for every user
+	lower []string
+	exact map[string]bool
+}
+
+func (c searchCriteria) compile() criterion {
 	values := c.Values
 	if c.Value != "" {
-		values = append(values, c.Value)
+		values = append(values[:len(values):len(values)], c.Value)
 	}
-	if len(values) == 0 {
-		return false, badRequest("search criterion of type %s needs value or values", c.Type)
+	cc := criterion{c: c}
+	switch {
+	case len(values) == 0:
+		cc.err = badRequest("search criterion of type %s needs value or values", c.Type)
+	case len(c.Fields) == 0:
+		cc.err = badRequest("search criterion of type %s needs fields", c.Type)
 	}
-	if len(c.Fields) == 0 {
-		return false, badRequest("search criterion of type %s needs fields", c.Type)
+	for _, v := range values {
+		cc.lower = append(cc.lower, strings.ToLower(v))
 	}
-	for _, f := range c.Fields {
+	if c.Type == "EXACT" || c.Type == "TERM" || c.Type == "TERMS" {
+		cc.exact = make(map[string]bool, len(cc.lower))
+		for _, v := range cc.lower {
+			cc.exact[v] = true
+		}
+	}
+	return cc
+}
+
+// match evaluates the criterion against u (fields are ORed, values ORed).
+func (cc *criterion) match(u *user) (bool, *apiError) {
+	if cc.err != nil {
+		return false, cc.err
+	}
+	for _, f := range cc.c.Fields {
 		var field string
 		switch f {
 		case "email":
@@ -351,24 +395,26 @@ func (c searchCriteria) matches(u *user) (bool, *apiError) {
 		default:
 			return false, badRequest("search field %q is not supported (email, name, id, title, department)", f)
 		}
-		for _, v := range values {
-			lf, lv := strings.ToLower(field), strings.ToLower(v)
-			switch c.Type {
-			case "EXACT", "TERM", "TERMS":
-				if lf == lv {
-					return true, nil
-				}
-			case "CONTAINS":
+		lf := strings.ToLower(field)
+		switch cc.c.Type {
+		case "EXACT", "TERM", "TERMS":
+			if cc.exact[lf] {
+				return true, nil
+			}
+		case "CONTAINS":
+			for _, lv := range cc.lower {
 				if strings.Contains(lf, lv) {
 					return true, nil
 				}
-			case "STARTS_WITH":
+			}
+		case "STARTS_WITH":
+			for _, lv := range cc.lower {
 				if strings.HasPrefix(lf, lv) {
 					return true, nil
 				}
-			default:
-				return false, badRequest("search type %q is not supported (EXACT, CONTAINS, STARTS_WITH, TERM)", c.Type)
 			}
+		default:
+			return false, badRequest("search type %q is not supported (EXACT, CONTAINS, STARTS_WITH, TERM)", cc.c.Type)
 		}
 	}
 	return false, nil
@@ -400,30 +446,52 @@ func (s *Sim) searchUsers(r *http.Request, o *org) (int, any, *apiError) {
 	for _, e := range b.Expand {
 		expand[e] = true
 	}
-	var hits []map[string]any
-	for _, u := range sortedBy(o.users, func(u *user) string { return u.name }, func(u *user) string { return u.id }) {
+	crit := make([]criterion, len(b.Query))
+	for i, c := range b.Query {
+		crit[i] = c.compile()
+	}
+	// Match first, then sort only the hits and render only the page. The
+	// error is the one the first failing user in listing order gets.
+	var hits []*user
+	var errUser *user
+	var errOut *apiError
+	for _, u := range o.users {
 		ok := true
-		for _, c := range b.Query {
-			m, err := c.matches(u)
-			if err != nil {
-				return 0, nil, err
+		var err *apiError
+		for i := range crit {
+			var m bool
+			if m, err = crit[i].match(u); err != nil {
+				break
 			}
 			ok = ok && m
 		}
-		if ok {
-			hits = append(hits, s.renderUser(o, u, expand))
+		switch {
+		case err != nil:
+			if errUser == nil || listedBefore(u, errUser) {
+				errUser, errOut = u, err
+			}
+		case ok:
+			hits = append(hits, u)
 		}
 	}
+	if errOut != nil {
+		return 0, nil, errOut
+	}
+	sortByName(hits, userName, userID)
 	total := len(hits)
 	lo := min((b.PageNumber-1)*b.PageSize, total)
 	hi := min(lo+b.PageSize, total)
+	results := make([]map[string]any, 0, hi-lo)
+	for _, u := range hits[lo:hi] {
+		results = append(results, s.renderUser(o, u, expand))
+	}
 	return 200, map[string]any{
 		"total":      total,
 		"pageCount":  (total + b.PageSize - 1) / b.PageSize,
 		"pageSize":   b.PageSize,
 		"pageNumber": b.PageNumber,
 		"types":      []string{"users"},
-		"results":    append([]map[string]any{}, hits[lo:hi]...),
+		"results":    results,
 	}, nil
 }
 
@@ -448,19 +516,13 @@ func (s *Sim) addExternalID(r *http.Request, o *org) (int, any, *apiError) {
 		return 200, u.externalIDs, nil
 	}
 	u.externalIDs = append(u.externalIDs, b)
+	o.extIDs[b] = u
 	s.userChanged(o, u.id, "externalid")
 	return 200, u.externalIDs, nil
 }
 
 func (o *org) userByExternalID(authority, key string) *user {
-	for _, u := range o.users {
-		for _, e := range u.externalIDs {
-			if e.AuthorityName == authority && e.ExternalKey == key {
-				return u
-			}
-		}
-	}
-	return nil
+	return o.extIDs[externalID{AuthorityName: authority, ExternalKey: key}]
 }
 
 // GET /api/v2/users/{userId}/externalid
@@ -483,7 +545,11 @@ func (s *Sim) deleteExternalID(r *http.Request, o *org) (int, any, *apiError) {
 	if i < 0 {
 		return 0, nil, notFound("user %s has no external id %s/%s", u.id, a, k)
 	}
+	e := u.externalIDs[i]
 	u.externalIDs = slices.Delete(u.externalIDs, i, i+1)
+	if !slices.Contains(u.externalIDs, e) { // a fixture may list a pair twice
+		delete(o.extIDs, e)
+	}
 	s.userChanged(o, u.id, "externalid")
 	return 204, nil, nil
 }
