@@ -9,6 +9,7 @@ var (
 	opListLicenseDefinitions = op(http.MethodGet, "/api/v2/license/definitions")
 	opAssignLicenses         = op(http.MethodPost, "/api/v2/license/organization")
 	opGetUserLicenses        = op(http.MethodGet, "/api/v2/license/users/{userId}")
+	opBatchUserLicenses      = op(http.MethodPost, "/api/v2/license/users")
 )
 
 // ListLicenseDefinitions lists the licenses the org can assign.
@@ -47,4 +48,21 @@ func (c *Client) GetUserLicenses(ctx context.Context, userID string) (*LicenseUs
 	var out LicenseUser
 	err := c.do(ctx, request{op: opGetUserLicenses, params: []string{userID}, out: &out, idempotent: true})
 	return &out, err
+}
+
+// GetUsersLicenses reads the licenses of many users in batches of 100
+// (POST /api/v2/license/users), keyed by user id. A user the answer leaves
+// out holds no license.
+func (c *Client) GetUsersLicenses(ctx context.Context, userIDs []string) (map[string]LicenseUser, error) {
+	out := map[string]LicenseUser{}
+	for _, chunk := range chunks(userIDs, maxUsersPerBatch) {
+		var page map[string]LicenseUser
+		if err := c.do(ctx, request{op: opBatchUserLicenses, body: chunk, out: &page, idempotent: true}); err != nil {
+			return nil, err
+		}
+		for id, l := range page {
+			out[id] = l
+		}
+	}
+	return out, nil
 }

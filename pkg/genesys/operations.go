@@ -1,7 +1,9 @@
 package genesys
 
 import (
+	"net/http"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -40,4 +42,18 @@ func Operations() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// readOnlyPosts are the operations that POST a query and change nothing.
+var readOnlyPosts = map[string]bool{
+	opSearchUsers.String():       true,
+	opBatchUserLicenses.String(): true,
+}
+
+// IsRead reports whether operation ("METHOD /path/template", as in Call)
+// only reads: GET and HEAD, and the POSTs that carry a query (user search,
+// batched license reads).
+func IsRead(operation string) bool {
+	method, _, _ := strings.Cut(operation, " ")
+	return method == http.MethodGet || method == http.MethodHead || readOnlyPosts[operation]
 }

@@ -99,6 +99,13 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	if !slices.ContainsFunc(lu.Licenses, func(l LicenseDefinition) bool { return l.ID == lics[0].ID }) {
 		t.Fatalf("licenses %+v", lu)
 	}
+	batch, err := c.GetUsersLicenses(ctx, []string{jane.ID, manager.ID})
+	must(err)
+	for _, id := range []string{jane.ID, manager.ID} {
+		if !slices.ContainsFunc(batch[id].Licenses, func(l LicenseDefinition) bool { return l.ID == lics[0].ID }) {
+			t.Fatalf("batched licenses of %s: %+v", id, batch)
+		}
+	}
 	_, err = c.WaitUserActive(ctx, jane.ID)
 	must(err)
 

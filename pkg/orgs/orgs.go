@@ -138,15 +138,10 @@ func WithCounter(ctx context.Context) (context.Context, *Counter) {
 }
 
 func (n *Counter) add(c genesys.Call) {
-	switch c.Method {
-	case http.MethodGet, http.MethodHead:
+	if genesys.IsRead(c.Operation) {
 		n.reads.Add(1)
-	default:
-		if c.Operation == "POST /api/v2/users/search" {
-			n.reads.Add(1)
-		} else {
-			n.writes.Add(1)
-		}
+	} else {
+		n.writes.Add(1)
 	}
 	if c.Status == http.StatusTooManyRequests {
 		n.throttled.Add(1)

@@ -94,7 +94,11 @@ func ExtractParts(ctx context.Context, c *genesys.Client, sourceOrg string, sele
 	parts := max((len(users)+partSize-1)/partSize, 1)
 	for p := range parts {
 		part := &Extracted{}
-		for _, u := range users[p*partSize : min((p+1)*partSize, len(users))] {
+		partUsers := users[p*partSize : min((p+1)*partSize, len(users))]
+		if err := x.readLicenses(ctx, partUsers); err != nil {
+			return err
+		}
+		for _, u := range partUsers {
 			cfg, err := x.userConfig(ctx, u, inRequest)
 			if err != nil {
 				return fmt.Errorf("extract user %s (%s) of %s: %w", u.Email, u.ID, sourceOrg, err)
@@ -155,6 +159,29 @@ type extraction struct {
 	cat       *catalog
 	resources map[string]*orgsyncv1.Resource
 	emails    map[string]string // user id → email (reference users and managers read so far)
+	// licenses of the users of the part being extracted (readLicenses).
+	licenses map[string]genesys.LicenseUser
+}
+
+// readLicenses reads the licenses of users in one batch (100 a call)
+// instead of one call per user, when licenses are needed at all: routing
+// components need a license in the target, so they are read whenever any
+// of them is cloned (the same rule as the resolver's LICENSE step).
+func (x *extraction) readLicenses(ctx context.Context, users []*genesys.User) error {
+	x.licenses = nil
+	if !x.included(cLicense, cSkills, cLangs, cUtil, cQueues) {
+		return nil
+	}
+	ids := make([]string, len(users))
+	for i, u := range users {
+		ids[i] = u.ID
+	}
+	lics, err := x.c.GetUsersLicenses(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("extract: read licenses of %d user(s) in %s: %w", len(ids), x.src, err)
+	}
+	x.licenses = lics
+	return nil
 }
 
 func (x *extraction) included(cs ...orgsyncv1.Component) bool {
@@ -360,14 +387,8 @@ func (x *extraction) userConfig(ctx context.Context, u *genesys.User, inRequest 
 	if x.included(cPhone) {
 		cfg.Phones = workPhones(u)
 	}
-	// Routing components need a license in the target, so licenses are read
-	// whenever any of them is cloned (same rule as the resolver's LICENSE step).
-	if x.included(cLicense, cSkills, cLangs, cUtil, cQueues) {
-		lic, err := x.c.GetUserLicenses(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("read licenses: %w", err)
-		}
-		for _, l := range lic.Licenses {
+	if x.licenses != nil { // read for the part (readLicenses)
+		for _, l := range x.licenses[u.ID].Licenses {
 			ref, err := x.resource(ctx, orgsyncv1.ResourceType_RESOURCE_TYPE_LICENSE, kindLicense, l.ID)
 			if err != nil {
 				return nil, err

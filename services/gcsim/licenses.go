@@ -102,13 +102,18 @@ func (s *Sim) getLicenseUser(r *http.Request, o *org) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	return 200, o.renderLicenseUser(u), nil
+}
+
+// renderLicenseUser is the spec's LicenseUser: u with its licenses.
+func (o *org) renderLicenseUser(u *user) map[string]any {
 	lics := []map[string]any{}
 	for _, id := range sortedLicenseIDs(u) {
 		if l := o.licenses[id]; l != nil {
 			lics = append(lics, o.renderLicense(l))
 		}
 	}
-	return 200, map[string]any{"id": u.id, "licenses": lics, "selfUri": "/api/v2/license/users/" + u.id}, nil
+	return map[string]any{"id": u.id, "licenses": lics, "selfUri": "/api/v2/license/users/" + u.id}
 }
 
 // GET /api/v2/license/users: licensed users with their license ids.
@@ -127,4 +132,23 @@ func (s *Sim) listLicenseUsers(r *http.Request, o *org) (int, any, *apiError) {
 	return 200, mapPage(p, func(u *user) map[string]any {
 		return map[string]any{"id": u.id, "licenses": sortedLicenseIDs(u), "selfUri": "/api/v2/license/users/" + u.id}
 	}), nil
+}
+
+// POST /api/v2/license/users: the licenses of the users whose ids the body
+// lists, keyed by user id (users not in the org are left out).
+func (s *Sim) batchLicenseUsers(r *http.Request, o *org) (int, any, *apiError) {
+	var ids []string
+	if err := decodeBody(r, &ids); err != nil {
+		return 0, nil, err
+	}
+	if len(ids) > maxPageSize {
+		return 0, nil, badRequest("at most %d user ids per call, got %d", maxPageSize, len(ids))
+	}
+	out := map[string]any{}
+	for _, id := range ids {
+		if u := o.users[id]; u != nil {
+			out[id] = o.renderLicenseUser(u)
+		}
+	}
+	return 200, out, nil
 }

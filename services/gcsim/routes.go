@@ -119,6 +119,7 @@ func (s *Sim) routes() {
 	s.handle("POST /api/v2/license/organization", s.assignLicenses)
 	s.handle("GET /api/v2/license/users", s.listLicenseUsers)
 	s.handle("GET /api/v2/license/users/{userId}", s.getLicenseUser)
+	s.handle("POST /api/v2/license/users", s.batchLicenseUsers)
 
 	// Telephony
 	s.handle("GET /api/v2/telephony/providers/edges/didpools", s.listDIDPools)

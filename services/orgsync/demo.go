@@ -3,6 +3,7 @@ package orgsync
 import (
 	"context"
 	"fmt"
+	"github.com/orgsync/orgsync/pkg/genesys"
 	"io"
 	"log/slog"
 	"os"
@@ -214,13 +215,12 @@ func SimWrites(st gcsim.Stats) int {
 }
 
 // isConfigWrite reports whether a gcsim operation ("METHOD /route") may
-// change an org's configuration. Reads, token grants, searches (POST but
-// read-only) and Notifications API channels (subscriptions to change
-// events, not configuration) are not writes.
+// change an org's configuration. Reads (searches and batched reads
+// included, see genesys.IsRead), token grants and Notifications API
+// channels (subscriptions to change events, not configuration) are not writes.
 func isConfigWrite(op string) bool {
-	method, route, _ := strings.Cut(op, " ")
-	return method != "GET" && method != "HEAD" && route != "/oauth/token" && route != "/api/v2/users/search" &&
-		!strings.HasPrefix(route, "/api/v2/notifications/")
+	_, route, _ := strings.Cut(op, " ")
+	return !genesys.IsRead(op) && route != "/oauth/token" && !strings.HasPrefix(route, "/api/v2/notifications/")
 }
 
 // simWriteOps lists the write operations in st, sorted (for messages).
