@@ -59,7 +59,7 @@ type options struct {
 func WithTokenSource(ts oauth2.TokenSource) Option { return func(o *options) { o.tokenSource = ts } }
 
 // WithTransport sets the base transport for API and token requests
-// (http.DefaultTransport when nil), e.g. apispec's validating Recorder.
+// (DefaultTransport when nil), e.g. apispec's validating Recorder.
 func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
 
 // WithLimiter shares one org budget among several clients of the same org.
@@ -74,6 +74,21 @@ func WithObserver(f func(ctx context.Context, c Call)) Option {
 // WithRetryPolicy overrides DefaultRetryPolicy (zero fields take its values).
 func WithRetryPolicy(p RetryPolicy) Option { return func(o *options) { o.retry = p } }
 
+// DefaultTransport is the transport clients share unless WithTransport
+// says otherwise: NewTransport's.
+var DefaultTransport http.RoundTripper = NewTransport()
+
+// NewTransport returns http.DefaultTransport's settings with up to 128 idle
+// connections kept per host instead of 2: every org of a region shares one
+// API host, and with 2 nearly every concurrent request dialed a new
+// connection (5 % of a 1,000-user clone's CPU went to dialing).
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	return t
+}
+
 // New builds a client for cfg (defaults applied, then validated).
 func New(cfg OrgConfig, opts ...Option) (*Client, error) {
 	var o options
@@ -85,7 +100,7 @@ func New(cfg OrgConfig, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	if o.transport == nil {
-		o.transport = http.DefaultTransport
+		o.transport = DefaultTransport
 	}
 	src, tokenURL := o.tokenSource, ""
 	if src == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -186,6 +187,9 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		StartedAt: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Quick: cfg.Quick, Sizes: cfg.Sizes,
 		PipelineRate: cfg.PipelineRate, Sim: simSettings(*cfg.Sim),
+	}
+	if l := debug.SetMemoryLimit(-1); l < math.MaxInt64 {
+		res.MemoryLimitMB = l >> 20
 	}
 	start := time.Now()
 	// A scenario that cannot finish is recorded with its error and fails

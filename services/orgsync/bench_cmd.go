@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 
@@ -21,10 +22,17 @@ func runBench(ctx context.Context, args []string, out IO) int {
 	noBudgets := fs.Bool("no-fail", false, "exit 0 even when a budget is not met")
 	logPath := fs.String("log", "", "write the services' logs to this file (default: discarded)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	provArgs := fs.String("provisioner-args", "", `extra provisioner flags for every scenario, e.g. "--max-concurrent-plans 8 --user-concurrency 8"`)
 	heapProfile := fs.String("memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak)")
 	sizes := fs.String("sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs)`)
+	memLimit := fs.Int64("memory-limit-mb", 256, "Go soft memory limit of this process in MiB (debug.SetMemoryLimit, as GOMEMLIMIT sets it; 0: none), unless GOMEMLIMIT is set")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	// A deployment sets GOMEMLIMIT below its container limit; the bench
+	// process runs every service and NATS at once, so it does the same.
+	if os.Getenv("GOMEMLIMIT") == "" && *memLimit > 0 {
+		debug.SetMemoryLimit(*memLimit << 20)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -43,6 +51,9 @@ func runBench(ctx context.Context, args []string, out IO) int {
 	}
 	defer os.RemoveAll(store)
 	cfg := BenchConfig{StoreDir: store, Quick: *quick, Progress: out.Err, HeapProfile: *heapProfile}
+	if f := strings.Fields(*provArgs); len(f) > 0 {
+		cfg.ServiceArgs = map[string][]string{"provisioner": f}
+	}
 	for _, s := range strings.Split(*scenarios, ",") {
 		if s = strings.ToUpper(strings.TrimSpace(s)); s != "" {
 			cfg.Scenarios = append(cfg.Scenarios, s)

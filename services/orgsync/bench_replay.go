@@ -7,6 +7,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"github.com/orgsync/orgsync/pkg/genesys"
 	"io"
 	"net/http"
 	"os"
@@ -22,7 +23,7 @@ type recordedCall struct {
 }
 
 // callRecorder is an http.RoundTripper that forwards to
-// http.DefaultTransport and, between Start and Stop, appends every API
+// genesys.DefaultTransport and, between Start and Stop, appends every API
 // request (token grants excluded) to a temporary file, so recording
 // 100,000s of calls does not inflate the process's memory.
 type callRecorder struct {
@@ -43,7 +44,7 @@ func newCallRecorder(dir string) (*callRecorder, error) {
 		return nil, fmt.Errorf("bench: call recording file: %w", err)
 	}
 	buf := bufio.NewWriterSize(f, 1<<20)
-	return &callRecorder{base: http.DefaultTransport, file: f, buf: buf, enc: gob.NewEncoder(buf)}, nil
+	return &callRecorder{base: genesys.DefaultTransport, file: f, buf: buf, enc: gob.NewEncoder(buf)}, nil
 }
 
 // RoundTrip records req (when recording) and sends it.
@@ -114,7 +115,7 @@ func (r *callRecorder) Replay(ctx context.Context) (int, time.Duration, error) {
 	defer f.Close()
 	dec := gob.NewDecoder(bufio.NewReaderSize(f, 1<<20))
 
-	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
+	transport := genesys.NewTransport() // the pipeline's settings: a fair comparison
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
 	ctx, cancel := context.WithCancel(ctx)

@@ -23,6 +23,8 @@ type BenchResult struct {
 	Quick        bool       `json:"quick"`
 	Sizes        BenchSizes `json:"sizes"`
 	PipelineRate float64    `json:"pipelineRatePerOrg"`
+	// MemoryLimitMB is the Go soft memory limit of the process (0: none).
+	MemoryLimitMB int64 `json:"memoryLimitMB,omitempty"`
 	// Sim describes gcsim's settings in the realistic scenarios.
 	Sim         string           `json:"sim"`
 	WallSeconds float64          `json:"wallSeconds"`
@@ -242,7 +244,11 @@ func simSettings(c gcsim.Config) string {
 
 // WriteTable prints the scenarios and the budgets.
 func (r *BenchResult) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "orgsync bench — %s, %d CPU (GOMAXPROCS %d), pipeline budget %.0f req/s per org\n", r.GoVersion, r.NumCPU, r.GOMAXPROCS, r.PipelineRate)
+	limit := "none"
+	if r.MemoryLimitMB > 0 {
+		limit = fmt.Sprintf("%d MiB", r.MemoryLimitMB)
+	}
+	fmt.Fprintf(w, "orgsync bench — %s, %d CPU (GOMAXPROCS %d), pipeline budget %.0f req/s per org, Go memory limit %s\n", r.GoVersion, r.NumCPU, r.GOMAXPROCS, r.PipelineRate, limit)
 	fmt.Fprintf(w, "gcsim (S1–S3): %s; S4: rate limit, latency and consistency windows off\n\n", r.Sim)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tusers×orgs\tstatus\twall s\tcalls/user/org\t429s\tfailed\trate eff (min)\tpipeline/direct calls/s\toverhead\tpeak RSS MB")
