@@ -3,6 +3,7 @@ package orgsync
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -88,13 +89,9 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 	return out, nil
 }
 
-// s4Sim is gcsim for S4: no rate limit, no latency, no consistency windows,
-// so the figures measure orgsync's own overhead. s4SimArgs are the same
-// settings as flags of `orgsync gcsim`, which S4 runs.
-func s4Sim() gcsim.Config {
-	return gcsim.Config{RateLimitPerMinute: -1}
-}
-
+// s4SimArgs are the `orgsync gcsim` flags of S4: no rate limit (latency
+// and consistency windows are off by default), so the figures measure
+// orgsync's own overhead.
 func s4SimArgs() []string { return []string{"--rate-limit", "-1"} }
 
 // S4ProvisionerArgs are the provisioner flags of S4: with no rate limit the
@@ -129,13 +126,13 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	// The pipeline's own limiter must not be the bound either, nor the
 	// provisioner's default concurrency (sized for 300 requests/minute).
 	s4cfg := cfg
-	s4cfg.ServiceArgs = map[string][]string{"provisioner": append(S4ProvisionerArgs(), cfg.ServiceArgs["provisioner"]...)}
-	for k, v := range cfg.ServiceArgs {
-		if k != "provisioner" {
-			s4cfg.ServiceArgs[k] = v
-		}
+	s4cfg.ServiceArgs = maps.Clone(cfg.ServiceArgs)
+	if s4cfg.ServiceArgs == nil {
+		s4cfg.ServiceArgs = map[string][]string{}
 	}
-	env, err := startBenchEnv(ctx, s4cfg, "s4", fx, s4Sim(), 1e6, 1000, sim, orgs.WithTransport(rec))
+	s4cfg.ServiceArgs["provisioner"] = append(S4ProvisionerArgs(), cfg.ServiceArgs["provisioner"]...)
+	// gcsim.Config{}: the environment uses sim, set up by s4SimArgs.
+	env, err := startBenchEnv(ctx, s4cfg, "s4", fx, gcsim.Config{}, 1e6, 1000, sim, orgs.WithTransport(rec))
 	if err != nil {
 		return res, err
 	}
