@@ -40,12 +40,6 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 // PublishAck is Publish returning the stream's ack (sequence, and
 // Duplicate=true when msgID was already stored).
 func PublishAck(ctx context.Context, js jetstream.JetStream, subject, msgID string, m proto.Message) (*jetstream.PubAck, error) {
-	if msgID == "" {
-		return nil, fmt.Errorf("natsx: publish to %s: empty message id (dedupe needs a deterministic Nats-Msg-Id)", subject)
-	}
-	if m == nil {
-		return nil, fmt.Errorf("natsx: publish to %s (msg id %s): nil message", subject, msgID)
-	}
 	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "publish "+subject,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
@@ -55,29 +49,125 @@ func PublishAck(ctx context.Context, js jetstream.JetStream, subject, msgID stri
 		))
 	defer span.End()
 
-	data, err := proto.Marshal(m)
+	msg, err := newMsg(ctx, subject, msgID, m)
 	if err != nil {
-		err = fmt.Errorf("natsx: publish to %s (msg id %s): marshal %s: %w", subject, msgID, m.ProtoReflect().Descriptor().FullName(), err)
 		span.SetStatus(codes.Error, err.Error())
 		return nil, err
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(HeaderContentType, ContentTypeProto)
-	msg.Header.Set(HeaderMessageType, string(m.ProtoReflect().Descriptor().FullName()))
-	telemetry.InjectNATS(ctx, msg.Header)
-
 	ack, err := PublishMsg(ctx, js, msg, msgID)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-			err = fmt.Errorf("%w (no stream captures %s, or its stream has no leader: did EnsureStreams run, is the cluster up?)", err, subject)
-		}
-		err = fmt.Errorf("natsx: publish to %s (msg id %s): %w", subject, msgID, err)
+		err = publishError(subject, msgID, err)
 		span.SetStatus(codes.Error, err.Error())
 		return nil, err
 	}
 	span.SetAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(ack.Sequence)),
 		attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
 	return ack, nil
+}
+
+// Outgoing is one message of a PublishAll batch: what Publish takes.
+type Outgoing struct {
+	Subject string
+	MsgID   string
+	Msg     proto.Message
+}
+
+// PublishAll publishes every message of out as Publish does, but pipelined:
+// all are sent before any ack is awaited, so a batch costs about one round
+// trip to the stream instead of one per message. Messages on one subject
+// are stored in the order of out, unless one needed the retry. A message that the pipelined publish did
+// not get stored (no ack within publishAttemptTimeout, no responders, too
+// many pending acks) is published again through PublishMsg, with its
+// retries; its Nats-Msg-Id makes that safe. PublishAll tries every message
+// and returns the failures joined.
+func PublishAll(ctx context.Context, js jetstream.JetStream, out []Outgoing) error {
+	if len(out) == 0 {
+		return nil
+	}
+	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "publish batch",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.Int("messaging.batch.message_count", len(out))))
+	defer span.End()
+	var errs []error
+	pending := make([]jetstream.PubAckFuture, len(out))
+	for i, o := range out {
+		msg, err := newMsg(ctx, o.Subject, o.MsgID, o.Msg)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(o.MsgID)); err == nil {
+			pending[i] = f
+		}
+	}
+	deadline, expired := time.After(publishAttemptTimeout), false
+	for i, o := range out {
+		if f := pending[i]; f != nil && awaitAck(ctx, f, deadline, &expired) {
+			continue
+		}
+		msg, err := newMsg(ctx, o.Subject, o.MsgID, o.Msg)
+		if err != nil {
+			continue // reported above
+		}
+		if _, err := PublishMsg(ctx, js, msg, o.MsgID); err != nil {
+			errs = append(errs, publishError(o.Subject, o.MsgID, err))
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
+// awaitAck reports whether f was acked: waiting until deadline, and once
+// the deadline has passed (*expired) only looking.
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture, deadline <-chan time.Time, expired *bool) bool {
+	if !*expired {
+		select {
+		case <-f.Ok():
+			return true
+		case <-f.Err():
+			return false
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			*expired = true
+		}
+	}
+	select {
+	case <-f.Ok():
+		return true
+	default:
+		return false
+	}
+}
+
+// newMsg marshals m into a message for subject with orgsync's headers and
+// the trace context of ctx.
+func newMsg(ctx context.Context, subject, msgID string, m proto.Message) (*nats.Msg, error) {
+	if msgID == "" {
+		return nil, fmt.Errorf("natsx: publish to %s: empty message id (dedupe needs a deterministic Nats-Msg-Id)", subject)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("natsx: publish to %s (msg id %s): nil message", subject, msgID)
+	}
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("natsx: publish to %s (msg id %s): marshal %s: %w", subject, msgID, m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(HeaderContentType, ContentTypeProto)
+	msg.Header.Set(HeaderMessageType, string(m.ProtoReflect().Descriptor().FullName()))
+	telemetry.InjectNATS(ctx, msg.Header)
+	return msg, nil
+}
+
+func publishError(subject, msgID string, err error) error {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		err = fmt.Errorf("%w (no stream captures %s, or its stream has no leader: did EnsureStreams run, is the cluster up?)", err, subject)
+	}
+	return fmt.Errorf("natsx: publish to %s (msg id %s): %w", subject, msgID, err)
 }
 
 // Publish retries (PublishMsg). While a cluster elects a new stream leader

@@ -2,10 +2,13 @@ package natsx_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
@@ -120,5 +123,44 @@ func TestPublishDedupesOnMsgID(t *testing.T) {
 	}
 	if err := natsx.Publish(ctx, js, subj, "", req); err == nil {
 		t.Fatal("publish without msg id accepted")
+	}
+}
+
+func TestPublishAllStoresInOrderDedupesAndReportsEachFailure(t *testing.T) {
+	t.Parallel()
+	_, js := natsxtest.Start(t)
+	ctx := context.Background()
+	subj, _ := natsx.CloneSubject("acme-src")
+	batch := make([]natsx.Outgoing, 50)
+	for i := range batch {
+		id := fmt.Sprintf("req-%02d", i)
+		batch[i] = natsx.Outgoing{Subject: subj, MsgID: id, Msg: &orgsyncv1.CloneRequest{RequestId: id}}
+	}
+	if err := natsx.PublishAll(ctx, js, batch); err != nil {
+		t.Fatal(err)
+	}
+	// The same batch again (a replayed plan): every message is a duplicate.
+	// Two bad messages fail alone; the good one between them is stored.
+	again := append(append([]natsx.Outgoing{}, batch...),
+		natsx.Outgoing{Subject: "nowhere.acme", MsgID: "x", Msg: &orgsyncv1.CloneRequest{}},
+		natsx.Outgoing{Subject: subj, MsgID: "req-50", Msg: &orgsyncv1.CloneRequest{RequestId: "req-50"}},
+		natsx.Outgoing{Subject: subj, MsgID: "", Msg: &orgsyncv1.CloneRequest{}})
+	err := natsx.PublishAll(ctx, js, again)
+	if err == nil || !strings.Contains(err.Error(), "nowhere.acme") || !strings.Contains(err.Error(), "empty message id") {
+		t.Fatalf("batch with an uncaptured subject and an empty id: %v", err)
+	}
+	st, _ := js.Stream(ctx, natsx.StreamClone)
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != 51 {
+		t.Fatalf("CLONE holds %d messages, want 51 (50, no duplicates, and req-50)", info.State.Msgs)
+	}
+	for seq := uint64(1); seq <= 51; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("req-%02d", seq-1); raw.Header.Get(jetstream.MsgIDHeader) != want {
+			t.Fatalf("message %d has id %q, want %q (stored out of order)", seq, raw.Header.Get(jetstream.MsgIDHeader), want)
+		}
 	}
 }

@@ -261,6 +261,8 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 	res := &PlanResult{PlanID: r.plan.GetPlanId()}
 	var retry []error
 	done, failed, changed := 0, 0, 0
+	var finished, baselined []*userRun
+	var userEvents []*orgsyncv1.Event
 	for _, u := range r.users {
 		ur := UserResult{ExternalID: u.ext, TargetUserID: u.id, Steps: u.stepStatus()}
 		calls := r.m.user(u.ext, len(r.users))
@@ -285,20 +287,33 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 			ur.Status = orgsyncv1.Status_STATUS_UNCHANGED
 		}
 		done++
+		finished = append(finished, u)
 		if !r.dry && u.failed == nil && u.skipped == "" {
-			if err := r.e.deps.Store.PutBaseline(r.org, u.d); err != nil {
-				retry = append(retry, fmt.Errorf("user %s: store baseline: %w", u.ext, err))
-			} else {
-				r.requestIntegration(ctx, u)
-			}
+			baselined = append(baselined, u)
 		}
-		r.afterUser(ctx, u)
 		res.Users = append(res.Users, ur)
-		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: ur.Status,
+		userEvents = append(userEvents, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: ur.Status,
 			UserExternalId: u.ext, TargetUserId: u.id, Reason: ur.Reason, ApiCalls: ur.Calls,
 			Message: fmt.Sprintf("user %s %s", u.d.GetEmail(), statusWord(ur.Status)),
 			Done:    int32(done), Total: int32(len(r.users))})
 	}
+	configs := make([]*orgsyncv1.UserConfig, len(baselined))
+	for i, u := range baselined {
+		configs[i] = u.d
+	}
+	if err := r.e.deps.Store.PutBaselines(r.org, configs...); err != nil {
+		for _, u := range baselined {
+			retry = append(retry, fmt.Errorf("user %s: store baseline: %w", u.ext, err))
+		}
+	} else {
+		for _, u := range baselined {
+			r.requestIntegration(ctx, u)
+		}
+	}
+	for _, u := range finished {
+		r.afterUser(ctx, u)
+	}
+	r.emitAll(ctx, userEvents)
 	res.Calls = r.m.plan().proto()
 	if len(retry) > 0 {
 		return res, fmt.Errorf("provisioner: plan %s in %s unfinished (%d of %d users done; resumes on redelivery): %w",
@@ -350,12 +365,31 @@ func (r *run) emit(ctx context.Context, ev *orgsyncv1.Event) {
 	}
 }
 
+// emitAll publishes events of this plan pipelined, logging (not failing)
+// on error, as emit does.
+func (r *run) emitAll(ctx context.Context, evs []*orgsyncv1.Event) {
+	if r.e.deps.Events == nil || len(evs) == 0 {
+		return
+	}
+	for _, ev := range evs {
+		r.stamp(ev)
+	}
+	if err := r.e.deps.Events.EmitAll(context.WithoutCancel(ctx), evs); err != nil {
+		r.e.log.Warn("emit events", "plan", r.plan.GetPlanId(), "events", len(evs), "err", err)
+	}
+}
+
+// stamp sets the plan's identity on ev.
+func (r *run) stamp(ev *orgsyncv1.Event) {
+	ev.RequestId, ev.PlanId, ev.Org, ev.SourceOrg = r.plan.GetRequestId(), r.plan.GetPlanId(), r.org, r.plan.GetSourceOrg()
+	ev.PlanParts = r.plan.GetParts()
+}
+
 func (r *run) emitErr(ctx context.Context, ev *orgsyncv1.Event) error {
 	if r.e.deps.Events == nil {
 		return nil
 	}
-	ev.RequestId, ev.PlanId, ev.Org, ev.SourceOrg = r.plan.GetRequestId(), r.plan.GetPlanId(), r.org, r.plan.GetSourceOrg()
-	ev.PlanParts = r.plan.GetParts()
+	r.stamp(ev)
 	return r.e.deps.Events.Emit(context.WithoutCancel(ctx), ev)
 }
 

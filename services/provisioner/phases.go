@@ -135,15 +135,11 @@ func (r *run) runPhase(ctx context.Context, ph phase) {
 		results = r.forEach(ctx, pending, func(ctx context.Context, u *userRun) stepResult { return ph.each(r, ctx, u) })
 	}
 	for _, u := range pending {
-		res, ok := results[u]
-		if !ok {
-			res = failed(fmt.Errorf("internal: step %s produced no result", stepName(ph.kind)))
-		}
-		if res.err != nil {
+		if res, ok := results[u]; ok && res.err != nil {
 			span.SetStatus(codes.Error, res.err.Error())
 		}
-		r.finishStep(ctx, u, u.steps[ph.kind], res)
 	}
+	r.finishSteps(ctx, ph.kind, pending, results)
 }
 
 // forEach runs fn for every user, UserConcurrency at a time.
@@ -168,38 +164,68 @@ func (r *run) forEach(ctx context.Context, users []*userRun, fn func(context.Con
 	return out
 }
 
-// finishStep records a step's outcome: journal (not in a dry run), STEP
-// event, observer; a failure dooms the user (permanent) or ends its work for
-// this attempt (transient, resumed on redelivery).
-func (r *run) finishStep(ctx context.Context, u *userRun, stepID string, res stepResult) {
-	if res.err != nil {
-		if !permanentForUser(res.err) {
-			u.retry = res.err
-			return
+// finishSteps records the outcomes of one phase: the journal (not in a dry
+// run; one transaction for the phase), STEP events (pipelined), observer. A
+// failure dooms the user (permanent) or ends its work for this attempt
+// (transient, resumed on redelivery). Events follow the journal, so an
+// event never announces a step that a restart would run again.
+func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []*userRun, results map[*userRun]stepResult) {
+	type outcome struct {
+		u       *userRun
+		ev      *orgsyncv1.Event
+		journal bool // a finished step to journal (not a failure, not a dry run)
+	}
+	var outs []outcome
+	var recs []StepRecord
+	for _, u := range users {
+		stepID := u.steps[kind]
+		res, ok := results[u]
+		if !ok {
+			res = failed(fmt.Errorf("internal: step %s produced no result", stepName(kind)))
 		}
-		u.failed = fmt.Errorf("step %s: %w", stepID, res.err)
-		u.setStatus(stepID, orgsyncv1.Status_STATUS_FAILED)
-		r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_FAILED,
-			UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Reason: res.err.Error(), Diffs: res.diffs,
-			Message: fmt.Sprintf("%s of %s failed", stepID, u.d.GetEmail())})
+		if res.err != nil {
+			if !permanentForUser(res.err) {
+				u.retry = res.err
+				continue
+			}
+			u.failed = fmt.Errorf("step %s: %w", stepID, res.err)
+			u.setStatus(stepID, orgsyncv1.Status_STATUS_FAILED)
+			outs = append(outs, outcome{u: u, ev: &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_FAILED,
+				UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Reason: res.err.Error(), Diffs: res.diffs,
+				Message: fmt.Sprintf("%s of %s failed", stepID, u.d.GetEmail())}})
+			continue
+		}
+		if r.dry && res.status == orgsyncv1.Status_STATUS_CHANGED {
+			res.status = orgsyncv1.Status_STATUS_PLANNED
+		}
+		u.setStatus(stepID, res.status)
+		if !r.dry {
+			recs = append(recs, StepRecord{UserExtID: u.ext, StepID: stepID,
+				Entry: JournalEntry{Status: res.status, TargetUserID: u.id, At: time.Now().UTC()}})
+		}
+		outs = append(outs, outcome{u: u, journal: !r.dry, ev: &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: res.status,
+			UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Message: res.msg, Reason: res.reason,
+			Diffs: res.diffs, Attributes: res.attrs}})
+	}
+	journalErr := r.e.deps.Store.MarkStepsDone(r.org, r.plan.GetPlanId(), recs...)
+	evs := make([]*orgsyncv1.Event, 0, len(outs))
+	for _, o := range outs {
+		if o.journal && journalErr != nil {
+			// Nothing of the phase is journaled: the user resumes at this
+			// step, and its event waits for that attempt.
+			o.u.retry = fmt.Errorf("journal step %s: %w", o.u.steps[kind], journalErr)
+			continue
+		}
+		evs = append(evs, o.ev)
+	}
+	r.emitAll(ctx, evs)
+	if r.e.deps.Observer == nil || journalErr != nil {
 		return
 	}
-	if r.dry && res.status == orgsyncv1.Status_STATUS_CHANGED {
-		res.status = orgsyncv1.Status_STATUS_PLANNED
-	}
-	u.setStatus(stepID, res.status)
-	if !r.dry {
-		entry := JournalEntry{Status: res.status, TargetUserID: u.id, At: time.Now().UTC()}
-		if err := r.e.deps.Store.MarkStepDone(r.org, r.plan.GetPlanId(), u.ext, stepID, entry); err != nil {
-			u.retry = fmt.Errorf("journal step %s: %w", stepID, err)
-			return
+	for _, o := range outs {
+		if o.journal {
+			r.e.deps.Observer(ctx, r.org, r.plan.GetPlanId(), o.u.ext, o.ev.GetStep(), o.ev.GetStatus())
 		}
-	}
-	r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: res.status,
-		UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Message: res.msg, Reason: res.reason,
-		Diffs: res.diffs, Attributes: res.attrs})
-	if !r.dry && r.e.deps.Observer != nil {
-		r.e.deps.Observer(ctx, r.org, r.plan.GetPlanId(), u.ext, stepID, res.status)
 	}
 }
 

@@ -133,15 +133,35 @@ func (s *Store) StepDone(org, planID, userExtID, stepID string) (JournalEntry, b
 	return e, found, err
 }
 
-// MarkStepDone journals a finished step, so a restarted provisioner resumes
-// at the next unfinished one.
-func (s *Store) MarkStepDone(org, planID, userExtID, stepID string, e JournalEntry) error {
-	v, err := json.Marshal(e)
-	if err != nil {
-		return err
+// StepRecord is one finished step of a user plan, for MarkStepsDone.
+type StepRecord struct {
+	UserExtID, StepID string
+	Entry             JournalEntry
+}
+
+// MarkStepsDone journals finished steps of a plan, so a restarted
+// provisioner resumes at each user's next unfinished one. All records are
+// written in one transaction (one fsync for a phase of many users): all are
+// journaled or, on error, none.
+func (s *Store) MarkStepsDone(org, planID string, recs ...StepRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	vals := make([][]byte, len(recs))
+	for i, rec := range recs {
+		v, err := json.Marshal(rec.Entry)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
 	}
 	return s.update(org, bucketJournal, func(b *bolt.Bucket) error {
-		return b.Put(journalKey(planID, userExtID, stepID), v)
+		for i, rec := range recs {
+			if err := b.Put(journalKey(planID, rec.UserExtID, rec.StepID), vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -166,14 +186,27 @@ func (s *Store) Baseline(org, userExtID string) (*orgsyncv1.UserConfig, error) {
 	return out, nil
 }
 
-// PutBaseline stores the configuration applied to a user in org.
-func (s *Store) PutBaseline(org string, u *orgsyncv1.UserConfig) error {
-	v, err := proto.Marshal(u)
-	if err != nil {
-		return err
+// PutBaselines stores the configurations applied to users in org, in one
+// transaction: all or, on error, none.
+func (s *Store) PutBaselines(org string, users ...*orgsyncv1.UserConfig) error {
+	if len(users) == 0 {
+		return nil
+	}
+	vals := make([][]byte, len(users))
+	for i, u := range users {
+		v, err := proto.Marshal(u)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
 	}
 	return s.update(org, bucketBaseline, func(b *bolt.Bucket) error {
-		return b.Put([]byte(u.GetExternalId()), v)
+		for i, u := range users {
+			if err := b.Put([]byte(u.GetExternalId()), vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

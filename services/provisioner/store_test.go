@@ -17,8 +17,8 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 	}
 	u := &orgsyncv1.UserConfig{ExternalId: "src|USER|a@x.com", Title: "Agent"}
 	must(t, s.PutTargetID("t1", "src|SKILL|Billing", "skill-1"))
-	must(t, s.MarkStepDone("t1", "p1", u.ExternalId, "routing", JournalEntry{Status: orgsyncv1.Status_STATUS_CHANGED, TargetUserID: "u-1"}))
-	must(t, s.PutBaseline("t1", u))
+	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "routing", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_CHANGED, TargetUserID: "u-1"}}))
+	must(t, s.PutBaselines("t1", u))
 	must(t, s.Close())
 
 	s, err = OpenStore(path)
