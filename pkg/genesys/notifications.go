@@ -61,12 +61,12 @@ func (c *Client) ReplaceSubscriptions(ctx context.Context, channelID string, top
 }
 
 func (c *Client) subscriptions(ctx context.Context, o operation, channelID string, topics []string) ([]ChannelTopic, error) {
-	body := make([]map[string]string, 0, len(topics))
+	body := make([]ChannelTopic, 0, len(topics))
 	for _, t := range topics {
 		if strings.TrimSpace(t) == "" {
 			return nil, invalidArg(o, "empty topic")
 		}
-		body = append(body, map[string]string{"id": t})
+		body = append(body, ChannelTopic{ID: t})
 	}
 	var page entityPage[ChannelTopic]
 	err := c.do(ctx, request{op: o, params: []string{channelID}, body: body, out: &page, idempotent: true})

@@ -51,9 +51,9 @@ func (c *Client) changeQueueMembers(ctx context.Context, queueID string, userIDs
 		q = url.Values{"delete": {"true"}}
 	}
 	for _, chunk := range chunks(userIDs, queueMemberChunk) {
-		body := make([]map[string]string, len(chunk))
+		body := make([]UserRef, len(chunk))
 		for i, id := range chunk {
-			body[i] = map[string]string{"id": id}
+			body[i] = UserRef{ID: id}
 		}
 		if err := c.do(ctx, request{op: opChangeQueueMembers, params: []string{queueID}, query: q, body: body, idempotent: true}); err != nil {
 			return err

@@ -8,23 +8,43 @@ import (
 
 // userLocks serialises work on one user of one org across concurrent plans:
 // a plan takes the locks of all its users, in sorted order (so two plans
-// with overlapping users never deadlock), before its first step.
+// with overlapping users never deadlock), before its first step. A lock
+// lives only while a plan holds or waits for it, so a long-running
+// provisioner keeps no entry per user it has ever seen.
 type userLocks struct {
 	mu    sync.Mutex
-	locks map[string]chan struct{}
+	locks map[string]*userLock
 }
 
-func newUserLocks() *userLocks { return &userLocks{locks: map[string]chan struct{}{}} }
+type userLock struct {
+	ch   chan struct{} // holds a token while taken
+	refs int           // plans holding or waiting for it
+}
 
-func (l *userLocks) get(key string) chan struct{} {
+func newUserLocks() *userLocks { return &userLocks{locks: map[string]*userLock{}} }
+
+// ref returns key's lock, counting the caller among its users.
+func (l *userLocks) ref(key string) *userLock {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ch, ok := l.locks[key]
+	ul, ok := l.locks[key]
 	if !ok {
-		ch = make(chan struct{}, 1)
-		l.locks[key] = ch
+		ul = &userLock{ch: make(chan struct{}, 1)}
+		l.locks[key] = ul
 	}
-	return ch
+	ul.refs++
+	return ul
+}
+
+// unref drops the caller from key's users and the lock with its last one.
+func (l *userLocks) unref(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ul := l.locks[key]; ul != nil {
+		if ul.refs--; ul.refs == 0 {
+			delete(l.locks, key)
+		}
+	}
 }
 
 // acquire locks every (org, user) pair and returns the release function, or
@@ -36,18 +56,21 @@ func (l *userLocks) acquire(ctx context.Context, org string, users []string) (re
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	var held []chan struct{}
+	var held []string
+	var heldLocks []*userLock
 	release = func() {
-		for _, ch := range held {
-			<-ch
+		for i, k := range held {
+			<-heldLocks[i].ch
+			l.unref(k)
 		}
 	}
 	for _, k := range keys {
-		ch := l.get(k)
+		ul := l.ref(k)
 		select {
-		case ch <- struct{}{}:
-			held = append(held, ch)
+		case ul.ch <- struct{}{}:
+			held, heldLocks = append(held, k), append(heldLocks, ul)
 		case <-ctx.Done():
+			l.unref(k)
 			release()
 			return nil, ctx.Err()
 		}

@@ -3,7 +3,9 @@ package provisioner
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -16,8 +18,11 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := &orgsyncv1.UserConfig{ExternalId: "src|USER|a@x.com", Title: "Agent"}
+	at := time.Now().UTC().Truncate(time.Millisecond)
 	must(t, s.PutTargetID("t1", "src|SKILL|Billing", "skill-1"))
-	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "routing", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_CHANGED, TargetUserID: "u-1"}}))
+	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "ensure", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_UNCHANGED, TargetUserID: "u-1", At: at}}))
+	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "routing", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_CHANGED, TargetUserID: "u-1"}},
+		StepRecord{UserExtID: "src|USER|b@x.com", StepID: "routing", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_FAILED}}))
 	must(t, s.PutBaselines("t1", u))
 	must(t, s.Close())
 
@@ -32,8 +37,17 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 	if _, ok, _ := s.TargetID("t2", "src|SKILL|Billing"); ok {
 		t.Error("translation leaked across orgs")
 	}
-	if e, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "routing"); !ok || e.TargetUserID != "u-1" {
-		t.Errorf("StepDone = %+v, %v", e, ok)
+	if e, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "routing"); !ok || e.TargetUserID != "u-1" || e.Status != orgsyncv1.Status_STATUS_CHANGED {
+		t.Errorf("StepDone(routing) = %+v, %v", e, ok)
+	}
+	if e, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "ensure"); !ok || e.Status != orgsyncv1.Status_STATUS_UNCHANGED || !e.At.Equal(at) {
+		t.Errorf("StepDone(ensure) after a later step of the same user = %+v, %v", e, ok)
+	}
+	if e, ok, _ := s.StepDone("t1", "p1", "src|USER|b@x.com", "routing"); !ok || e.Status != orgsyncv1.Status_STATUS_FAILED {
+		t.Errorf("StepDone of the second user of the batch = %+v, %v", e, ok)
+	}
+	if _, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "team"); ok {
+		t.Error("StepDone(team) reports a step never journaled")
 	}
 	if _, ok, _ := s.StepDone("t1", "p2", u.ExternalId, "routing"); ok {
 		t.Error("journal leaked across plans")
@@ -68,6 +82,56 @@ func BenchmarkTargetIDLookup(b *testing.B) {
 	for b.Loop() {
 		if _, ok, _ := s.TargetID("t1", "src|SKILL|Billing"); !ok {
 			b.Fatal("missing")
+		}
+	}
+}
+
+// A file written with the per-step journal layout opens cleanly: the old
+// journal is dropped (it only spared lookups) and everything else is kept.
+func TestOpenStoreDropsJournalV1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.PutTargetID("t1", "src|SKILL|Billing", "skill-1"))
+	must(t, s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket([]byte("t1")).CreateBucketIfNotExists(bucketJournalV1)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("p1\x00src|USER|a@x.com\x00routing"), []byte(`{"status":2}`))
+	}))
+	must(t, s.Close())
+	if s, err = OpenStore(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	must(t, s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte("t1")).Bucket(bucketJournalV1) != nil {
+			t.Error("old journal bucket still there after reopen")
+		}
+		return nil
+	}))
+	if id, ok, _ := s.TargetID("t1", "src|SKILL|Billing"); !ok || id != "skill-1" {
+		t.Errorf("TargetID after dropping the old journal = %q, %v", id, ok)
+	}
+}
+
+func TestJournalRecordRoundTripsAndRejectsTruncation(t *testing.T) {
+	j := userJournal{TargetUserID: "u-1", Steps: map[string]stepMark{
+		"ensure": {Status: orgsyncv1.Status_STATUS_UNCHANGED, At: 1764650000123},
+		"team":   {Status: orgsyncv1.Status_STATUS_CHANGED, At: -5},
+	}}
+	rec := j.encode()
+	got, err := decodeJournal(rec)
+	if err != nil || got.TargetUserID != j.TargetUserID || len(got.Steps) != 2 ||
+		got.Steps["ensure"] != j.Steps["ensure"] || got.Steps["team"] != j.Steps["team"] {
+		t.Fatalf("decode(encode(%+v)) = %+v, %v", j, got, err)
+	}
+	for n := 1; n < len(rec); n++ {
+		if cut, err := decodeJournal(rec[:n]); err == nil && len(cut.Steps) == 2 {
+			t.Fatalf("record cut to %d of %d bytes decoded whole: %+v", n, len(rec), cut)
 		}
 	}
 }
