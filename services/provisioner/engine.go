@@ -57,6 +57,7 @@ type Engine struct {
 	cfg    EngineConfig
 	log    *slog.Logger
 	locks  *userLocks
+	reads  *sharedReads // reads coalesced across concurrent plans
 	flight singleflight.Group
 }
 
@@ -68,7 +69,7 @@ func NewEngine(deps EngineDeps, cfg EngineConfig) *Engine {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return &Engine{deps: deps, cfg: cfg, log: deps.Logger, locks: newUserLocks()}
+	return &Engine{deps: deps, cfg: cfg, log: deps.Logger, locks: newUserLocks(), reads: newSharedReads()}
 }
 
 // PlanResult is the outcome of one Apply.

@@ -96,22 +96,14 @@ func (r *run) applyQueues(ctx context.Context, pending []*userRun) map[*userRun]
 			}
 		}
 		sort.Strings(users)
-		err := r.m.call(ctx, users, func(ctx context.Context) error {
-			ms, err := r.c.ListQueueMembers(ctx, q)
-			members[q] = map[string]bool{}
-			for _, m := range ms {
-				id := m.ID
-				if m.User != nil && m.User.ID != "" {
-					id = m.User.ID
-				}
-				members[q][id] = true
-			}
+		err := r.m.call(ctx, users, func(ctx context.Context) (err error) {
+			members[q], err = r.queueMembers(ctx, q)
 			return err
 		})
 		if err != nil {
 			for _, u := range pending {
 				if _, done := out[u]; !done && u.act.queues == nil && (want[u][q] || base[u][q]) {
-					out[u] = failed(fmt.Errorf("list members of queue %s: %w", r.nameOf(q), err))
+					out[u] = failed(err)
 				}
 			}
 		}

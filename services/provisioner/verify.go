@@ -138,23 +138,12 @@ func (v *verification) readQueues(ctx context.Context) error {
 	v.members = map[string]map[string]bool{}
 	for _, q := range sortedKeys(need) {
 		err := v.r.m.call(ctx, need[q], func(ctx context.Context) error {
-			ms, err := v.r.c.ListQueueMembers(ctx, q)
-			if err != nil {
-				return fmt.Errorf("verify: list members of queue %s: %w", v.r.nameOf(q), err)
-			}
-			set := map[string]bool{}
-			for _, m := range ms {
-				id := m.ID
-				if m.User != nil && m.User.ID != "" {
-					id = m.User.ID
-				}
-				set[id] = true
-			}
+			set, err := v.r.queueMembers(ctx, q)
 			v.members[q] = set
-			return nil
+			return err
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("verify: %w", err)
 		}
 	}
 	return nil
