@@ -56,19 +56,22 @@ func (l *userLocks) acquire(ctx context.Context, org string, users []string) (re
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	var held []string
-	var heldLocks []*userLock
+	type heldLock struct {
+		key string
+		ul  *userLock
+	}
+	var held []heldLock
 	release = func() {
-		for i, k := range held {
-			<-heldLocks[i].ch
-			l.unref(k)
+		for _, h := range held {
+			<-h.ul.ch
+			l.unref(h.key)
 		}
 	}
 	for _, k := range keys {
 		ul := l.ref(k)
 		select {
 		case ul.ch <- struct{}{}:
-			held, heldLocks = append(held, k), append(heldLocks, ul)
+			held = append(held, heldLock{k, ul})
 		case <-ctx.Done():
 			l.unref(k)
 			release()
