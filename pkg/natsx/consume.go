@@ -397,31 +397,34 @@ func (r *runner) handle(ctx context.Context, jm jetstream.Msg) {
 
 	took := time.Since(began)
 	outcome := OutcomeRetry
-	defer func() {
-		observeDelivery(hctx, Delivery{Stream: r.spec.Stream, Consumer: r.spec.Durable, Subject: jm.Subject(),
-			Delivered: m.Delivered(), Outcome: outcome, Duration: took, Err: err})
-	}()
 	switch {
 	case err == nil:
 		outcome = OutcomeAcked
-		if aerr := jm.Ack(); aerr != nil {
-			r.log.Warn("natsx: ack failed; the message will be redelivered (handlers are idempotent)", "msg", m.String(), "err", aerr)
-		}
-		return
 	case IsPermanent(err):
 		outcome = OutcomeTerminated
-		span.SetStatus(codes.Error, err.Error())
-		r.terminate(hctx, m, err)
 	case ctx.Err() != nil:
 		// Shutdown interrupted the handler (ctx is the handlers' ctx,
 		// cancelled only on stop): not the message's fault.
 		outcome = OutcomeInterrupted
-		span.SetStatus(codes.Error, "interrupted by shutdown")
-		r.nak(jm, 0)
 	case r.spec.MaxDeliver > 0 && m.Delivered() >= uint64(r.spec.MaxDeliver):
 		outcome = OutcomeTerminated
+		err = fmt.Errorf("%w (%d attempts), last error: %w", ErrMaxDeliveries, m.Delivered(), err)
+	}
+	// Counted before it is settled: whoever sees the message acked (the
+	// consumer drained) or terminated sees it in the metrics too.
+	observeDelivery(hctx, Delivery{Stream: r.spec.Stream, Consumer: r.spec.Durable, Subject: jm.Subject(),
+		Delivered: m.Delivered(), Outcome: outcome, Duration: took, Err: err})
+	switch outcome {
+	case OutcomeAcked:
+		if aerr := jm.Ack(); aerr != nil {
+			r.log.Warn("natsx: ack failed; the message will be redelivered (handlers are idempotent)", "msg", m.String(), "err", aerr)
+		}
+	case OutcomeTerminated:
 		span.SetStatus(codes.Error, err.Error())
-		r.terminate(hctx, m, fmt.Errorf("%w (%d attempts), last error: %w", ErrMaxDeliveries, m.Delivered(), err))
+		r.terminate(hctx, m, err)
+	case OutcomeInterrupted:
+		span.SetStatus(codes.Error, "interrupted by shutdown")
+		r.nak(jm, 0)
 	default:
 		span.SetStatus(codes.Error, err.Error())
 		delay := r.backoff(m.Delivered())

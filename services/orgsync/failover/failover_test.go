@@ -193,14 +193,16 @@ func TestProvisionerFailover(t *testing.T) {
 			fig.ExtraCalls += n - beforeCalls[k] - reference[k]
 		}
 		// The takeover is visible in the standby's metrics: the plan it
-		// finished was a redelivery.
-		m := provs[standby].metrics()
-		if got := m.sum("orgsync_messages_redelivered_total", "subject=orgsync.plan."+org); got <= standbyRedelivered {
-			t.Errorf("round %d: standby %s shows no redelivered plan of %s (orgsync_messages_redelivered_total %v)", r, provs[standby].name, org, got)
-		}
-		if m.sum("orgsync_plan_duration_seconds_count", "org="+org) == 0 {
-			t.Errorf("round %d: standby %s records no plan duration for %s", r, provs[standby].name, org)
-		}
+		// finished was a redelivery. A delivery is counted once the handler
+		// has returned and the message is acked, which is after the plan's
+		// last event told the request it was done; so poll.
+		waitForState(t, 30*time.Second, fmt.Sprintf("round %d: standby %s to count the redelivered plan of %s and its duration", r, provs[standby].name, org), func() (bool, string) {
+			m := provs[standby].metrics()
+			redelivered := m.sum("orgsync_messages_redelivered_total", "subject=orgsync.plan."+org)
+			durations := m.sum("orgsync_plan_duration_seconds_count", "org="+org)
+			return redelivered > standbyRedelivered && durations > 0,
+				fmt.Sprintf("orgsync_messages_redelivered_total %v (before the kill %v), orgsync_plan_duration_seconds_count %v", redelivered, standbyRedelivered, durations)
+		})
 		figures = append(figures, fig)
 		t.Logf("kill round %d: %s killed after %d writes in %s (active on %v); standby %s took over in %v; %d extra API calls",
 			r, fig.Victim, killAt, org, fig.ActiveOn, provs[standby].name, fig.Failover, fig.ExtraCalls)
