@@ -54,7 +54,10 @@ type env struct {
 	events []*orgsyncv1.Event
 }
 
-func newEnv(t *testing.T, cfg gcsim.Config) *env {
+func newEnv(t *testing.T, cfg gcsim.Config) *env { return newEnvWith(t, cfg, nil) }
+
+// newEnvWith is newEnv with each org's client settings edited by edit.
+func newEnvWith(t *testing.T, cfg gcsim.Config, edit func(*genesys.OrgConfig)) *env {
 	t.Helper()
 	if cfg.RateLimitPerMinute == 0 {
 		cfg.RateLimitPerMinute = -1
@@ -70,8 +73,12 @@ func newEnv(t *testing.T, cfg gcsim.Config) *env {
 	t.Cleanup(srv.Close)
 	rec := apispec.NewValidatingTransport(http.DefaultTransport)
 	org := func(n string) genesys.OrgConfig {
-		return genesys.OrgConfig{APIBaseURL: srv.URL, LoginBaseURL: srv.URL, ClientID: n + "-client", ClientSecret: n + "-secret",
+		c := genesys.OrgConfig{APIBaseURL: srv.URL, LoginBaseURL: srv.URL, ClientID: n + "-client", ClientSecret: n + "-secret",
 			RateLimit: 1000, Burst: 100, ConsistencyWindow: 5 * time.Second}
+		if edit != nil {
+			edit(&c)
+		}
+		return c
 	}
 	reg := orgs.NewRegistry(map[string]genesys.OrgConfig{
 		src: org("source"), "t1": org("target1"), "t2": org("target2"), "t3": org("target3"),

@@ -14,8 +14,9 @@ import (
 // what a read-back needs. A new round waits for the key's previous one to
 // end, so there is at most one read of a key in flight.
 type sharedReads struct {
-	mu   sync.Mutex
-	keys map[string]*readKey
+	mu    sync.Mutex
+	keys  map[string]*readKey
+	sizes map[string]int // key → entries in its last answer (queueMembers)
 }
 
 type readKey struct {
@@ -29,7 +30,24 @@ type readRound struct {
 	err  error
 }
 
-func newSharedReads() *sharedReads { return &sharedReads{keys: map[string]*readKey{}} }
+func newSharedReads() *sharedReads {
+	return &sharedReads{keys: map[string]*readKey{}, sizes: map[string]int{}}
+}
+
+// lastSize is how many entries key's last answer held (false before the
+// first read): what the next read of it will cost, about.
+func (s *sharedReads) lastSize(key string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.sizes[key]
+	return n, ok
+}
+
+func (s *sharedReads) setSize(key string, n int) {
+	s.mu.Lock()
+	s.sizes[key] = n
+	s.mu.Unlock()
+}
 
 // do returns the answer of a round of read for key that started after this
 // call. The caller that opens a round runs read with its ctx; the others
@@ -80,7 +98,8 @@ func (s *sharedReads) do(ctx context.Context, key string, read func(context.Cont
 // that started after the call (shared with concurrent plans of the org).
 // The set is shared: read it, never change it.
 func (r *run) queueMembers(ctx context.Context, q string) (map[string]bool, error) {
-	v, err := r.e.reads.do(ctx, r.org+"\x00queue-members\x00"+q, func(ctx context.Context) (any, error) {
+	key := queueMembersKey(r.org, q)
+	v, err := r.e.reads.do(ctx, key, func(ctx context.Context) (any, error) {
 		ms, err := r.c.ListQueueMembers(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("list members of queue %s: %w", r.nameOf(q), err)
@@ -93,10 +112,22 @@ func (r *run) queueMembers(ctx context.Context, q string) (map[string]bool, erro
 			}
 			set[id] = true
 		}
+		r.e.reads.setSize(key, len(set))
 		return set, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(map[string]bool), nil
+}
+
+func queueMembersKey(org, q string) string { return org + "\x00queue-members\x00" + q }
+
+// queueListingPages estimates what listing queue q's members costs in
+// calls: its size at the last listing plus the members a plan may have
+// added since (never listed: the adds alone), a page per PageSize.
+func (r *run) queueListingPages(q string, added int) int {
+	n, _ := r.e.reads.lastSize(queueMembersKey(r.org, q))
+	size := max(1, r.c.Config().PageSize)
+	return max(1, (n+added+size-1)/size)
 }

@@ -119,8 +119,16 @@ func (v *verification) readUsers(ctx context.Context) error {
 	})
 }
 
+// readQueues reads the memberships VERIFY must prove, by whichever read
+// costs fewer calls: one member listing per queue (O(queue size) each), or
+// one queue list per user (GET /users/{id}/queues: the queues the user is
+// joined to). A small queue is cheaper listed; plans of 20 users in queues
+// of 2,000 are cheaper read per user. A queue missing from a user's own
+// list is not proof either way (a member can be unjoined), so those
+// queues are listed after all.
 func (v *verification) readQueues(ctx context.Context) error {
 	need := map[string][]string{} // queue id → users wanting it
+	var users []*userRun          // the users in need, once each
 	for _, u := range v.users {
 		if !u.included(orgsyncv1.Component_COMPONENT_QUEUES) {
 			continue
@@ -129,13 +137,28 @@ func (v *verification) readQueues(ctx context.Context) error {
 		if u.act.queues != nil && !u.wrote(orgsyncv1.StepKind_STEP_KIND_QUEUES) && u.found != foundCreated {
 			continue
 		}
+		wants := false
 		for _, ref := range u.d.GetQueueRefs() {
 			if q := v.r.id(ref); q != "" {
 				need[q] = append(need[q], u.ext)
+				wants = true
 			}
+		}
+		if wants {
+			users = append(users, u)
 		}
 	}
 	v.members = map[string]map[string]bool{}
+	listing := 0
+	for q, exts := range need {
+		listing += v.r.queueListingPages(q, len(exts))
+	}
+	if len(users) < listing {
+		var err error
+		if need, err = v.readUserQueues(ctx, users); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
 	for _, q := range sortedKeys(need) {
 		err := v.r.m.call(ctx, need[q], func(ctx context.Context) error {
 			set, err := v.r.queueMembers(ctx, q)
@@ -147,6 +170,53 @@ func (v *verification) readQueues(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// readUserQueues reads the queue list of each of users and records the
+// memberships it shows in v.members; it returns the queues some user's
+// list lacks (queue id → those users), which must still be listed.
+func (v *verification) readUserQueues(ctx context.Context, users []*userRun) (map[string][]string, error) {
+	var mu sync.Mutex
+	joined := map[*userRun]map[string]bool{}
+	res := v.r.forEach(ctx, users, func(ctx context.Context, u *userRun) stepResult {
+		err := v.r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
+			qs, err := v.r.c.ListUserQueues(ctx, u.id)
+			if err != nil {
+				return fmt.Errorf("list queues of user %s: %w", u.id, err)
+			}
+			set := make(map[string]bool, len(qs))
+			for _, q := range qs {
+				set[q.ID] = true
+			}
+			mu.Lock()
+			joined[u] = set
+			mu.Unlock()
+			return nil
+		})
+		return failed(err)
+	})
+	for _, u := range users {
+		if err := res[u].err; err != nil {
+			return nil, err
+		}
+	}
+	rest := map[string][]string{}
+	for _, u := range users {
+		for _, ref := range u.d.GetQueueRefs() {
+			q := v.r.id(ref)
+			switch {
+			case q == "":
+			case joined[u][q]:
+				if v.members[q] == nil {
+					v.members[q] = map[string]bool{}
+				}
+				v.members[q][u.id] = true
+			default:
+				rest[q] = append(rest[q], u.ext)
+			}
+		}
+	}
+	return rest, nil
 }
 
 // check verifies one user against the shared reads.
