@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/orgsync/orgsync/pkg/orgconfig"
@@ -275,11 +276,11 @@ func startBenchEnv(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.
 	if external != nil {
 		stats = external
 	}
-	return &benchEnv{dev: d, client: &Client{JS: js}, stats: stats, close: func() {
+	return &benchEnv{dev: d, client: &Client{JS: js}, stats: stats, close: sync.OnceFunc(func() {
 		nc.Close()
 		d.Close()
 		_ = os.RemoveAll(dir)
-	}}, nil
+	})}, nil
 }
 
 // clone submits spec, waits for its report and measures the wall time
