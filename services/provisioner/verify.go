@@ -29,8 +29,10 @@ import (
 // changes nothing verifies without reading anything twice):
 //   - one batch user read (expand skills, languages) per 100 users whose
 //     skills or languages were written or never read,
-//   - one member listing per queue some user was added to (or whose
-//     membership was never read nor applied by orgsync before: baseline),
+//   - for the users added to a queue (or whose membership was never read
+//     nor applied by orgsync before: baseline), one member listing per
+//     queue, or one queue list per user when that is fewer calls
+//     (readQueues),
 //   - a user's utilization only when the routing step did not learn it,
 //     and the org default once when some user inherits it.
 func (r *run) verifyUsers(ctx context.Context, pending []*userRun) map[*userRun]stepResult {
