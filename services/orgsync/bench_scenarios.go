@@ -167,7 +167,7 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	// background work (the reconciler following the new users, the
 	// integrator, GC of the pipeline's heap) shares the two cores with
 	// gcsim and slowed the replay by a third, at random — which flattered
-	// the ratio (measured: direct 4,600–7,800 calls/s running, 9,000–10,300
+	// the ratio (measured: direct 4,600–7,800 calls/s running, 9,000–10,700
 	// stopped).
 	env.close()
 	runtime.GC()

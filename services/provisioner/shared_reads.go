@@ -34,13 +34,12 @@ func newSharedReads() *sharedReads {
 	return &sharedReads{keys: map[string]*readKey{}, sizes: map[string]int{}}
 }
 
-// lastSize is how many entries key's last answer held (false before the
-// first read): what the next read of it will cost, about.
-func (s *sharedReads) lastSize(key string) (int, bool) {
+// lastSize is how many entries key's last answer held (0 before the first
+// read): about what the next read of it will cost.
+func (s *sharedReads) lastSize(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.sizes[key]
-	return n, ok
+	return s.sizes[key]
 }
 
 func (s *sharedReads) setSize(key string, n int) {
@@ -127,7 +126,7 @@ func queueMembersKey(org, q string) string { return org + "\x00queue-members\x00
 // calls: its size at the last listing plus the members a plan may have
 // added since (never listed: the adds alone), a page per PageSize.
 func (r *run) queueListingPages(q string, added int) int {
-	n, _ := r.e.reads.lastSize(queueMembersKey(r.org, q))
+	n := r.e.reads.lastSize(queueMembersKey(r.org, q))
 	size := max(1, r.c.Config().PageSize)
 	return max(1, (n+added+size-1)/size)
 }
