@@ -71,6 +71,10 @@ func TestPlanTellsTheTruth(t *testing.T) {
 		if !hasChange(u.Changes, planChange{Op: "create", Resource: "skill", Field: "skills[Billing]", New: "5"}) {
 			t.Errorf("plan lacks John's skill Billing: %s", mustJSON(u.Changes))
 		}
+		jane := tr.user(t, extid.User("source", "jane.doe@acme.example"))
+		if !hasChange(jane.Changes, planChange{Op: "create", Resource: "profile", Field: "manager", New: "john.smith@acme.example"}) {
+			t.Errorf("plan lacks Jane's manager (John, created by the same plan): %s", mustJSON(jane.Changes))
+		}
 		if !hasChange(tr.Changes, planChange{Op: "create", Resource: "team", Field: "name", New: "Billing Team"}) {
 			t.Errorf("plan lacks the creation of team Billing Team: %s", mustJSON(tr.Changes))
 		}
