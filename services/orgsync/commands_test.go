@@ -49,18 +49,14 @@ func TestDemo(t *testing.T) {
 func TestCLICloneAndStatus(t *testing.T) {
 	t.Parallel()
 	h := startHarness(t, nil, nil)
-	run := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
-		return code, stdout.String(), stderr.String()
-	}
+	run := h.cli
 
 	code, out, errOut := run("plan", "--source", "source", "--user", "jane.doe@acme.example", "--target", "target2", "--output", "json")
 	var plan Report
 	if err := json.Unmarshal([]byte(out), &plan); code != ExitOK || err != nil {
 		t.Fatalf("plan: exit %d, %v\nstdout %s\nstderr %s", code, err, out, errOut)
 	}
-	if tr := plan.Targets[0]; tr.Status != "planned" || len(tr.Users[0].StepsApplied) == 0 {
+	if tr := plan.Targets[0]; tr.Status != "planned" || len(tr.Users[0].StepsApplied) != 0 || len(tr.Users[0].Changes) == 0 {
 		t.Errorf("plan report: %s", reportJSON(&plan))
 	}
 	if n := SimWrites(h.stats("target2")); n != 0 {

@@ -1,6 +1,7 @@
 package orgsync
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,6 +122,14 @@ func (h *harness) clone(spec CloneSpec) (*Report, *Submitted) {
 		h.t.Fatalf("wait for %s: %v\nreport so far: %s", req.GetRequestId(), err, reportJSON(rep))
 	}
 	return rep, sub
+}
+
+// cli runs the orgsync command line against the harness's NATS: exit
+// status, stdout, stderr.
+func (h *harness) cli(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
+	return code, stdout.String(), stderr.String()
 }
 
 func (h *harness) orgID(key string) string {

@@ -1,7 +1,6 @@
 package orgsync
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -86,11 +85,7 @@ func TestCRMSyncIsDecoupledEndToEnd(t *testing.T) {
 		}
 	}
 
-	run := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
-		return code, stdout.String(), stderr.String()
-	}
+	run := h.cli
 	t.Run("status shows the CRM counts and the core outcome", func(t *testing.T) {
 		code, out, errOut := run("status", rep.RequestID)
 		if code != ExitOK || !strings.Contains(out, "succeeded") {

@@ -32,7 +32,9 @@ type Report struct {
 	Status string `json:"status"`
 	// Reason of a request-level failure (bad payload, unknown org, ...).
 	Reason string `json:"reason,omitempty"`
-	DryRun bool   `json:"dryRun,omitempty"`
+	// DryRun: the request was a dry run (`orgsync plan`); its targets and
+	// users then carry their planned changes (plan_diff.go).
+	DryRun bool `json:"dryRun,omitempty"`
 	// Targets in the order of the request (then by org key for targets only
 	// the events name).
 	Targets []*TargetReport `json:"targets"`
@@ -64,6 +66,9 @@ type TargetReport struct {
 	Counts   map[string]int `json:"counts"`
 	APICalls Usage          `json:"apiCalls"`
 	Users    []*UserReport  `json:"users"`
+	// Changes: in a dry run, the shared resources (skill, language, team)
+	// the clone would create in this target (plan_diff.go).
+	Changes []Change `json:"changes,omitempty"`
 
 	terminal     bool
 	targetCalls  *Usage // from the TARGET events, when all carry them
@@ -163,14 +168,18 @@ type UserReport struct {
 	TargetUserID string `json:"targetUserId,omitempty"`
 	Status       string `json:"status"`
 	Reason       string `json:"reason,omitempty"`
-	// StepsApplied lists the steps that changed the target (or, in a dry
-	// run, would change it), in the order they finished.
+	// StepsApplied lists the steps that changed the target, in the order
+	// they finished (none in a dry run: see Changes).
 	StepsApplied []string      `json:"stepsApplied"`
 	Steps        []*StepReport `json:"steps"`
 	APICalls     Usage         `json:"apiCalls"`
 	Errors       []string      `json:"errors,omitempty"`
+	// Changes: in a dry run, what the clone would change for this user,
+	// field by field, against the target's actual state (plan_diff.go).
+	Changes []Change `json:"changes,omitempty"`
 
 	terminal bool
+	planned  map[string][]Change // dry run: changes by step id
 }
 
 // StepReport is one step of a user plan.
@@ -269,6 +278,9 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 	if r.SourceOrg == "" {
 		r.SourceOrg = e.GetSourceOrg()
 	}
+	if isDryRun(e) {
+		r.DryRun = true
+	}
 	switch e.GetKind() {
 	case orgsyncv1.EventKind_EVENT_KIND_REQUEST:
 		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED {
@@ -295,8 +307,8 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 			u := usageOf(e.GetApiCalls())
 			p.calls = &u
 		}
-		if e.GetStatus() == orgsyncv1.Status_STATUS_PLANNED {
-			r.DryRun = true
+		if isDryRun(e) && p.terminal {
+			t.notePlannedResources(e)
 		}
 		t.fold()
 	case orgsyncv1.EventKind_EVENT_KIND_USER:
@@ -338,8 +350,9 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 			u.Steps = append(u.Steps, s)
 		}
 		s.Status, s.Reason = StatusName(e.GetStatus()), e.GetReason()
+		u.notePlanned(e)
 		switch e.GetStatus() {
-		case orgsyncv1.Status_STATUS_CHANGED, orgsyncv1.Status_STATUS_PLANNED:
+		case orgsyncv1.Status_STATUS_CHANGED:
 			u.StepsApplied = appendUnique(u.StepsApplied, e.GetStep())
 		case orgsyncv1.Status_STATUS_FAILED:
 			if e.GetReason() != "" {
@@ -501,7 +514,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			}
 		}
 	}
-	return nil
+	return r.writePlan(w)
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -52,7 +52,8 @@ func ValidDriftPolicy(p string) bool { return p == "" || p == DriftEnforce || p 
 
 // deltaState is the per-user state of the delta logic (userRun.dx).
 type deltaState struct {
-	// verify: a sweep — read every component, report drift against the baseline.
+	// verify: a sweep or a dry run — read every component back (a sweep
+	// also reports drift against the baseline, drift.go).
 	verify bool
 	mu     sync.Mutex
 	drift  []*orgsyncv1.FieldDiff
@@ -130,7 +131,10 @@ func (r *run) prepareUsers() {
 			continue
 		}
 		u.baseline = b
-		u.dx.verify = r.sweep()
+		// A dry run (`orgsync plan`) reads every component back as a sweep
+		// does: it reports what differs from the target's actual state, not
+		// from what orgsync applied last.
+		u.dx.verify = r.sweep() || r.dry
 		if reason := staleReason(u.d, b); reason != "" {
 			u.skipped = reason
 		}

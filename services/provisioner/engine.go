@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -183,6 +184,11 @@ type run struct {
 	managers map[string]string // manager email → target user id ("" = not found)
 
 	phones phoneState // DID allocation (phone_alias.go)
+
+	// creates: in a dry run, the shared resources (skill, language, team)
+	// the target lacks and a clone would create, one FieldDiff each (field
+	// the resource type, want its name); the TARGET event carries them.
+	creates []*orgsyncv1.FieldDiff // guarded by idsMu
 }
 
 func (e *Engine) newRun(plan *orgsyncv1.Plan) (*run, error) {
@@ -261,7 +267,7 @@ func (r *run) setID(ext, id string) {
 func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 	res := &PlanResult{PlanID: r.plan.GetPlanId()}
 	var retry []error
-	done, failed, changed := 0, 0, 0
+	done, failed, changed, planned := 0, 0, 0, 0
 	var finished, baselined []*userRun
 	var userEvents []*orgsyncv1.Event
 	for _, u := range r.users {
@@ -279,8 +285,11 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 			failed++
 		case u.skipped != "":
 			ur.Status, ur.Reason = orgsyncv1.Status_STATUS_SKIPPED, u.skipped
-		case r.dry:
+		case r.dry && u.planned():
 			ur.Status = orgsyncv1.Status_STATUS_PLANNED
+			planned++
+		case r.dry:
+			ur.Status = orgsyncv1.Status_STATUS_UNCHANGED
 		case u.changed():
 			ur.Status = orgsyncv1.Status_STATUS_CHANGED
 			changed++
@@ -320,11 +329,14 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 		return res, fmt.Errorf("provisioner: plan %s in %s unfinished (%d of %d users done; resumes on redelivery): %w",
 			r.plan.GetPlanId(), r.org, done, len(r.users), errors.Join(retry...))
 	}
+	// A dry run is PLANNED only when something would change: a user, or a
+	// shared resource to create (a plan against a target in sync says
+	// UNCHANGED, as the clone would).
 	switch {
-	case r.dry:
-		res.Status = orgsyncv1.Status_STATUS_PLANNED
 	case failed > 0:
 		res.Status = orgsyncv1.Status_STATUS_FAILED
+	case r.dry && (planned > 0 || len(r.creates) > 0):
+		res.Status = orgsyncv1.Status_STATUS_PLANNED
 	case changed > 0:
 		res.Status = orgsyncv1.Status_STATUS_CHANGED
 	default:
@@ -333,6 +345,11 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 	ev := &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: res.Status, ApiCalls: res.Calls,
 		Done: int32(done), Total: int32(len(r.users)),
 		Message: fmt.Sprintf("%d users: %d changed, %d failed, %d unchanged or skipped", len(r.users), changed, failed, done-changed-failed)}
+	if r.dry {
+		ev.Message = fmt.Sprintf("dry run, %d users: %d would change, %d failed, %d unchanged or skipped; %d shared resource(s) to create",
+			len(r.users), planned, failed, done-planned-failed, len(r.creates))
+		ev.Diffs = r.creates
+	}
 	if failed > 0 {
 		ev.Reason = fmt.Sprintf("%d of %d users failed", failed, len(r.users))
 	}
@@ -369,7 +386,11 @@ func (r *run) emit(ctx context.Context, ev *orgsyncv1.Event) {
 // emitAll publishes events of this plan pipelined, logging (not failing)
 // on error, as emit does.
 func (r *run) emitAll(ctx context.Context, evs []*orgsyncv1.Event) {
-	if r.e.deps.Events == nil || len(evs) == 0 {
+	if r.e.deps.Events == nil {
+		return
+	}
+	evs = slices.DeleteFunc(evs, r.silent)
+	if len(evs) == 0 {
 		return
 	}
 	for _, ev := range evs {
@@ -380,14 +401,31 @@ func (r *run) emitAll(ctx context.Context, evs []*orgsyncv1.Event) {
 	}
 }
 
-// stamp sets the plan's identity on ev.
+// stamp sets the plan's identity on ev; every event of a dry run says so
+// (attribute dry_run=true).
 func (r *run) stamp(ev *orgsyncv1.Event) {
 	ev.RequestId, ev.PlanId, ev.Org, ev.SourceOrg = r.plan.GetRequestId(), r.plan.GetPlanId(), r.org, r.plan.GetSourceOrg()
 	ev.PlanParts = r.plan.GetParts()
+	if r.dry {
+		if ev.Attributes == nil {
+			ev.Attributes = map[string]string{}
+		}
+		ev.Attributes[DryRunAttribute] = "true"
+	}
+}
+
+// DryRunAttribute is the event attribute that marks every event of a dry
+// run ("true").
+const DryRunAttribute = "dry_run"
+
+// silent reports whether ev must not be published: a dry run writes
+// nothing into the audit trail (what it would decide is in its STEP events).
+func (r *run) silent(ev *orgsyncv1.Event) bool {
+	return r.dry && ev.GetKind() == orgsyncv1.EventKind_EVENT_KIND_AUDIT
 }
 
 func (r *run) emitErr(ctx context.Context, ev *orgsyncv1.Event) error {
-	if r.e.deps.Events == nil {
+	if r.e.deps.Events == nil || r.silent(ev) {
 		return nil
 	}
 	r.stamp(ev)

@@ -125,6 +125,7 @@ func (r *run) ensureShared(ctx context.Context, res *orgsyncv1.Resource) (string
 			return "", r.resourceErr(res, "look up", err)
 		}
 		if !found {
+			r.planCreate(res)
 			return "new:" + res.GetName(), nil
 		}
 		return id, nil
@@ -156,6 +157,19 @@ func (r *run) ensureShared(ctx context.Context, res *orgsyncv1.Resource) (string
 		return "", err
 	}
 	return v.(string), nil
+}
+
+// planCreate records, in a dry run, that res would be created (once).
+func (r *run) planCreate(res *orgsyncv1.Resource) {
+	r.idsMu.Lock()
+	defer r.idsMu.Unlock()
+	d := &orgsyncv1.FieldDiff{Field: typeWord(res.GetType()), Want: res.GetName()}
+	for _, have := range r.creates {
+		if have.GetField() == d.GetField() && have.GetWant() == d.GetWant() {
+			return
+		}
+	}
+	r.creates = append(r.creates, d)
 }
 
 func (r *run) findShared(ctx context.Context, res *orgsyncv1.Resource) (id string, found bool, err error) {

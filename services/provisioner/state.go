@@ -68,11 +68,16 @@ func (u *userRun) stepStatus() map[string]orgsyncv1.Status {
 	return maps.Clone(u.status)
 }
 
-func (u *userRun) changed() bool {
+// changed reports whether a step of u changed the target; planned, whether
+// a step of u's dry run would.
+func (u *userRun) changed() bool { return u.anyStep(orgsyncv1.Status_STATUS_CHANGED) }
+func (u *userRun) planned() bool { return u.anyStep(orgsyncv1.Status_STATUS_PLANNED) }
+
+func (u *userRun) anyStep(status orgsyncv1.Status) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, s := range u.status {
-		if s == orgsyncv1.Status_STATUS_CHANGED {
+		if s == status {
 			return true
 		}
 	}

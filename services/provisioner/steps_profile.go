@@ -40,6 +40,9 @@ func (r *run) applyProfile(ctx context.Context, u *userRun) stepResult {
 	}
 	diffs := r.profileDelta(u, profileDiffs(u.d, managerID, u.user))
 	if len(diffs) == 0 || r.dry {
+		if r.dry {
+			diffs = r.namedManagers(diffs)
+		}
 		res := changedIf(len(diffs) > 0, diffs, "profile")
 		res.reason = reason
 		return res
@@ -99,6 +102,8 @@ func (r *run) managerOf(ctx context.Context, u *userRun) (string, string, error)
 	}
 	if m, ok := r.byExt[d.GetManagerRef()]; ok && m.id != "" {
 		return m.id, "", nil
+	} else if ok && m.found == foundNew {
+		return newUserID(m), "", nil // dry run: the manager would be created first
 	}
 	if d.GetManagerRef() != "" {
 		if id, ok, err := r.e.deps.Store.TargetID(r.org, d.GetManagerRef()); err != nil {
@@ -133,4 +138,26 @@ func (r *run) managerOf(ctx context.Context, u *userRun) (string, string, error)
 		return "", fmt.Sprintf("manager %s does not exist in %s; manager left unset", email, r.org), nil
 	}
 	return id, "", nil
+}
+
+// newUserID stands for the id of a user a dry run would create.
+func newUserID(u *userRun) string { return "new:" + u.d.GetEmail() }
+
+// namedManagers renders the manager ids of a dry run's profile differences
+// as the emails of the plan's users (a plan is read by people).
+func (r *run) namedManagers(diffs []*orgsyncv1.FieldDiff) []*orgsyncv1.FieldDiff {
+	name := func(id string) string {
+		for _, m := range r.users {
+			if id != "" && (m.id == id || newUserID(m) == id) {
+				return m.d.GetEmail()
+			}
+		}
+		return id
+	}
+	for i, d := range diffs {
+		if d.GetField() == "manager" {
+			diffs[i] = &orgsyncv1.FieldDiff{Field: d.GetField(), Want: name(d.GetWant()), Got: name(d.GetGot())}
+		}
+	}
+	return diffs
 }

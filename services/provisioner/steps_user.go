@@ -191,8 +191,15 @@ func (r *run) createUser(ctx context.Context, u *userRun) stepResult {
 	if r.dry {
 		u.found, u.act = foundNew, fresh()
 		u.user = &genesys.User{Name: d.GetName(), Email: d.GetEmail(), Title: d.GetTitle(), Department: d.GetDepartment(), State: "active"}
-		return stepResult{status: orgsyncv1.Status_STATUS_CHANGED, msg: "user " + d.GetEmail() + " would be created",
-			diffs: []*orgsyncv1.FieldDiff{{Field: "user", Want: d.GetEmail()}}}
+		// The profile fields the create sets (the profile step then finds
+		// them in place) are part of the planned creation.
+		diffs := []*orgsyncv1.FieldDiff{{Field: "user", Want: d.GetEmail()}}
+		for _, f := range [][2]string{{"name", d.GetName()}, {"title", d.GetTitle()}, {"department", d.GetDepartment()}} {
+			if f[1] != "" {
+				diffs = append(diffs, &orgsyncv1.FieldDiff{Field: f[0], Want: f[1]})
+			}
+		}
+		return stepResult{status: orgsyncv1.Status_STATUS_CHANGED, msg: "user " + d.GetEmail() + " would be created", diffs: diffs}
 	}
 	if div == "" {
 		return failed(failUser("division %s of user %s is not resolved in %s", d.GetDivisionRef(), u.ext, r.org))
@@ -346,7 +353,7 @@ func (r *run) assignLicenses(ctx context.Context, pending []*userRun) map[*userR
 		}
 		var diffs []*orgsyncv1.FieldDiff
 		for _, id := range missing[u] {
-			diffs = append(diffs, &orgsyncv1.FieldDiff{Field: "licenses[" + id + "]", Want: id})
+			diffs = append(diffs, &orgsyncv1.FieldDiff{Field: "licenses[" + r.nameOf(id) + "]", Want: "assigned"})
 			u.act.licenses[id] = true
 		}
 		out[u] = changedIf(len(diffs) > 0, diffs, fmt.Sprintf("%d license(s) assigned", len(diffs)))

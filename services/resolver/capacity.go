@@ -179,10 +179,10 @@ func (s *Service) sourceDefault(ctx context.Context, snap *orgsyncv1.Snapshot) (
 
 // auditCapacityRepairs records the capacity repairs of a published plan as
 // one AUDIT event of the target (diffs: per media type, source capacity as
-// want, target default as got).
+// want, target default as got). A dry run writes nothing into the audit trail.
 func (s *Service) auditCapacityRepairs(ctx context.Context, plan *orgsyncv1.Plan) error {
 	reps := plan.GetCapacityRepairs()
-	if len(reps) == 0 {
+	if len(reps) == 0 || plan.GetDryRun() {
 		return nil
 	}
 	users := make([]string, len(reps))
