@@ -103,17 +103,17 @@ func runPlan(ctx context.Context, args []string, out IO) int {
 
 func cloneCommand(ctx context.Context, fs *flag.FlagSet, f *cloneFlags, out IO) int {
 	if fs.NArg() > 0 {
-		fmt.Fprintf(out.Err, "orgsync %s: unexpected arguments %v\n", fs.Name(), fs.Args())
+		fmt.Fprintf(out.Err, "%s: unexpected arguments %v\n", fs.Name(), fs.Args()) // fs.Name() is "orgsync clone"
 		return ExitUsage
 	}
 	spec, err := f.spec()
 	if err != nil {
-		fmt.Fprintf(out.Err, "orgsync %s: %v\n", fs.Name(), err)
+		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
 		return ExitUsage
 	}
 	req, err := spec.Build()
 	if err != nil {
-		fmt.Fprintf(out.Err, "orgsync %s: %v\n", fs.Name(), err)
+		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
 		return ExitUsage
 	}
 	nc, js, err := connect(*f.nats)
