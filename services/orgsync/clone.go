@@ -182,8 +182,11 @@ func RunClone(ctx context.Context, c *Client, req *orgsyncv1.CloneRequest, opts 
 		view.close()
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			err = fmt.Errorf("request %s not complete after %v (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), timeout, req.GetRequestId(), err)
+		case ctx.Err() != nil: // Ctrl-C, SIGTERM
+			err = fmt.Errorf("stopped following request %s (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), req.GetRequestId(), context.Cause(ctx))
 		}
 		if rep != nil {
 			_ = writeReport(out.Out, rep, opts.JSON)

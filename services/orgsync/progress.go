@@ -52,8 +52,11 @@ type barLine struct {
 
 // Label is the status text of the bar: "running · provisioning: team".
 func (l barLine) Label() string {
-	if l.Phase == "" || l.Final {
+	switch {
+	case l.Phase == "" || l.Final:
 		return l.Status
+	case l.Status == "pending": // no event of the target yet: the phase says it all
+		return l.Phase
 	}
 	return l.Status + " · " + l.Phase
 }
@@ -94,7 +97,11 @@ func newProgressView(out io.Writer, targets []string, users int) *progressView {
 		tb := &targetBar{total: int64(max(users, 1))}
 		l := initial[t]
 		tb.line.Store(&l)
-		tb.bar = v.p.New(tb.total,
+		// Total 0 at construction: mpb then never completes the bar by
+		// itself when its count reaches the total (users finished before
+		// the target's final event); only apply ends it, after storing the
+		// final label, so the last frame says what the summary says.
+		tb.bar = v.p.New(0,
 			mpb.BarStyle().Lbound("[").Filler("=").Tip(">").Padding(" ").Rbound("]"),
 			mpb.PrependDecorators(
 				decor.Name(t, decor.WC{W: width + 1, C: decor.DindentRight}),
@@ -105,6 +112,7 @@ func newProgressView(out io.Writer, targets []string, users int) *progressView {
 			),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return " " + tb.line.Load().Label() })),
 		)
+		tb.bar.SetTotal(tb.total, false)
 		v.bars[t] = tb
 	}
 	go v.drive()

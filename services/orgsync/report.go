@@ -239,6 +239,7 @@ func NewReport(requestID, sourceOrg string, targets []string) *Report {
 		r.expected = append(r.expected, t)
 		r.target(t)
 	}
+	r.summarize()
 	return r
 }
 
@@ -339,6 +340,9 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 	case orgsyncv1.EventKind_EVENT_KIND_STEP:
 		t := r.target(e.GetOrg())
 		t.step = e.GetStep()
+		if t.Status == "pending" {
+			t.Status = "running" // its first step finished
+		}
 		u := t.user(e.GetUserExternalId())
 		if e.GetTargetUserId() != "" && u.TargetUserID == "" {
 			u.TargetUserID = e.GetTargetUserId()
