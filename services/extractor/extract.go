@@ -21,15 +21,27 @@ import (
 
 const tracerName = "orgsync/extractor"
 
-// UserNotFoundError says a selector names no user of the source org. It can
+// UserNotFoundError says selectors name no user of the source org. It can
 // never succeed on retry.
 type UserNotFoundError struct {
 	SourceOrg string
-	Selector  string // "id 5f0c..." or "email jane@..."
+	// Selectors naming nobody, in request order: "id 5f0c..." or "email jane@...".
+	Selectors []string
 }
 
+// notFoundShown is how many missing users an error names; the rest are counted.
+const notFoundShown = 20
+
 func (e *UserNotFoundError) Error() string {
-	return fmt.Sprintf("user not found in source org %s: %s", e.SourceOrg, e.Selector)
+	if len(e.Selectors) == 1 {
+		return fmt.Sprintf("user not found in source org %s: %s", e.SourceOrg, e.Selectors[0])
+	}
+	shown := e.Selectors[:min(len(e.Selectors), notFoundShown)]
+	msg := fmt.Sprintf("%d users not found in source org %s: %s", len(e.Selectors), e.SourceOrg, strings.Join(shown, ", "))
+	if rest := len(e.Selectors) - len(shown); rest > 0 {
+		msg += fmt.Sprintf(" and %d more", rest)
+	}
+	return msg
 }
 
 // Extracted is the configuration graph of the reference users of one request.
@@ -199,7 +211,8 @@ func (x *extraction) included(cs ...orgsyncv1.Component) bool {
 // readUsers resolves the selectors to their users (team expanded), in
 // selector order without repeats: one batched exact email search and one
 // batched listing by id (100 a call) instead of two calls per user. The
-// first selector naming nobody (or a deleted user) is a *UserNotFoundError.
+// selectors naming nobody (or a deleted user) make one *UserNotFoundError
+// naming them all.
 func (x *extraction) readUsers(ctx context.Context, selectors []*orgsyncv1.UserSelector) ([]*genesys.User, error) {
 	var emails, ids []string
 	for _, sel := range selectors {
@@ -237,6 +250,7 @@ func (x *extraction) readUsers(ctx context.Context, selectors []*orgsyncv1.UserS
 		}
 	}
 	var users []*genesys.User
+	var missing []string
 	for _, sel := range selectors {
 		var u genesys.User
 		var ok bool
@@ -246,11 +260,15 @@ func (x *extraction) readUsers(ctx context.Context, selectors []*orgsyncv1.UserS
 			u, ok = byID[sel.GetUserId()]
 		}
 		if !ok || u.State == "deleted" {
-			return nil, &UserNotFoundError{SourceOrg: x.src, Selector: describeSelector(sel)}
+			missing = append(missing, describeSelector(sel))
+			continue
 		}
 		if !slices.ContainsFunc(users, func(o *genesys.User) bool { return o.ID == u.ID }) {
 			users = append(users, &u)
 		}
+	}
+	if len(missing) > 0 {
+		return nil, &UserNotFoundError{SourceOrg: x.src, Selectors: missing}
 	}
 	return users, nil
 }

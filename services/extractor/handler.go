@@ -71,6 +71,16 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 		return err // transient: redelivered; parts already published are deduplicated
 	}
 	span.SetAttributes(attribute.Int("orgsync.api_calls", counter.Total()))
+	// Progress for `orgsync clone --wait`: the source is read, pre-flight
+	// in the targets is next. Best effort: the snapshot is what matters.
+	if err := s.deps.Events.Emit(ctx, &orgsyncv1.Event{
+		EventId: events.ID("extracted", req.GetRequestId()),
+		Kind:    orgsyncv1.EventKind_EVENT_KIND_REQUEST, Status: orgsyncv1.Status_STATUS_RUNNING,
+		RequestId: req.GetRequestId(), Org: v.src, SourceOrg: v.src,
+		Message: fmt.Sprintf("read %d user(s) from %s; pre-flight in %d target(s)", len(users), v.src, len(v.targets)),
+	}); err != nil {
+		s.log.Warn("extracted event not emitted", "request_id", req.GetRequestId(), "err", err)
+	}
 
 	// A dry run changes nothing anywhere, so it tracks nothing either.
 	if req.GetOptions().GetDryRun() {

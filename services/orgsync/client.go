@@ -3,12 +3,14 @@ package orgsync
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/telemetry"
@@ -75,8 +77,63 @@ func (c *Client) Submit(ctx context.Context, req *orgsyncv1.CloneRequest) (*Subm
 	s := &Submitted{Request: req, Duplicate: ack.Duplicate, eventsFrom: from + 1, trace: span.SpanContext()}
 	if ack.Duplicate {
 		s.eventsFrom = 1 // the earlier run's events are older than our mark
+		// The stream dropped our request as a copy of the one stored under
+		// this id: following it is right only when it asks the same.
+		if err := c.checkSameRequest(ctx, req, ack.Sequence); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// checkSameRequest compares req with the request stored at seq in stream
+// CLONE (a duplicate's ack carries the sequence of the stored message) and
+// fails when they differ in anything but when and by whom they were sent.
+// A stored message that cannot be read is not an error: nothing to compare.
+func (c *Client) checkSameRequest(ctx context.Context, req *orgsyncv1.CloneRequest, seq uint64) error {
+	st, err := c.JS.Stream(ctx, natsx.StreamClone)
+	if err != nil {
+		return nil
+	}
+	raw, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return nil
+	}
+	var stored orgsyncv1.CloneRequest
+	if err := unmarshal(raw.Data, &stored); err != nil || stored.GetRequestId() != req.GetRequestId() {
+		return nil
+	}
+	if diffs := requestDiff(&stored, req); len(diffs) > 0 {
+		return fmt.Errorf("request id %s was already used for a different request (%s); it is not run again: "+
+			"submit it under a new --request-id (or none, for a generated one)", req.GetRequestId(), strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// requestDiff lists what differs between a stored request and a submitted
+// one with the same id, ignoring when and by whom each was sent.
+func requestDiff(stored, submitted *orgsyncv1.CloneRequest) []string {
+	var diffs []string
+	field := func(name, was, now string) {
+		if was != now {
+			diffs = append(diffs, fmt.Sprintf("%s: stored %s, submitted %s", name, was, now))
+		}
+	}
+	field("source", stored.GetSourceOrg(), submitted.GetSourceOrg())
+	field("targets", strings.Join(stored.GetTargetOrgs(), ","), strings.Join(submitted.GetTargetOrgs(), ","))
+	selectors := func(r *orgsyncv1.CloneRequest) string {
+		var out []string
+		for _, u := range r.GetUsers() {
+			out = append(out, u.GetEmail()+u.GetUserId())
+		}
+		return strings.Join(out, ",")
+	}
+	field("users", selectors(stored), selectors(submitted))
+	if !proto.Equal(stored.GetOptions(), submitted.GetOptions()) {
+		diffs = append(diffs, "options (dry run, --include, --existing or --map-email) differ")
+	}
+	return diffs
 }
 
 // eventsEnd returns the last sequence of the EVENTS stream (0 when empty).

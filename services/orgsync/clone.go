@@ -103,17 +103,17 @@ func runPlan(ctx context.Context, args []string, out IO) int {
 
 func cloneCommand(ctx context.Context, fs *flag.FlagSet, f *cloneFlags, out IO) int {
 	if fs.NArg() > 0 {
-		fmt.Fprintf(out.Err, "orgsync %s: unexpected arguments %v\n", fs.Name(), fs.Args())
+		fmt.Fprintf(out.Err, "%s: unexpected arguments %v\n", fs.Name(), fs.Args()) // fs.Name() is "orgsync clone"
 		return ExitUsage
 	}
 	spec, err := f.spec()
 	if err != nil {
-		fmt.Fprintf(out.Err, "orgsync %s: %v\n", fs.Name(), err)
+		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
 		return ExitUsage
 	}
 	req, err := spec.Build()
 	if err != nil {
-		fmt.Fprintf(out.Err, "orgsync %s: %v\n", fs.Name(), err)
+		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
 		return ExitUsage
 	}
 	nc, js, err := connect(*f.nats)
@@ -182,8 +182,11 @@ func RunClone(ctx context.Context, c *Client, req *orgsyncv1.CloneRequest, opts 
 		view.close()
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			err = fmt.Errorf("request %s not complete after %v (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), timeout, req.GetRequestId(), err)
+		case ctx.Err() != nil: // Ctrl-C, SIGTERM
+			err = fmt.Errorf("stopped following request %s (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), req.GetRequestId(), context.Cause(ctx))
 		}
 		if rep != nil {
 			_ = writeReport(out.Out, rep, opts.JSON)

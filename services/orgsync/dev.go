@@ -130,6 +130,10 @@ type Dev struct {
 	stopSim context.CancelFunc
 	simDone chan error
 
+	// The process's dead-letter capturer (service.Run runs one per service
+	// process; here the services share one process, so one is enough).
+	stopCapture func()
+
 	mu       sync.Mutex
 	services map[string]*runningService
 }
@@ -181,7 +185,32 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 			return nil, err
 		}
 	}
+	if err := d.startDeadLetterCapture(); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// startDeadLetterCapture records the dead-letter advisories of every
+// service (`orgsync failed list` reads them) on a connection of its own.
+func (d *Dev) startDeadLetterCapture() error {
+	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-deadletter"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("dev: connect the dead-letter capture to NATS: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("dev: JetStream for the dead-letter capture: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := service.StartDeadLetterCapture(ctx, &service.Env{NC: nc, JS: js, Logger: d.cfg.Logger.With("service", "deadletter")})
+	d.stopCapture = func() {
+		cancel()
+		wait()
+		nc.Close()
+	}
+	return nil
 }
 
 // startSim starts gcsim with the fixture and derives the org registry.
@@ -430,6 +459,10 @@ func (d *Dev) Close() {
 		if name := d.cfg.Commands[i].Name; running[name] {
 			_ = d.StopService(name)
 		}
+	}
+	if d.stopCapture != nil {
+		d.stopCapture()
+		d.stopCapture = nil
 	}
 	if d.stopSim != nil {
 		d.stopSim()

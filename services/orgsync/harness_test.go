@@ -83,7 +83,10 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 	rec := apispec.NewValidatingTransport(http.DefaultTransport)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg.StoreDir, cfg.Logger = t.TempDir(), testLogger(t)
+	cfg.StoreDir = t.TempDir()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
 	cfg.RegistryOptions = []orgs.Option{orgs.WithTransport(rec)}
 	d, err := StartDev(ctx, cfg)
 	if err != nil {

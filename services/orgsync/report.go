@@ -49,15 +49,24 @@ type Report struct {
 	expected []string
 	byOrg    map[string]*TargetReport
 	failed   bool // a REQUEST event said FAILED
+	// extracted: the source was read (the extractor's or the resolver's
+	// REQUEST event); planned: targets the resolver handed to the provisioner.
+	extracted bool
+	planned   map[string]bool
 }
 
 // TargetReport is one target org's part of a Report.
 type TargetReport struct {
 	Org string `json:"org"`
 	// Status: "pending" (no event yet), "running", "changed", "unchanged",
-	// "planned" (dry run), "skipped" or "failed".
+	// "planned" (dry run), "skipped", "failed", or "not started" (the
+	// request was rejected before this target was worked on).
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	// Phase is what is under way while the target is not final:
+	// "extracting", "pre-flight", "provisioning", "provisioning: STEP"
+	// (the step last finished for some user) or "verifying".
+	Phase  string `json:"phase,omitempty"`
 	PlanID string `json:"planId,omitempty"`
 	// Done and Total users, as the provisioner reports progress.
 	Done  int `json:"done"`
@@ -71,6 +80,7 @@ type TargetReport struct {
 	Changes []Change `json:"changes,omitempty"`
 
 	terminal     bool
+	step         string // the step of the last STEP event
 	targetCalls  *Usage // from the TARGET events, when all carry them
 	usersByExtID map[string]*UserReport
 	// userCounts and userCalls are the sums over Users, kept as user
@@ -232,11 +242,13 @@ func isFinal(s orgsyncv1.Status) bool {
 // names (may be empty when unknown: `status` learns them from the events);
 // the report is complete once each of them reported a final TARGET event.
 func NewReport(requestID, sourceOrg string, targets []string) *Report {
-	r := &Report{RequestID: requestID, SourceOrg: sourceOrg, Status: ReportRunning, Targets: []*TargetReport{}, byOrg: map[string]*TargetReport{}}
+	r := &Report{RequestID: requestID, SourceOrg: sourceOrg, Status: ReportRunning, Targets: []*TargetReport{}, byOrg: map[string]*TargetReport{},
+		planned: map[string]bool{}}
 	for _, t := range targets {
 		r.expected = append(r.expected, t)
 		r.target(t)
 	}
+	r.summarize()
 	return r
 }
 
@@ -283,6 +295,10 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 	}
 	switch e.GetKind() {
 	case orgsyncv1.EventKind_EVENT_KIND_REQUEST:
+		r.extracted = true
+		for _, t := range splitList(e.GetAttributes()[AttrPlannedTargets]) {
+			r.planned[t] = true
+		}
 		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED {
 			r.failed = true
 			r.Reason = e.GetReason()
@@ -330,11 +346,15 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 			u.APICalls = usageOf(e.GetApiCalls())
 		}
 		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED && e.GetReason() != "" {
-			u.Errors = appendUnique(u.Errors, e.GetReason())
+			u.addError("", e.GetReason())
 		}
 		t.count(u)
 	case orgsyncv1.EventKind_EVENT_KIND_STEP:
 		t := r.target(e.GetOrg())
+		t.step = e.GetStep()
+		if t.Status == "pending" {
+			t.Status = "running" // its first step finished
+		}
 		u := t.user(e.GetUserExternalId())
 		if e.GetTargetUserId() != "" && u.TargetUserID == "" {
 			u.TargetUserID = e.GetTargetUserId()
@@ -356,7 +376,7 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 			u.StepsApplied = appendUnique(u.StepsApplied, e.GetStep())
 		case orgsyncv1.Status_STATUS_FAILED:
 			if e.GetReason() != "" {
-				u.Errors = appendUnique(u.Errors, e.GetStep()+": "+e.GetReason())
+				u.addError(e.GetStep(), e.GetReason())
 			}
 		}
 	}
@@ -374,6 +394,29 @@ func (p *planPart) progress(e *orgsyncv1.Event) {
 	if int(e.GetDone()) > p.done {
 		p.done = int(e.GetDone())
 	}
+}
+
+// addError records a failure of u once. The provisioner reports a failed
+// step twice: as the step (STEP event, reason R) and as the user's reason
+// (USER event, "step S: R"); either may arrive first. The step's own
+// wording wins.
+func (u *UserReport) addError(step, reason string) {
+	if step == "" {
+		for _, s := range u.Steps {
+			if s.Status == "failed" && s.Reason != "" && strings.HasSuffix(reason, s.Reason) {
+				return // said by the step already
+			}
+		}
+		u.Errors = appendUnique(u.Errors, reason)
+		return
+	}
+	kept := u.Errors[:0]
+	for _, e := range u.Errors {
+		if !strings.HasSuffix(e, reason) {
+			kept = append(kept, e)
+		}
+	}
+	u.Errors = appendUnique(kept, "step "+step+": "+reason)
 }
 
 func appendUnique(list []string, s string) []string {
@@ -433,6 +476,10 @@ func (r *Report) summarize() {
 		if t.Status == "failed" {
 			anyFailed = true
 		}
+		t.Phase = r.phase(t)
+		if r.failed && !t.terminal && (t.Status == "pending" || t.Status == "not started") {
+			t.Status, t.Reason = "not started", "request rejected (reason above)"
+		}
 	}
 	switch {
 	case r.failed:
@@ -444,6 +491,27 @@ func (r *Report) summarize() {
 	default:
 		r.Status = ReportSucceeded
 	}
+}
+
+// AttrPlannedTargets is the attribute of the resolver's REQUEST event that
+// lists the targets it planned (comma-separated).
+const AttrPlannedTargets = "planned_targets"
+
+// phase says what is under way in t (see TargetReport.Phase).
+func (r *Report) phase(t *TargetReport) string {
+	switch {
+	case t.terminal || r.failed:
+		return ""
+	case t.step == "verify":
+		return phaseVerifying
+	case t.step != "":
+		return phaseProvisioning + ": " + t.step
+	case r.planned[t.Org] || len(t.plans) > 0:
+		return phaseProvisioning
+	case r.extracted:
+		return phasePreflight
+	}
+	return phaseExtracting
 }
 
 // Complete reports whether nothing more will happen: the request failed as a

@@ -2,6 +2,7 @@ package orgsync
 
 import (
 	"maps"
+	"strings"
 	"testing"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -35,6 +36,101 @@ func TestReportCountsFollowRedelivery(t *testing.T) {
 		tr := rep.Target("t1")
 		if !maps.Equal(tr.Counts, s.wantCounts) || tr.APICalls.Reads != s.wantReads {
 			t.Fatalf("after event %d: counts %v reads %d, want %v reads %d", i, tr.Counts, tr.APICalls.Reads, s.wantCounts, s.wantReads)
+		}
+	}
+}
+
+func stepEvent(request, org, user, step string) *orgsyncv1.Event {
+	return &orgsyncv1.Event{RequestId: request, Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_CHANGED,
+		Org: org, UserExternalId: user, Step: step, PlanId: request + "|" + org}
+}
+
+// TestReportPhases: what the bars show per target follows the pipeline's
+// events: extracting (nothing yet), pre-flight (the source was read),
+// provisioning (planned), the step last finished, verifying, then the final
+// status; users count as their plans finish.
+func TestReportPhases(t *testing.T) {
+	t.Parallel()
+	rep := NewReport("r", "src", []string{"t1", "t2"})
+	lines := func() map[string]barLine { return barLines(rep, []string{"t1", "t2"}, 2) }
+	want := func(when, org, label string, done int) {
+		t.Helper()
+		if l := lines()[org]; l.Label() != label || l.Done != done {
+			t.Errorf("%s: %s shows %q with %d users done, want %q with %d", when, org, l.Label(), l.Done, label, done)
+		}
+	}
+	want("before any event", "t1", "extracting", 0)
+	rep.Apply(&orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_REQUEST, Status: orgsyncv1.Status_STATUS_RUNNING, Org: "src"})
+	want("after the extractor's event", "t1", "pre-flight", 0)
+	rep.Apply(&orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_REQUEST, Status: orgsyncv1.Status_STATUS_RUNNING, Org: "src",
+		Attributes: map[string]string{AttrPlannedTargets: "t1,t2"}})
+	want("planned", "t2", "provisioning", 0)
+	rep.Apply(stepEvent("r", "t1", "a", "license"))
+	want("a step finished", "t1", "running · provisioning: license", 0)
+	if rep.Target("t1").Phase != "provisioning: license" {
+		t.Errorf("JSON phase %q", rep.Target("t1").Phase)
+	}
+	rep.Apply(stepEvent("r", "t1", "a", "verify"))
+	want("verify finished", "t1", "running · verifying", 0)
+	rep.Apply(&orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: orgsyncv1.Status_STATUS_CHANGED, Org: "t1",
+		UserExternalId: "a", PlanId: "r|t1", Done: 1, Total: 2})
+	want("one user finished", "t1", "running · verifying", 1)
+	rep.Apply(&orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: orgsyncv1.Status_STATUS_CHANGED, Org: "t1",
+		PlanId: "r|t1", Done: 2, Total: 2})
+	want("target done", "t1", "changed", 2)
+	if l := lines()["t1"]; !l.Final || l.Failed {
+		t.Errorf("done target: %+v", l)
+	}
+}
+
+// TestReportRejectedRequest: a request rejected before any target started
+// shows every target "not started" (not "pending"), the reason once.
+func TestReportRejectedRequest(t *testing.T) {
+	t.Parallel()
+	rep := NewReport("r", "src", []string{"t1", "nosuch"})
+	rep.Apply(&orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_REQUEST, Status: orgsyncv1.Status_STATUS_FAILED, Org: "src",
+		Reason: "invalid clone request: unknown target org(s): nosuch"})
+	if !rep.Complete() || rep.Status != ReportFailed {
+		t.Fatalf("report %s complete %v", rep.Status, rep.Complete())
+	}
+	var out strings.Builder
+	if err := rep.WriteSummary(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range rep.Targets {
+		if tr.Status != "not started" || tr.Reason != "request rejected (reason above)" || tr.Phase != "" {
+			t.Errorf("%s: %q %q %q", tr.Org, tr.Status, tr.Reason, tr.Phase)
+		}
+	}
+	if strings.Contains(out.String(), "pending") || strings.Count(out.String(), "unknown target org(s): nosuch") != 1 {
+		t.Errorf("summary:\n%s", out.String())
+	}
+	if l := barLines(rep, []string{"t1"}, 1)["t1"]; !l.Final || !l.Failed || l.Label() != "not started" {
+		t.Errorf("bar of a rejected request: %+v", l)
+	}
+}
+
+// TestReportUserErrorSaidOnce: the provisioner reports a failed step as
+// the step and again as the user's reason ("step S: R"); the summary says
+// it once, whichever event comes first.
+func TestReportUserErrorSaidOnce(t *testing.T) {
+	t.Parallel()
+	step := &orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_FAILED, Org: "t1",
+		UserExternalId: "a", Step: "team", Reason: "add to team Sales: 404 not.found"}
+	user := &orgsyncv1.Event{RequestId: "r", Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: orgsyncv1.Status_STATUS_FAILED, Org: "t1",
+		UserExternalId: "a", Reason: "step team: add to team Sales: 404 not.found"}
+	for _, order := range [][]*orgsyncv1.Event{{step, user}, {user, step}} {
+		rep := NewReport("r", "src", []string{"t1"})
+		for _, e := range order {
+			rep.Apply(e)
+		}
+		var out strings.Builder
+		_ = rep.WriteSummary(&out)
+		if errs := rep.Target("t1").User("a").Errors; len(errs) != 1 || errs[0] != "step team: add to team Sales: 404 not.found" {
+			t.Errorf("errors %q", errs)
+		}
+		if n := strings.Count(out.String(), "add to team Sales"); n != 1 {
+			t.Errorf("summary says the error %d times:\n%s", n, out.String())
 		}
 	}
 }

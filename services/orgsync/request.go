@@ -3,6 +3,7 @@ package orgsync
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"regexp"
 	"strings"
 
@@ -83,8 +84,8 @@ func ValidateRequest(req *orgsyncv1.CloneRequest) error {
 		errs = append(errs, errors.New("at least one user is required (--user EMAIL|ID)"))
 	}
 	for i, u := range req.GetUsers() {
-		if u.GetEmail() == "" && u.GetUserId() == "" {
-			errs = append(errs, fmt.Errorf("user %d: empty selector (give an email or a user id)", i+1))
+		if err := validSelector(u); err != nil {
+			errs = append(errs, fmt.Errorf("user %d: %w", i+1, err))
 		}
 	}
 	if len(req.GetTargetOrgs()) == 0 {
@@ -112,6 +113,24 @@ func ValidateRequest(req *orgsyncv1.CloneRequest) error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid clone request: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// validSelector checks that a user selector is an email address or a
+// Genesys user id (a UUID): anything else can never name a user.
+func validSelector(u *orgsyncv1.UserSelector) error {
+	switch email, id := u.GetEmail(), u.GetUserId(); {
+	case email == "" && id == "":
+		return errors.New("empty selector (give an email or a user id)")
+	case email != "":
+		if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
+			return fmt.Errorf("%q is not an email address", email)
+		}
+	default:
+		if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+			return fmt.Errorf("%q is neither an email address nor a Genesys user id (a UUID such as 5f0c2a4e-0000-4000-8000-0000000000a1)", id)
+		}
 	}
 	return nil
 }

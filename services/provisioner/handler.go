@@ -156,7 +156,7 @@ func (s *Service) handle(ctx context.Context, org string, m natsx.Msg) error {
 		return natsx.Permanent(fmt.Errorf("provisioner: plan %s targets %q but arrived on %s", plan.GetPlanId(), plan.GetTargetOrg(), m.Subject()))
 	}
 	started := time.Now()
-	_, err := s.engine.Apply(ctx, &plan)
+	res, err := s.engine.Apply(ctx, &plan)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		if IsPlanFailure(err) {
@@ -168,7 +168,30 @@ func (s *Service) handle(ctx context.Context, org string, m natsx.Msg) error {
 		return err
 	}
 	metrics.PlanDuration(ctx, org, time.Since(started), metrics.PlanSucceeded)
+	logFailedUsers(s.log, org, res)
 	return nil
+}
+
+// logFailedUsers says at WARN which users of a finished plan failed (the
+// events say it too, but an operator reads the log first). Reasons are API
+// answers and validation messages: they never hold credentials.
+func logFailedUsers(log *slog.Logger, org string, res *PlanResult) {
+	if res == nil || res.Status != orgsyncv1.Status_STATUS_FAILED {
+		return
+	}
+	const shown = 10 // per plan: a plan of 2,000 failing users must not flood the log
+	failed := 0
+	for _, u := range res.Users {
+		if u.Status != orgsyncv1.Status_STATUS_FAILED {
+			continue
+		}
+		if failed++; failed <= shown {
+			log.Warn("user provisioning failed", "plan", res.PlanID, "org", org, "user", u.ExternalID, "reason", u.Reason)
+		}
+	}
+	if failed > shown {
+		log.Warn("more users failed in this plan (see its events)", "plan", res.PlanID, "org", org, "failed", failed, "logged", shown)
+	}
 }
 
 // onTerminate reports a terminated plan as a failed TARGET event.
