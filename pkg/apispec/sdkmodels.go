@@ -21,13 +21,14 @@ import (
 //go:embed sdkmodels.json
 var sdkModelsJSON []byte
 
-// SDKOperation is the SDK method of one spec operation and the model it
-// returns ("" for no body). Types follow genmodels.mjs: string, number,
-// boolean, object (any value), a model name, T[] or {T} (map of T).
+// SDKOperation is the SDK method of one spec operation (in each API class
+// that carries it) and the model it returns ("" for no body). Types follow
+// genmodels.mjs: string, number, boolean, object (any value), a model name,
+// T[] or {T} (map of T).
 type SDKOperation struct {
-	API     string `json:"api"`
-	Method  string `json:"method"`
-	Returns string `json:"returns"`
+	APIs    []string `json:"apis"`
+	Method  string   `json:"method"`
+	Returns string   `json:"returns"`
 }
 
 // SDKModels is the parsed sdkmodels.json.

@@ -84,7 +84,12 @@ for (const f of readdirSync(apiDir).filter((f) => f.endsWith('Api.js'))) {
 		if (!call) return; // the constructor
 		const key = `${api}.${m[1]}`;
 		if (!(key in returns)) fail(`${key} has no declaration in index.d.ts`);
-		sdkOps[`${call[2]} ${norm(call[1])}`] = { api, method: m[1], returns: returns[key] };
+		// Several API classes may carry the same operation (UsersApi and
+		// RoutingApi both have getRoutingUserUtilization): list them all.
+		const op = `${call[2]} ${norm(call[1])}`;
+		if (sdkOps[op] && sdkOps[op].method === m[1] && sdkOps[op].returns === returns[key]) sdkOps[op].apis.push(api);
+		else if (sdkOps[op]) fail(`${op} is ${sdkOps[op].apis[0]}.${sdkOps[op].method} and ${key}`);
+		else sdkOps[op] = { apis: [api], method: m[1], returns: returns[key] };
 	});
 }
 
