@@ -154,3 +154,25 @@ func TestRateLimitHeadersOnEveryAnswer(t *testing.T) {
 		t.Errorf("429: count=%q Retry-After=%q", h.Get("inin-ratelimit-count"), h.Get("Retry-After"))
 	}
 }
+
+// The real platform is eventually consistent right after a create; gcsim
+// is too unless told otherwise, so every client of it copes.
+func TestConsistencyWindowsOnByDefault(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	tok := e.token(t1CID, t1Sec)
+	home := e.expect(200, tok, "GET", "/api/v2/authorization/divisions/home", nil).json(t)
+	uid := e.expect(200, tok, "POST", "/api/v2/users", map[string]any{"name": "Fresh Agent", "email": "fresh.agent@acme.example", "divisionId": home["id"]}).json(t)["id"].(string)
+	e.expectError(404, "not.found", tok, "GET", "/api/v2/users/"+uid, nil)
+	e.clock.Advance(DefaultNotFoundAfterCreate)
+	if state := e.expect(200, tok, "GET", "/api/v2/users/"+uid, nil).json(t)["state"]; state != "active" {
+		t.Errorf("state %v after %v, want active (activation delay %v)", state, DefaultNotFoundAfterCreate, DefaultActivationDelay)
+	}
+
+	off := newEnv(t, Config{NotFoundAfterCreate: -1, ActivationDelay: -1})
+	tok = off.token(t1CID, t1Sec)
+	uid = off.expect(200, tok, "POST", "/api/v2/users", map[string]any{"name": "Fresh Agent", "email": "fresh.agent@acme.example", "divisionId": home["id"]}).json(t)["id"].(string)
+	if state := off.expect(200, tok, "GET", "/api/v2/users/"+uid, nil).json(t)["state"]; state != "active" {
+		t.Errorf("windows off: state %v, want active at once", state)
+	}
+}
