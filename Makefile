@@ -1,5 +1,7 @@
-# orgsync — every target works on a fresh machine that has only Go installed:
-# tools (buf, protoc-gen-go) run through `go run` at pinned versions.
+# orgsync — every target works on a fresh machine that has only Go installed
+# (and Node.js for `make test`'s SDK contract test): tools (buf,
+# protoc-gen-go) run through `go run` at pinned versions, the official Genesys
+# Cloud JavaScript SDK through `npm ci` from a committed lockfile.
 
 BUF_VERSION := v1.75.0
 BUF         := go run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -7,8 +9,9 @@ BUF         := go run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 PKGS         = $(shell go list -m -f '{{.Path}}/...')
 GOTESTFLAGS ?= -count=1 -timeout 15m
 BIN         := bin
+CONTRACT    := services/gcsim/contract
 
-.PHONY: all build test gotest proto proto-check lint fmt demo bench clean
+.PHONY: all build test gotest contract-deps proto proto-check lint fmt demo bench clean
 
 all: build
 
@@ -20,9 +23,15 @@ build:
 ## test: the whole test suite, plus the protobuf lint/staleness check (what CI runs)
 test: proto-check gotest
 
-gotest:
+gotest: contract-deps
 	go vet $(PKGS)
 	go test $(GOTESTFLAGS) $(PKGS)
+
+## contract-deps: install the pinned Genesys Cloud JavaScript SDK the contract test runs (npm ci, again only when the lockfile changes)
+contract-deps: $(CONTRACT)/node_modules/.package-lock.json
+
+$(CONTRACT)/node_modules/.package-lock.json: $(CONTRACT)/package-lock.json
+	cd $(CONTRACT) && npm ci --no-audit --no-fund
 
 ## proto: regenerate the Go code of proto/ (commit the result)
 proto:

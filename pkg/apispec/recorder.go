@@ -22,6 +22,10 @@ const (
 	PhaseRoute    Phase = "route"    // the request matches no operation of the spec
 	PhaseRequest  Phase = "request"  // the request violates its operation
 	PhaseResponse Phase = "response" // the response violates its operation
+	// PhaseModel: a 2xx body breaks the model the official SDK declares for
+	// the operation (sdkmodels.json): an undeclared or missing property, or
+	// a value of the wrong type.
+	PhaseModel Phase = "sdk-model"
 )
 
 // Violation is one contract breach seen by a Recorder.
@@ -47,8 +51,10 @@ func (v Violation) String() string {
 }
 
 // Recorder is an http.RoundTripper that validates every request it sends and
-// every response it receives against the spec, records the violations and the
-// operations exercised, and otherwise passes traffic through unchanged.
+// every response it receives against the spec, checks every 2xx body against
+// the model the official SDK declares (sdkmodels.json), records the
+// violations and the operations exercised, and otherwise passes traffic
+// through unchanged.
 //
 // Only paths under /api/v2/ are validated: /oauth/token and simulator admin
 // paths are passed through unvalidated. A violation never fails the round
@@ -64,8 +70,9 @@ func (v Violation) String() string {
 //     int32 and int64 are enforced; "uri" is not (the upstream data carries
 //     relative selfUri values such as /api/v2/users/{id}).
 type Recorder struct {
-	base http.RoundTripper
-	spec *Spec
+	base   http.RoundTripper
+	spec   *Spec
+	models *SDKModels
 
 	mu         sync.Mutex
 	violations []Violation
@@ -81,10 +88,14 @@ func NewValidatingTransport(base http.RoundTripper) *Recorder {
 	if err != nil {
 		panic(err)
 	}
+	models, err := LoadSDKModels()
+	if err != nil {
+		panic(err)
+	}
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &Recorder{base: base, spec: spec, seen: map[Operation]int{}, succeeded: map[Operation]int{}}
+	return &Recorder{base: base, spec: spec, models: models, seen: map[Operation]int{}, succeeded: map[Operation]int{}}
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -125,7 +136,15 @@ func (r *Recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 			Detail: "read response body: " + readErr.Error()})
 		return resp, nil
 	}
-	if r.validateResponse(req, resp, respBody, input, op) && resp.StatusCode/100 == 2 {
+	valid := r.validateResponse(req, resp, respBody, input, op)
+	if resp.StatusCode/100 == 2 && req.Method != http.MethodHead {
+		if problems := r.models.CheckResponse(op.String(), respBody); len(problems) > 0 {
+			r.add(Violation{Phase: PhaseModel, Operation: op, Method: req.Method, URL: req.URL.RequestURI(), Status: resp.StatusCode,
+				Detail: strings.Join(problems, "; ")})
+			valid = false
+		}
+	}
+	if valid && resp.StatusCode/100 == 2 {
 		r.mark(r.succeeded, op)
 	}
 	return resp, nil

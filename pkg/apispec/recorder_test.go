@@ -102,3 +102,23 @@ func TestRecorderFlagsRequestAndResponseViolations(t *testing.T) {
 		t.Fatalf("missing = %v", missing)
 	}
 }
+
+func TestSDKModelCheck(t *testing.T) {
+	t.Parallel()
+	m, err := LoadSDKModels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.CheckResponse("GET /api/v2/users/{userId}", []byte(`{"id":"u1","version":3,"skills":[{"id":"s","proficiency":4}]}`)); len(got) > 0 {
+		t.Errorf("valid User: %q", got)
+	}
+	got := m.CheckResponse("GET /api/v2/users/{userId}", []byte(`{"id":"u1","dateModified":"x","skills":[{"proficiency":"4"}]}`))
+	want := []string{
+		`$.skills[0].proficiency: string where number is declared`,
+		`$: property "dateModified" is not declared by model User`,
+		`$: required property "version" of model User is missing`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("invalid User:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

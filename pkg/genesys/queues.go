@@ -17,12 +17,16 @@ var (
 // queueMemberChunk is the most members one POST .../members carries.
 const queueMemberChunk = 100
 
-// ListQueues lists queues whose name matches the filter (all when "").
+// ListQueues lists queues whose name matches the filter (all when ""):
+// Genesys matches the queue name exactly, ignoring case, with a leading
+// and/or trailing * as wildcard ("Billing*").
 func (c *Client) ListQueues(ctx context.Context, name string) ([]Queue, error) {
 	return collect(listByPageNumber[Queue](ctx, c, request{op: opListQueues, query: nameQuery(name)}))
 }
 
-// FindQueueByName returns the queue named exactly name.
+// FindQueueByName returns the queue named exactly name (or the one name
+// equal ignoring case). A name that starts or ends with * would be read as a
+// wildcard by the filter; findExact still keeps only the name itself.
 func (c *Client) FindQueueByName(ctx context.Context, name string) (Queue, bool, error) {
 	if strings.TrimSpace(name) == "" {
 		return Queue{}, false, invalidArg(opListQueues, "empty queue name")

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/metrics"
@@ -106,9 +108,11 @@ func TestScrapeAfterWork(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Genesys calls: gcsim allows 2 requests per token per minute, so the
-	// third is a 429 (one attempt only: no retry wait in the test).
-	sim, err := gcsim.New(gcsim.Config{RateLimitPerMinute: 2})
+	// Genesys calls: gcsim allows 4 requests per token per minute. The
+	// client makes 2; another user of the same token makes 2 more, so the
+	// client's third is a 429 it could not see coming (the headers of its
+	// last answer showed budget left; one attempt only: no retry wait).
+	sim, err := gcsim.New(gcsim.Config{RateLimitPerMinute: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,9 +121,15 @@ func TestScrapeAfterWork(t *testing.T) {
 	}
 	api := httptest.NewServer(sim.Handler())
 	t.Cleanup(api.Close)
+	cc := clientcredentials.Config{ClientID: "target1-client", ClientSecret: "target1-secret", TokenURL: api.URL + "/oauth/token"}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := orgs.NewRegistry(map[string]genesys.OrgConfig{
 		orgKey: {APIBaseURL: api.URL, LoginBaseURL: api.URL, ClientID: "target1-client", ClientSecret: "target1-secret"},
-	}, orgs.WithObserver(metrics.GenesysCall), orgs.WithClientOptions(genesys.WithRetryPolicy(genesys.RetryPolicy{MaxAttempts: 1})))
+	}, orgs.WithObserver(metrics.GenesysCall), orgs.WithClientOptions(genesys.WithRetryPolicy(genesys.RetryPolicy{MaxAttempts: 1}),
+		genesys.WithTokenSource(oauth2.StaticTokenSource(tok))))
 	metrics.WatchLimiters(reg)
 	c, err := reg.Client(orgKey)
 	if err != nil {
@@ -129,6 +139,14 @@ func TestScrapeAfterWork(t *testing.T) {
 		if _, err := c.ListSkills(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
+	}
+	other := oauth2.NewClient(ctx, oauth2.StaticTokenSource(tok)) // another user of the token
+	for i := 0; i < 2; i++ {
+		resp, err := other.Get(api.URL + "/api/v2/organizations/me")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET organizations/me with the shared token: %v %v", resp, err)
+		}
+		resp.Body.Close()
 	}
 	if _, err := c.ListSkills(ctx, ""); err == nil {
 		t.Fatal("third call within the minute was not throttled by gcsim")

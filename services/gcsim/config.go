@@ -17,11 +17,17 @@ const (
 	DefaultNotificationHeartbeat = 30 * time.Second
 	// DefaultCRMDelay is how long a fake-CRM record stays PENDING.
 	DefaultCRMDelay = 2 * time.Second
+	// DefaultNotFoundAfterCreate and DefaultActivationDelay are the eventual
+	// consistency the real platform shows right after a create (a new user,
+	// skill or team reads 404 by id for a moment; a new user is inactive for
+	// a moment), on by default so every client of gcsim copes with them.
+	DefaultNotFoundAfterCreate = 500 * time.Millisecond
+	DefaultActivationDelay     = 300 * time.Millisecond
 )
 
 // Config tunes the simulator. The zero value is valid: no latency, the
-// Genesys default rate limit of 300 requests per minute per token, no
-// eventual-consistency windows and 24h tokens.
+// Genesys default rate limit of 300 requests per minute per token, the
+// default eventual-consistency windows and 24h tokens.
 type Config struct {
 	// Latency is added to every API request before it is handled.
 	Latency time.Duration
@@ -33,10 +39,13 @@ type Config struct {
 	RateLimitPerMinute int
 	// NotFoundAfterCreate is the window after creation during which
 	// GET by id of a freshly created user, skill or team returns 404, as the
-	// real platform does while the object propagates.
+	// real platform does while the object propagates. 0 means
+	// DefaultNotFoundAfterCreate; negative disables it (a test about
+	// something else that must read a new object at once).
 	NotFoundAfterCreate time.Duration
 	// ActivationDelay is how long a newly created user stays in state
-	// "inactive" before becoming "active".
+	// "inactive" before becoming "active". 0 means DefaultActivationDelay;
+	// negative disables it.
 	ActivationDelay time.Duration
 	// TokenTTL is the lifetime of issued access tokens (expires_in).
 	// 0 means DefaultTokenTTL.
@@ -63,8 +72,11 @@ type Config struct {
 	Clock func() time.Time
 }
 
-// withDefaults returns a copy of c with zero fields replaced by defaults.
+// withDefaults returns a copy of c with zero fields replaced by defaults and
+// disabled (negative) windows set to 0. Apply it once.
 func (c Config) withDefaults() Config {
+	c.NotFoundAfterCreate = window(c.NotFoundAfterCreate, DefaultNotFoundAfterCreate)
+	c.ActivationDelay = window(c.ActivationDelay, DefaultActivationDelay)
 	if c.RateLimitPerMinute == 0 {
 		c.RateLimitPerMinute = DefaultRateLimitPerMinute
 	}
@@ -94,10 +106,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gcsim config: Latency must be >= 0, got %v", c.Latency)
 	case c.LatencyJitter < 0:
 		return fmt.Errorf("gcsim config: LatencyJitter must be >= 0, got %v", c.LatencyJitter)
-	case c.NotFoundAfterCreate < 0:
-		return fmt.Errorf("gcsim config: NotFoundAfterCreate must be >= 0, got %v", c.NotFoundAfterCreate)
-	case c.ActivationDelay < 0:
-		return fmt.Errorf("gcsim config: ActivationDelay must be >= 0, got %v", c.ActivationDelay)
 	case c.TokenTTL < time.Second:
 		return fmt.Errorf("gcsim config: TokenTTL must be >= 1s, got %v", c.TokenTTL)
 	case c.ChannelTTL < time.Second:
@@ -106,4 +114,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gcsim config: CRMDelay must be >= 0, got %v", c.CRMDelay)
 	}
 	return nil
+}
+
+// window is a consistency window setting: 0 is def, negative is off.
+func window(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }

@@ -100,7 +100,7 @@ func TestProvisionReferenceUserFlow(t *testing.T) {
 	qs := e.expect(200, tok, "GET", "/api/v2/routing/queues?name=Billing%20Queue", nil).json(t)
 	var qid string
 	for _, q := range qs["entities"].([]any) {
-		if q.(map[string]any)["name"] == "Billing Queue" { // prefix filter: compare exactly
+		if q.(map[string]any)["name"] == "Billing Queue" { // the filter ignores case: compare exactly
 			qid = q.(map[string]any)["id"].(string)
 		}
 	}

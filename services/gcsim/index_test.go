@@ -105,6 +105,7 @@ func TestIndexesFollowChanges(t *testing.T) {
 	e.expect(200, tok, "POST", "/api/v2/teams/"+other+"/members", map[string]any{"memberIds": ids[:2]})
 	e.expect(204, tok, "DELETE", "/api/v2/teams/"+team+"/members?id="+ids[2], nil)
 	checkIndexes(t, o)
+	e.clock.Advance(DefaultNotFoundAfterCreate) // the new team becomes readable by id
 	if got := e.expect(200, tok, "GET", "/api/v2/teams/"+other, nil).json(t)["memberCount"]; got != 2.0 {
 		t.Fatalf("memberCount = %v, want 2", got)
 	}

@@ -131,7 +131,7 @@ func (s *Sim) listLicenseUsers(r *http.Request, o *org) (int, any, *apiError) {
 	}
 	return 200, mapPage(p, func(u *user) map[string]any {
 		return map[string]any{"id": u.id, "licenses": sortedLicenseIDs(u), "selfUri": "/api/v2/license/users/" + u.id}
-	}), nil
+	}).withoutURIs(), nil
 }
 
 // POST /api/v2/license/users: the licenses of the users whose ids the body

@@ -109,6 +109,37 @@ func mapPage[T, U any](p page[T], f func(T) U) page[U] {
 	return out
 }
 
+// memberPage is QueueMemberEntityListing: page-number paging whose model has
+// no total, pageCount or lastUri (clients stop at the first short page).
+type memberPage[T any] struct {
+	Entities    []T    `json:"entities"`
+	PageSize    int    `json:"pageSize"`
+	PageNumber  int    `json:"pageNumber"`
+	FirstURI    string `json:"firstUri,omitempty"`
+	SelfURI     string `json:"selfUri,omitempty"`
+	NextURI     string `json:"nextUri,omitempty"`
+	PreviousURI string `json:"previousUri,omitempty"`
+}
+
+func (p page[T]) withoutCounts() memberPage[T] {
+	return memberPage[T]{Entities: p.Entities, PageSize: p.PageSize, PageNumber: p.PageNumber,
+		FirstURI: p.FirstURI, SelfURI: p.SelfURI, NextURI: p.NextURI, PreviousURI: p.PreviousURI}
+}
+
+// countPage is UserLicensesEntityListing: page-number paging whose model has
+// counts and no URIs.
+type countPage[T any] struct {
+	Entities   []T `json:"entities"`
+	PageSize   int `json:"pageSize"`
+	PageNumber int `json:"pageNumber"`
+	Total      int `json:"total"`
+	PageCount  int `json:"pageCount"`
+}
+
+func (p page[T]) withoutURIs() countPage[T] {
+	return countPage[T]{Entities: p.Entities, PageSize: p.PageSize, PageNumber: p.PageNumber, Total: p.Total, PageCount: p.PageCount}
+}
+
 // cursorPage is the cursor listing envelope (TeamEntityListing,
 // TeamMemberEntityListing).
 type cursorPage[T any] struct {

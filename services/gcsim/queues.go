@@ -3,6 +3,7 @@ package gcsim
 import (
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // maxQueueMemberChange is the per-call limit of POST .../members.
@@ -28,14 +29,16 @@ func (o *org) renderQueue(q *queue, joined *bool) map[string]any {
 	return m
 }
 
-// GET /api/v2/routing/queues (name is a case-insensitive prefix; id and
-// divisionId filter).
+// GET /api/v2/routing/queues: name is exact and case-insensitive, with a
+// leading and/or trailing * as wildcard (the spec: "Include only queues with
+// the given name (leading and trailing asterisks allowed)"); id and
+// divisionId filter.
 func (s *Sim) listQueues(r *http.Request, o *org) (int, any, *apiError) {
-	prefix := r.URL.Query().Get("name")
+	match := queueNameMatcher(r.URL.Query().Get("name"))
 	ids, divs := idFilter(r, "id"), idFilter(r, "divisionId")
 	var out []map[string]any
 	for _, q := range sortedBy(o.queues, func(q *queue) string { return q.name }, func(q *queue) string { return q.id }) {
-		if (prefix != "" && !hasPrefixFold(q.name, prefix)) || (ids != nil && !ids[q.id]) || (divs != nil && !divs[q.divisionID]) {
+		if !match(q.name) || (ids != nil && !ids[q.id]) || (divs != nil && !divs[q.divisionID]) {
 			continue
 		}
 		out = append(out, o.renderQueue(q, nil))
@@ -47,6 +50,31 @@ func (s *Sim) listQueues(r *http.Request, o *org) (int, any, *apiError) {
 	return 200, p, nil
 }
 
+// queueNameMatcher is the queue name filter: "" matches all, "*x*" contains,
+// "x*" starts with, "*x" ends with, "x" equals; always case-insensitive.
+func queueNameMatcher(filter string) func(string) bool {
+	if filter == "" {
+		return func(string) bool { return true }
+	}
+	core := strings.ToLower(filter)
+	lead := strings.HasPrefix(core, "*")
+	core = strings.TrimPrefix(core, "*")
+	trail := strings.HasSuffix(core, "*")
+	core = strings.TrimSuffix(core, "*")
+	return func(name string) bool {
+		n := strings.ToLower(name)
+		switch {
+		case lead && trail:
+			return strings.Contains(n, core)
+		case lead:
+			return strings.HasSuffix(n, core)
+		case trail:
+			return strings.HasPrefix(n, core)
+		}
+		return n == core
+	}
+}
+
 func (o *org) lookupQueue(id string) (*queue, *apiError) {
 	q := o.queues[id]
 	if q == nil {
@@ -55,16 +83,30 @@ func (o *org) lookupQueue(id string) (*queue, *apiError) {
 	return q, nil
 }
 
-// GET /api/v2/routing/queues/{queueId}/members
+// GET /api/v2/routing/queues/{queueId}/members: name filters on the member's
+// name (contains, case-insensitive), joined and memberBy (user|group) as
+// documented. Every simulated member is a user who has joined. The listing
+// is QueueMemberEntityListing: no total, pageCount or lastUri.
 func (s *Sim) listQueueMembers(r *http.Request, o *org) (int, any, *apiError) {
 	q, err := o.lookupQueue(r.PathValue("queueId"))
 	if err != nil {
 		return 0, nil, err
 	}
+	joined, err := boolParam(r, "joined")
+	if err != nil {
+		return 0, nil, err
+	}
+	memberBy := r.URL.Query().Get("memberBy")
+	if memberBy != "" && memberBy != "user" && memberBy != "group" {
+		return 0, nil, errf(400, "invalid.query.param.value", "Value [%s] is not valid for parameter [memberBy]. Allowable values are: user, group", memberBy)
+	}
+	name := strings.ToLower(r.URL.Query().Get("name"))
 	members := make([]*user, 0, len(q.members))
-	for id := range q.members {
-		if u := o.users[id]; u != nil {
-			members = append(members, u)
+	if (joined == nil || *joined) && memberBy != "group" {
+		for id := range q.members {
+			if u := o.users[id]; u != nil && strings.Contains(strings.ToLower(u.name), name) {
+				members = append(members, u)
+			}
 		}
 	}
 	sortByName(members, userName, userID)
@@ -77,7 +119,20 @@ func (s *Sim) listQueueMembers(r *http.Request, o *org) (int, any, *apiError) {
 			"id": u.id, "name": u.name, "ringNumber": 1, "joined": true, "memberBy": "user",
 			"selfUri": "/api/v2/routing/queues/" + q.id + "/members/" + u.id,
 		}
-	}), nil
+	}).withoutCounts(), nil
+}
+
+// boolParam reads an optional boolean query parameter (nil when absent).
+func boolParam(r *http.Request, key string) (*bool, *apiError) {
+	v := r.URL.Query().Get(key)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, errf(400, "invalid.query.param.value", "Value [%s] is not valid for parameter [%s]. Allowable values are: true, false", v, key)
+	}
+	return &b, nil
 }
 
 // POST /api/v2/routing/queues/{queueId}/members[?delete=true]: body is a list
@@ -87,14 +142,11 @@ func (s *Sim) postQueueMembers(r *http.Request, o *org) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	del := false
-	if v := r.URL.Query().Get("delete"); v != "" {
-		b, perr := strconv.ParseBool(v)
-		if perr != nil {
-			return 0, nil, errf(400, "invalid.query.param.value", "Value [%s] is not valid for parameter [delete]. Allowable values are: true, false", v)
-		}
-		del = b
+	delParam, err := boolParam(r, "delete")
+	if err != nil {
+		return 0, nil, err
 	}
+	del := delParam != nil && *delParam
 	var items []struct {
 		ID string `json:"id"`
 	}
@@ -153,10 +205,15 @@ func (s *Sim) listUserQueues(r *http.Request, o *org) (int, any, *apiError) {
 		return 0, nil, err
 	}
 	divs := idFilter(r, "divisionId")
+	want, err := boolParam(r, "joined")
+	if err != nil {
+		return 0, nil, err
+	}
+	// Every simulated membership is joined: joined=false lists none.
 	joined := true
 	var out []map[string]any
 	for _, q := range sortedBy(o.queues, func(q *queue) string { return q.name }, func(q *queue) string { return q.id }) {
-		if q.members[u.id] && (divs == nil || divs[q.divisionID]) {
+		if q.members[u.id] && (divs == nil || divs[q.divisionID]) && (want == nil || *want == joined) {
 			out = append(out, o.renderQueue(q, &joined))
 		}
 	}

@@ -33,14 +33,17 @@ func (s *Sim) routes() {
 	mux.HandleFunc("GET /api/v2/tokens/me", s.getTokenMe)
 	mux.HandleFunc("HEAD /api/v2/tokens/me", s.headTokenMe)
 	mux.HandleFunc("DELETE /api/v2/tokens/me", s.deleteTokenMe)
+	// An operation gcsim does not simulate is 501, never a 404 a client
+	// would read as "the entity is gone".
 	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, notFound("no simulated operation %s %s", r.Method, r.URL.Path))
+		writeError(w, r, errf(http.StatusNotImplemented, "not.implemented", "gcsim does not simulate %s %s", r.Method, r.URL.Path))
 	})
 
 	// Users
 	s.handle("GET /api/v2/users", s.listUsers)
 	s.handle("POST /api/v2/users", s.createUser)
 	s.handle("POST /api/v2/users/search", s.searchUsers)
+	s.handle("GET /api/v2/users/search", s.searchUsersQ64)
 	s.handle("GET /api/v2/users/{userId}", s.getUser)
 	s.handle("PATCH /api/v2/users/{userId}", s.patchUser)
 	s.handle("DELETE /api/v2/users/{userId}", s.deleteUser)

@@ -89,9 +89,9 @@ func TestPrefixFiltersAndPaging(t *testing.T) {
 	if !slices.Equal(got, []string{"Billing", "Billing Escalations", "Billing Support"}) {
 		t.Fatalf("skills?name=Billing = %v: the name filter must be a prefix filter", got)
 	}
-	got = names(t, e.expect(200, src, "GET", "/api/v2/routing/queues?name=billing", nil).json(t))
+	got = names(t, e.expect(200, src, "GET", "/api/v2/routing/queues?name=billing%20queue", nil).json(t))
 	if !slices.Equal(got, []string{"Billing Queue"}) {
-		t.Fatalf("queues?name=billing = %v", got)
+		t.Fatalf("queues?name=billing queue = %v", got)
 	}
 	got = names(t, e.expect(200, src, "GET", "/api/v2/authorization/roles?name=Age", nil).json(t))
 	if !slices.Equal(got, []string{"Agent"}) {
@@ -175,7 +175,7 @@ func TestLicenseGate(t *testing.T) {
 	uid := u["id"].(string)
 	skill := e.expect(200, tok, "POST", "/api/v2/routing/skills", map[string]any{"name": "Billing Support"}).json(t)
 	lang := e.expect(200, tok, "GET", "/api/v2/routing/languages?name=English", nil).json(t)["entities"].([]any)[0].(map[string]any)
-	queue := e.expect(200, tok, "GET", "/api/v2/routing/queues?name=Support", nil).json(t)["entities"].([]any)[0].(map[string]any)
+	queue := e.expect(200, tok, "GET", "/api/v2/routing/queues?name=Support%20Queue", nil).json(t)["entities"].([]any)[0].(map[string]any)
 
 	skills := []map[string]any{{"id": skill["id"], "proficiency": 4}}
 	m := e.expectError(400, "bad.request", tok, "PUT", "/api/v2/users/"+uid+"/routingskills/bulk", skills)

@@ -1,7 +1,10 @@
 package gcsim
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -51,7 +54,6 @@ func (s *Sim) renderUser(o *org, u *user, expand map[string]bool) map[string]any
 		"state":              u.stateAt(s.now()),
 		"version":            u.version,
 		"acdAutoAnswer":      false,
-		"dateModified":       fmtTime(u.modified),
 		"selfUri":            "/api/v2/users/" + u.id,
 	}
 	if u.title != "" {
@@ -327,17 +329,25 @@ func (s *Sim) deleteUser(r *http.Request, o *org) (int, any, *apiError) {
 
 type searchCriteria struct {
 	Type   string           `json:"type"`
-	Fields []string         `json:"fields"`
-	Value  string           `json:"value"`
-	Values []string         `json:"values"`
-	Group  []searchCriteria `json:"group"`
+	Fields []string         `json:"fields,omitempty"`
+	Value  string           `json:"value,omitempty"`
+	Values []string         `json:"values,omitempty"`
+	Group  []searchCriteria `json:"group,omitempty"`
 }
 
 type userSearchBody struct {
 	PageSize   int              `json:"pageSize"`
 	PageNumber int              `json:"pageNumber"`
-	Expand     []string         `json:"expand"`
+	Expand     []string         `json:"expand,omitempty"`
 	Query      []searchCriteria `json:"query"`
+}
+
+// pageURI is the GET /api/v2/users/search?q64= address of page n of the
+// search b, as Genesys puts it in currentPage, nextPage and previousPage.
+func (b userSearchBody) pageURI(n int) string {
+	b.PageNumber = n
+	raw, _ := json.Marshal(b) // plain structs: cannot fail
+	return "/api/v2/users/search?q64=" + url.QueryEscape(base64.StdEncoding.EncodeToString(raw))
 }
 
 // criterion is a searchCriteria prepared once per search: values merged
@@ -427,6 +437,25 @@ func (s *Sim) searchUsers(r *http.Request, o *org) (int, any, *apiError) {
 	if err := decodeBody(r, &b); err != nil {
 		return 0, nil, err
 	}
+	return s.search(o, b)
+}
+
+// GET /api/v2/users/search?q64=: the search whose request body is q64
+// (base64 JSON), as the page links of a search answer carry it.
+func (s *Sim) searchUsersQ64(r *http.Request, o *org) (int, any, *apiError) {
+	q64 := r.URL.Query().Get("q64")
+	raw, err := base64.StdEncoding.DecodeString(q64)
+	if q64 == "" || err != nil {
+		return 0, nil, errf(400, "invalid.query.param.value", "Value [%s] is not valid for parameter [q64]: base64 of a UserSearchRequest", q64)
+	}
+	var b userSearchBody
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return 0, nil, badRequest("q64 does not hold a UserSearchRequest: %v", err)
+	}
+	return s.search(o, b)
+}
+
+func (s *Sim) search(o *org, b userSearchBody) (int, any, *apiError) {
 	if b.PageSize == 0 {
 		b.PageSize = defaultPageSize
 	}
@@ -485,14 +514,23 @@ func (s *Sim) searchUsers(r *http.Request, o *org) (int, any, *apiError) {
 	for _, u := range hits[lo:hi] {
 		results = append(results, s.renderUser(o, u, expand))
 	}
-	return 200, map[string]any{
-		"total":      total,
-		"pageCount":  (total + b.PageSize - 1) / b.PageSize,
-		"pageSize":   b.PageSize,
-		"pageNumber": b.PageNumber,
-		"types":      []string{"users"},
-		"results":    results,
-	}, nil
+	count := (total + b.PageSize - 1) / b.PageSize
+	out := map[string]any{
+		"total":       total,
+		"pageCount":   count,
+		"pageSize":    b.PageSize,
+		"pageNumber":  b.PageNumber,
+		"currentPage": b.pageURI(b.PageNumber),
+		"types":       []string{"users"},
+		"results":     results,
+	}
+	if b.PageNumber < count {
+		out["nextPage"] = b.pageURI(b.PageNumber + 1)
+	}
+	if b.PageNumber > 1 {
+		out["previousPage"] = b.pageURI(b.PageNumber - 1)
+	}
+	return 200, out, nil
 }
 
 // POST /api/v2/users/{userId}/externalid: external ids are unique per org;

@@ -83,11 +83,10 @@ func runDev(ctx context.Context, args []string, out IO) int {
 	return ExitOK
 }
 
-// demoSimConfig is gcsim as `orgsync dev` and the demo run it: the real
-// per-token rate limit and short eventual-consistency windows, so the
-// pipeline's waits are exercised without making the demo slow.
+// demoSimConfig is gcsim as `orgsync dev` and the demo run it: its defaults,
+// the real per-token rate limit and eventual-consistency windows.
 func demoSimConfig() gcsim.Config {
-	return gcsim.Config{NotFoundAfterCreate: 200 * time.Millisecond, ActivationDelay: 300 * time.Millisecond}
+	return gcsim.Config{}
 }
 
 func envOr(key, def string) string {

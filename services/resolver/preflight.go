@@ -48,10 +48,9 @@ var mustPreexist = map[orgsyncv1.ResourceType]bool{
 // Preflight checks, read-only, that every ROLE, QUEUE, DIVISION and LICENSE
 // resource of plan exists in the target (client c) under its exact name,
 // and records the target ids found in plan.KnownTargetIds (by external id).
-// Roles and queues are looked up by name (Genesys' name filter is a prefix
-// match, so the listing is compared exactly: "Billing Queue" never matches
-// "Billing Queue Overflow"); divisions and license definitions are listed
-// once. It returns a *PreflightError naming every missing object, or the
+// Roles and queues are looked up by name the way the provisioner finds them
+// (FindRoleByName, FindQueueByName: the exact name, or the one name equal
+// ignoring case); divisions and license definitions are listed once. It returns a *PreflightError naming every missing object, or the
 // API error that prevented the check.
 func Preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan) error {
 	return preflight(ctx, c, plan, nil)
@@ -91,27 +90,17 @@ func preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan, cac
 			}
 			id, found = licenses[r.GetName()]
 		case orgsyncv1.ResourceType_RESOURCE_TYPE_ROLE:
-			roles, err := c.ListRoles(ctx, r.GetName())
+			role, ok, err := c.FindRoleByName(ctx, r.GetName())
 			if err != nil {
 				return fmt.Errorf("pre-flight: look up role %q in %s: %w", r.GetName(), plan.GetTargetOrg(), err)
 			}
-			for _, x := range roles {
-				if x.Name == r.GetName() {
-					id, found = x.ID, true
-					break
-				}
-			}
+			id, found = role.ID, ok
 		case orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE:
-			queues, err := c.ListQueues(ctx, r.GetName())
+			queue, ok, err := c.FindQueueByName(ctx, r.GetName())
 			if err != nil {
 				return fmt.Errorf("pre-flight: look up queue %q in %s: %w", r.GetName(), plan.GetTargetOrg(), err)
 			}
-			for _, x := range queues {
-				if x.Name == r.GetName() {
-					id, found = x.ID, true
-					break
-				}
-			}
+			id, found = queue.ID, ok
 		}
 		if !found {
 			missing = append(missing, Missing{Type: r.GetType(), Name: r.GetName()})

@@ -281,7 +281,7 @@ func TestPreflightFailsOnlyTheTargetLackingQueueAndRole(t *testing.T) {
 			if o.Name != "Acme Target 3" {
 				continue
 			}
-			// "Billing Queue Overflow" stays: a prefix match must not pass.
+			// "Billing Queue Overflow" stays: it must not be taken for "Billing Queue".
 			o.Queues = slices.DeleteFunc(o.Queues, func(q gcsim.FixtureQueue) bool { return q.Name == "Billing Queue" })
 			o.Roles = slices.DeleteFunc(o.Roles, func(r gcsim.FixtureRole) bool { return r.Name == "Supervisor" })
 		}
