@@ -385,7 +385,7 @@ func TestBadSnapshotIsTerminatedWithReason(t *testing.T) {
 func TestConfigRejectsInvalidEmailRule(t *testing.T) {
 	t.Parallel()
 	err := resolver.Config{EmailMapping: map[string]*orgsyncv1.EmailMapping{"t1": {FromDomain: "a.example"}}}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "EmailMapping[t1]: email mapping: to_domain is empty") {
+	if err == nil || !strings.Contains(err.Error(), "EmailMapping[t1]: to_domain is empty") {
 		t.Fatalf("Validate = %v", err)
 	}
 }
