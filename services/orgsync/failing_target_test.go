@@ -75,6 +75,11 @@ func TestOneFailingTargetStaysAlone(t *testing.T) {
 	}
 	if changed < 0 || failed2 < 0 || changed > failed2 {
 		t.Errorf("target1 changed at event %d, target2 failed at %d: target1 waited for target2", changed, failed2)
+	} else if len(evs) > 0 {
+		t0 := evs[0].GetTime().AsTime()
+		t.Logf("target1 changed after %s, target3 failed after %s, target2 failed after %s",
+			evs[changed].GetTime().AsTime().Sub(t0).Round(time.Millisecond), evs[failed3].GetTime().AsTime().Sub(t0).Round(time.Millisecond),
+			evs[failed2].GetTime().AsTime().Sub(t0).Round(time.Millisecond))
 	}
 	for _, e := range evs {
 		if e.GetKind() == orgsyncv1.EventKind_EVENT_KIND_REQUEST && e.GetStatus() == orgsyncv1.Status_STATUS_FAILED {
