@@ -24,7 +24,7 @@ func Map(email string, rule *orgsyncv1.EmailMapping) (string, error) {
 		return addr.Address, nil
 	}
 	if err := Validate(rule); err != nil {
-		return "", err
+		return "", fmt.Errorf("email mapping: %w", err)
 	}
 	at := strings.LastIndexByte(addr.Address, '@')
 	local, domain := addr.Address[:at], addr.Address[at+1:]
@@ -36,16 +36,17 @@ func Map(email string, rule *orgsyncv1.EmailMapping) (string, error) {
 
 // Validate checks a rule before any user is mapped with it: to_domain is
 // required and must be a domain; from_domain, when set, must be a domain.
+// Its errors name the field only: callers say which rule they checked.
 func Validate(rule *orgsyncv1.EmailMapping) error {
 	to := rule.GetToDomain()
 	if to == "" {
-		return fmt.Errorf("email mapping: to_domain is empty")
+		return fmt.Errorf("to_domain is empty")
 	}
 	if _, err := mail.ParseAddress("x@" + to); err != nil || strings.ContainsAny(to, "@ ") || !strings.Contains(to, ".") {
-		return fmt.Errorf("email mapping: to_domain %q is not a valid domain", to)
+		return fmt.Errorf("to_domain %q is not a valid domain", to)
 	}
 	if from := rule.GetFromDomain(); from != "" && (strings.ContainsAny(from, "@ ") || !strings.Contains(from, ".")) {
-		return fmt.Errorf("email mapping: from_domain %q is not a valid domain", from)
+		return fmt.Errorf("from_domain %q is not a valid domain", from)
 	}
 	return nil
 }

@@ -217,7 +217,7 @@ func (c *Client) do(ctx context.Context, r request) error {
 			ra := res.retryAfter
 			c.limiter.OnThrottled(ra)
 			wait = max(ra, c.retry.backoff(attempt))
-		case res.status >= 500 || res.transport:
+		case RetryableStatus(res.status) || res.transport:
 			if !res.sent || r.idempotent {
 				wait = max(res.retryAfter, c.retry.backoff(attempt))
 				break
@@ -235,7 +235,7 @@ func (c *Client) do(ctx context.Context, r request) error {
 			}
 			wait = c.retry.backoff(attempt)
 		default:
-			return res.err // 4xx other than 401/429, token errors, bad input
+			return res.err // permanent (IsPermanent): 4xx but 401/408/429, 501, refused credentials
 		}
 		if attempt >= c.retry.MaxAttempts || time.Since(start)+wait > c.retry.MaxElapsed {
 			return fmt.Errorf("%w (gave up after %d attempts in %s)", res.err, attempt, time.Since(start).Round(time.Millisecond))
@@ -273,7 +273,7 @@ func (c *Client) attempt(ctx context.Context, r request, target string, payload 
 	tok, err := c.tokens.Token()
 	if err != nil {
 		var te *TokenError
-		if errors.As(err, &te) && (te.Status == 0 || te.Status >= 500) {
+		if errors.As(err, &te) && (te.Status == 0 || RetryableStatus(te.Status)) {
 			return attemptResult{err: err, transport: true} // token endpoint down: retryable, nothing sent
 		}
 		return attemptResult{err: err}

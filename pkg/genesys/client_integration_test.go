@@ -396,3 +396,43 @@ func TestBadInputRejectedBeforeSending(t *testing.T) {
 		t.Fatalf("%d requests sent for invalid input", n)
 	}
 }
+
+// TestPermanentErrorsAreNotRetried: one classification decides what the
+// client retries and what services treat as final. A 501 (the API lacks the
+// operation) is sent once; a 503 is retried to the end of the budget; both
+// surface as *APIError naming the status and code.
+func TestPermanentErrorsAreNotRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		status    int
+		code      string
+		attempts  int
+		permanent bool
+	}{
+		{status: 501, code: "not.implemented", attempts: 1, permanent: true},
+		{status: 503, code: "service.unavailable", attempts: 3, permanent: false},
+	} {
+		if err := e.sim.SetFaults(globex, gcsim.Faults{ErrorRate: 1, ErrorStatus: tc.status}); err != nil {
+			t.Fatal(err)
+		}
+		seen := &calls{}
+		// Around the spec validator: the spec subset documents no 501.
+		c := e.clientWith(t, e.config(globex), WithTransport(http.DefaultTransport), WithObserver(seen.observe),
+			WithRetryPolicy(RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}))
+		_, err := c.GetOrganization(ctx)
+		if StatusOf(err) != tc.status || !strings.Contains(err.Error(), tc.code) {
+			t.Fatalf("%d: error %v", tc.status, err)
+		}
+		if got := seen.count(withStatus(tc.status)); got != tc.attempts {
+			t.Errorf("%d: sent %d times, want %d", tc.status, got, tc.attempts)
+		}
+		if IsPermanent(err) != tc.permanent {
+			t.Errorf("%d: IsPermanent = %v, want %v", tc.status, !tc.permanent, tc.permanent)
+		}
+	}
+	if err := e.sim.SetFaults(globex, gcsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+}

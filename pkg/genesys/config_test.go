@@ -2,10 +2,12 @@ package genesys
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/orgsync/orgsync/pkg/apispec"
@@ -109,5 +111,37 @@ func TestPathParametersAreEscapedAndRequired(t *testing.T) {
 	_, err = request{op: opGetUser, params: []string{" "}}.path()
 	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "GET /api/v2/users/{userId}") {
 		t.Fatalf("empty id: %v", err)
+	}
+}
+
+func TestIsPermanentClassifiesOnce(t *testing.T) {
+	api := func(status int) error { return fmt.Errorf("wrapped: %w", &APIError{Status: status}) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"400", api(400), true},
+		{"401 after re-auth", api(401), true},
+		{"403", api(403), true},
+		{"404", api(404), true},
+		{"408", api(408), false},
+		{"409", api(409), true},
+		{"429", api(429), false},
+		{"500", api(500), false},
+		{"501", api(501), true},
+		{"503", api(503), false},
+		{"504", api(504), false},
+		{"invalid argument", invalidArg(operation{Method: "GET", Path: "/x"}, "bad"), true},
+		{"token refused", &TokenError{Status: 401, ErrorCode: "invalid_client"}, true},
+		{"token endpoint down", &TokenError{Status: 503}, false},
+		{"token endpoint unreachable", &TokenError{Err: errors.New("connection refused")}, false},
+		{"connection reset", fmt.Errorf("genesys: GET /x: %w", syscall.ECONNRESET), false},
+		{"timeout", context.DeadlineExceeded, false},
+	} {
+		if got := IsPermanent(tc.err); got != tc.want {
+			t.Errorf("%s: IsPermanent = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -89,6 +89,45 @@ func StatusOf(err error) int {
 	return 0
 }
 
+// RetryableStatus reports whether an HTTP status of the API (or its token
+// endpoint) may turn into a success when the same request is sent again
+// later: 408 and 429 (the request was not processed), and every 5xx but
+// 501 (the server lacks the operation: it always will).
+func RetryableStatus(status int) bool {
+	switch {
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+		return true
+	case status == http.StatusNotImplemented:
+		return false
+	default:
+		return status >= 500 && status <= 599
+	}
+}
+
+// IsPermanent reports whether err is an answer of the API that no retry can
+// change: invalid input caught before sending, a token endpoint refusing
+// the credentials (4xx, e.g. invalid_client), or an API status that is not
+// RetryableStatus (4xx other than 408/429, including 401 after the client's
+// own re-authentication, and 501). It is the one classification every
+// service applies (the client itself retries exactly the rest): anything
+// else — 429s and 5xx that outlasted the retries, connection resets,
+// timeouts, cancellation, errors not from this package — may succeed later
+// and is not permanent.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrInvalidArgument) {
+		return true
+	}
+	var te *TokenError
+	if errors.As(err, &te) {
+		return te.Status != 0 && !RetryableStatus(te.Status)
+	}
+	status := StatusOf(err)
+	return status != 0 && !RetryableStatus(status)
+}
+
 // IsNotFound reports whether err is a 404 from the API.
 func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 

@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// RetryPolicy bounds how the client retries 429s, 5xx answers and transport
-// errors: at most MaxAttempts attempts in all and no new attempt after
-// MaxElapsed since the first, waiting a full-jitter exponential backoff
-// (uniform in [0, min(MaxDelay, BaseDelay·2^n)]) or the server's Retry-After,
-// whichever is longer.
+// RetryPolicy bounds how the client retries the statuses RetryableStatus
+// names (429, 408, 5xx but 501) and transport errors: at most MaxAttempts
+// attempts in all and no new attempt after MaxElapsed since the first,
+// waiting a full-jitter exponential backoff (uniform in [0, min(MaxDelay,
+// BaseDelay·2^n)]) or the server's Retry-After, whichever is longer.
 type RetryPolicy struct {
 	MaxAttempts int
 	MaxElapsed  time.Duration

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -149,19 +148,11 @@ func managersFirst(users []*genesys.User) {
 }
 
 // IsPermanent reports whether an extraction error can never succeed on
-// retry: a missing user, invalid input, or an API 4xx other than 408/429
-// (bad credentials, forbidden, not found, bad request).
+// retry: a missing user, or a permanent API error (genesys.IsPermanent:
+// invalid input, refused credentials, 4xx other than 408/429, 501).
 func IsPermanent(err error) bool {
 	var nf *UserNotFoundError
-	if errors.As(err, &nf) || errors.Is(err, genesys.ErrInvalidArgument) {
-		return true
-	}
-	var te *genesys.TokenError
-	if errors.As(err, &te) {
-		return te.Status >= 400 && te.Status < 500 && te.Status != http.StatusTooManyRequests && te.Status != http.StatusRequestTimeout
-	}
-	s := genesys.StatusOf(err)
-	return s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout
+	return errors.As(err, &nf) || genesys.IsPermanent(err)
 }
 
 type extraction struct {

@@ -174,7 +174,7 @@ func TestBadCloneRequestsFailOnceWithReason(t *testing.T) {
 		}), reason: "user not found in source org src: id 00000000-0000-4000-8000-00000000dead"},
 		{name: "invalid email mapping", req: good("bad-mapping", func(r *orgsyncv1.CloneRequest) {
 			r.Options = &orgsyncv1.CloneOptions{EmailMapping: map[string]*orgsyncv1.EmailMapping{"t1": {FromDomain: "acme.example"}}}
-		}), reason: "options.email_mapping[t1]: email mapping: to_domain is empty"},
+		}), reason: "options.email_mapping[t1]: to_domain is empty"},
 		{name: "email mapping for a non-target", req: good("bad-mapping-2", func(r *orgsyncv1.CloneRequest) {
 			r.Options = &orgsyncv1.CloneOptions{EmailMapping: map[string]*orgsyncv1.EmailMapping{"t9": {ToDomain: "t9.example"}}}
 		}), reason: `options.email_mapping names "t9"`},

@@ -335,15 +335,16 @@ func (s *Sim) adminRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("PUT /_sim/orgs/{orgId}/faults", func(w http.ResponseWriter, r *http.Request) {
 		var b struct {
-			ErrorRate float64         `json:"errorRate"`
-			ResetRate float64         `json:"resetRate"`
-			Latency   json.RawMessage `json:"latency"`
+			ErrorRate   float64         `json:"errorRate"`
+			ErrorStatus int             `json:"errorStatus"`
+			ResetRate   float64         `json:"resetRate"`
+			Latency     json.RawMessage `json:"latency"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
 			adminErr(w, r, 400, "decode faults: %v", err)
 			return
 		}
-		f := Faults{ErrorRate: b.ErrorRate, ResetRate: b.ResetRate}
+		f := Faults{ErrorRate: b.ErrorRate, ErrorStatus: b.ErrorStatus, ResetRate: b.ResetRate}
 		if len(b.Latency) > 0 {
 			var str string
 			var ns int64

@@ -171,6 +171,30 @@ func TestFaultInjectionAndAdminHTTP(t *testing.T) {
 	if e.sim.CountSkillsByName(t2Org, "Never") != 0 {
 		t.Fatal("an injected 503 must have no effect")
 	}
+	// Another 5xx the API answers, with its own code; a status it never
+	// answers this way is refused.
+	if err := e.sim.SetFaults(t2Org, Faults{ErrorRate: 1, ErrorStatus: 501}); err != nil {
+		t.Fatal(err)
+	}
+	// (The spec subset documents no 501, so this goes around the validator.)
+	req501, _ := http.NewRequest("GET", e.srv.URL+"/api/v2/routing/skills", nil)
+	req501.Header.Set("Authorization", "Bearer "+tok)
+	resp501, err := e.srv.Client().Do(req501)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body501 errorBody
+	_ = json.NewDecoder(resp501.Body).Decode(&body501)
+	resp501.Body.Close()
+	if resp501.StatusCode != 501 || body501.Code != "not.implemented" || body501.Status != 501 || body501.ContextID == "" {
+		t.Fatalf("ErrorStatus 501: got %d %+v", resp501.StatusCode, body501)
+	}
+	if err := e.sim.SetFaults(t2Org, Faults{ErrorRate: 1, ErrorStatus: 404}); err == nil {
+		t.Fatal("SetFaults with errorStatus 404 must fail")
+	}
+	if err := e.sim.SetFaults(t2Org, Faults{ErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
 	// Other orgs are unaffected; faults are cleared via the admin HTTP API.
 	e.expect(200, e.token(t1CID, t1Sec), "GET", "/api/v2/routing/skills", nil)
 	admin := func(method, path, body string) *http.Response {
@@ -191,7 +215,7 @@ func TestFaultInjectionAndAdminHTTP(t *testing.T) {
 	if err := json.NewDecoder(admin("GET", "/_sim/orgs/"+t2Org+"/stats", "").Body).Decode(&stats); err != nil {
 		t.Fatal(err)
 	}
-	if stats.Requests["POST /api/v2/routing/skills"] != 2 || stats.Status[503] != 1 || stats.Status[0] != 1 || stats.Creates["skill"] != 1 || stats.Requests["POST /oauth/token"] != 1 {
+	if stats.Requests["POST /api/v2/routing/skills"] != 2 || stats.Status[503] != 1 || stats.Status[501] != 1 || stats.Status[0] != 1 || stats.Creates["skill"] != 1 || stats.Requests["POST /oauth/token"] != 1 {
 		t.Fatalf("stats %+v", stats)
 	}
 	var st OrgState

@@ -145,7 +145,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if faults.ErrorRate > 0 && rand.Float64() < faults.ErrorRate {
-		writeError(rec, r, errf(http.StatusServiceUnavailable, "service.unavailable", "injected fault: service unavailable"))
+		writeError(rec, r, faults.injectedError())
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), orgKey, o))

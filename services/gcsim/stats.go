@@ -2,15 +2,21 @@ package gcsim
 
 import (
 	"maps"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Faults are injected into every API request of one org.
 type Faults struct {
-	// ErrorRate is the probability [0,1] that a request fails with 503
-	// before it has any effect.
+	// ErrorRate is the probability [0,1] that a request fails before it
+	// has any effect (1: every API request of the org fails).
 	ErrorRate float64 `json:"errorRate"`
+	// ErrorStatus is the status of those failures: 503 (default,
+	// service.unavailable) or another 5xx the API answers (500, 501
+	// not.implemented, 502, 504), as an ErrorBody like the API's.
+	ErrorStatus int `json:"errorStatus,omitempty"`
 	// ResetRate is the probability [0,1] that the connection is closed
 	// without a response AFTER the request took effect (a lost response).
 	ResetRate float64 `json:"resetRate"`
@@ -141,6 +147,9 @@ func (s *Sim) SetFaults(orgID string, f Faults) error {
 	if f.ErrorRate < 0 || f.ErrorRate > 1 || f.ResetRate < 0 || f.ResetRate > 1 || f.Latency < 0 {
 		return errf(400, "bad.request", "faults for org %s: rates must be within [0,1] and latency >= 0", orgID)
 	}
+	if _, ok := faultCodes[f.ErrorStatus]; !ok && f.ErrorStatus != 0 {
+		return errf(400, "bad.request", "faults for org %s: errorStatus %d is not one of 500, 501, 502, 503, 504", orgID, f.ErrorStatus)
+	}
 	if s.lookupOrg(orgID) == nil {
 		return notFound("org %s is not loaded", orgID)
 	}
@@ -148,6 +157,24 @@ func (s *Sim) SetFaults(orgID string, f Faults) error {
 	defer s.mu.Unlock()
 	s.faults[orgID] = f
 	return nil
+}
+
+// faultCodes are the ErrorBody codes the API answers with each injectable status.
+var faultCodes = map[int]string{
+	http.StatusInternalServerError: "internal.server.error",
+	http.StatusNotImplemented:      "not.implemented",
+	http.StatusBadGateway:          "bad.gateway",
+	http.StatusServiceUnavailable:  "service.unavailable",
+	http.StatusGatewayTimeout:      "gateway.timeout",
+}
+
+// injectedError is the error a request fails with under f.ErrorRate.
+func (f Faults) injectedError() *apiError {
+	status := f.ErrorStatus
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	return errf(status, faultCodes[status], "injected fault: %s", strings.ToLower(http.StatusText(status)))
 }
 
 // Faults returns the faults currently injected into orgID.

@@ -175,7 +175,7 @@ func (s *Service) listIntegration(ctx context.Context, target, name string) (*Ou
 	}
 	all, err := c.ListIntegrations(ctx)
 	if err != nil {
-		if st := genesys.StatusOf(err); st >= 400 && st < 500 && st != 408 && st != 429 {
+		if genesys.IsPermanent(err) {
 			return fail("cannot check the integration instance %q of %s: %v", name, target, err)
 		}
 		return nil, &errRetryLater{fmt.Errorf("check integration instance %q of %s: %w", name, target, err)}

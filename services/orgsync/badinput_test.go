@@ -67,7 +67,7 @@ func TestBadInputEndToEnd(t *testing.T) {
 			raw: func(r *orgsyncv1.CloneRequest) {
 				r.Options.EmailMapping = map[string]*orgsyncv1.EmailMapping{"target1": {ToDomain: "not a domain"}}
 			},
-			want: []string{"email mapping", `"not a domain"`}},
+			want: []string{"options.email_mapping[target1]: to_domain", `"not a domain"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, err := tc.spec.Build()

@@ -21,10 +21,13 @@ func TestValidateRequestReportsEveryProblem(t *testing.T) {
 		t.Fatal("Build accepted an invalid request")
 	}
 	for _, want := range []string{`request id "bad id!"`, "at least one user", `target org "src" is the source org`,
-		`target org "t1" is named twice`, `"a.b" contains a '.'`, `email mapping for "t9", which is not a target`, `to_domain "nodot" is not a valid domain`} {
+		`target org "t1" is named twice`, `"a.b" contains a '.'`, `email mapping for "t9", which is not a target`, `email mapping for t1: to_domain "nodot" is not a valid domain`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	if strings.Contains(err.Error(), "email mapping: ") {
+		t.Errorf("error says \"email mapping\" twice:\n%v", err)
 	}
 	req, err := CloneSpec{SourceOrg: "src", Users: []string{"a@x.example", "5f0c2a4e-0000-4000-8000-0000000000a1"}, Targets: []string{"t1"}}.Build()
 	if err != nil {

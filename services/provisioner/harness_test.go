@@ -142,7 +142,7 @@ func (e *env) waitTarget(planID string) *orgsyncv1.Event {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for _, ev := range e.events {
-			if ev.GetKind() == orgsyncv1.EventKind_EVENT_KIND_TARGET && ev.GetPlanId() == planID {
+			if ev.GetKind() == orgsyncv1.EventKind_EVENT_KIND_TARGET && ev.GetPlanId() == planID && ev.GetStatus() != orgsyncv1.Status_STATUS_RUNNING {
 				got = ev
 				return true
 			}

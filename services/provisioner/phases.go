@@ -83,18 +83,16 @@ func failUser(format string, args ...any) error {
 }
 
 // permanentForUser reports whether err dooms the user rather than asking for
-// a retry: client errors (4xx other than 401, 408, 429), invalid arguments,
-// userFailure. Cancellation, 5xx, 429 and network errors are transient.
+// a retry: a userFailure, or a permanent API error (genesys.IsPermanent)
+// other than an API 401, which a redelivery may cure (the auth service can
+// hand out a revoked token until it refreshes it). Cancellation, 429, 5xx
+// but 501, and network errors are transient.
 func permanentForUser(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
 	var uf *userFailure
-	if errors.As(err, &uf) || errors.Is(err, genesys.ErrInvalidArgument) {
+	if errors.As(err, &uf) {
 		return true
 	}
-	s := genesys.StatusOf(err)
-	return s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
+	return genesys.IsPermanent(err) && genesys.StatusOf(err) != http.StatusUnauthorized
 }
 
 // runPhase runs one phase for every live user that has its step and has not

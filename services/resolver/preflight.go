@@ -2,9 +2,7 @@ package resolver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/orgsync/orgsync/pkg/extid"
@@ -78,27 +76,27 @@ func preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan, cac
 		case orgsyncv1.ResourceType_RESOURCE_TYPE_DIVISION:
 			if divisions == nil {
 				if divisions, err = listDivisions(ctx, c); err != nil {
-					return err
+					return fmt.Errorf("pre-flight of %s: %w", plan.GetTargetOrg(), err)
 				}
 			}
 			id, found = divisions[r.GetName()]
 		case orgsyncv1.ResourceType_RESOURCE_TYPE_LICENSE:
 			if licenses == nil {
 				if licenses, err = listLicenses(ctx, c); err != nil {
-					return err
+					return fmt.Errorf("pre-flight of %s: %w", plan.GetTargetOrg(), err)
 				}
 			}
 			id, found = licenses[r.GetName()]
 		case orgsyncv1.ResourceType_RESOURCE_TYPE_ROLE:
 			role, ok, err := c.FindRoleByName(ctx, r.GetName())
 			if err != nil {
-				return fmt.Errorf("pre-flight: look up role %q in %s: %w", r.GetName(), plan.GetTargetOrg(), err)
+				return fmt.Errorf("pre-flight of %s: look up role %q: %w", plan.GetTargetOrg(), r.GetName(), err)
 			}
 			id, found = role.ID, ok
 		case orgsyncv1.ResourceType_RESOURCE_TYPE_QUEUE:
 			queue, ok, err := c.FindQueueByName(ctx, r.GetName())
 			if err != nil {
-				return fmt.Errorf("pre-flight: look up queue %q in %s: %w", r.GetName(), plan.GetTargetOrg(), err)
+				return fmt.Errorf("pre-flight of %s: look up queue %q: %w", plan.GetTargetOrg(), r.GetName(), err)
 			}
 			id, found = queue.ID, ok
 		}
@@ -121,7 +119,7 @@ func preflight(ctx context.Context, c *genesys.Client, plan *orgsyncv1.Plan, cac
 func listDivisions(ctx context.Context, c *genesys.Client) (map[string]string, error) {
 	all, err := c.ListDivisions(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("pre-flight: list divisions: %w", err)
+		return nil, fmt.Errorf("list divisions: %w", err)
 	}
 	out := make(map[string]string, len(all))
 	for _, d := range all {
@@ -135,25 +133,11 @@ func listDivisions(ctx context.Context, c *genesys.Client) (map[string]string, e
 func listLicenses(ctx context.Context, c *genesys.Client) (map[string]string, error) {
 	all, err := c.ListLicenseDefinitions(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("pre-flight: list license definitions: %w", err)
+		return nil, fmt.Errorf("list license definitions: %w", err)
 	}
 	out := make(map[string]string, len(all))
 	for _, l := range all {
 		out[l.ID] = l.ID
 	}
 	return out, nil
-}
-
-// isPermanentAPI reports errors no retry can fix: invalid input, or a 4xx
-// other than 408/429 (bad credentials, forbidden, ...).
-func isPermanentAPI(err error) bool {
-	if errors.Is(err, genesys.ErrInvalidArgument) {
-		return true
-	}
-	status := genesys.StatusOf(err)
-	var te *genesys.TokenError
-	if errors.As(err, &te) {
-		status = te.Status
-	}
-	return status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout
 }

@@ -15,13 +15,16 @@ const tracerName = "orgsync/resolver"
 
 // Service is the resolver: it consumes snapshots (orgsync.snapshot.>), and
 // for every target builds the plan, runs the pre-flight against the target
-// and publishes the plan on orgsync.plan.<target>, or fails that target.
+// and publishes the plan on orgsync.plan.<target>, or fails that target;
+// each target on its own (handleSnapshot).
 type Service struct {
 	cfg     Config
 	deps    Deps
 	log     *slog.Logger
 	ready   atomic.Bool
 	lookups *lookupCache
+	// progress: settled targets of snapshots being retried.
+	progress *snapshotProgress
 }
 
 // New checks cfg and deps and returns an unstarted service.
@@ -39,7 +42,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Logger = slog.Default()
 	}
 	cfg = cfg.WithDefaults()
-	return &Service{cfg: cfg, deps: deps, log: deps.Logger.With("service", "resolver"), lookups: newLookupCache(cfg.LookupTTL)}, nil
+	return &Service{cfg: cfg, deps: deps, log: deps.Logger.With("service", "resolver"), lookups: newLookupCache(cfg.LookupTTL),
+		progress: newSnapshotProgress()}, nil
 }
 
 // Ready reports whether the snapshot consumer is bound.

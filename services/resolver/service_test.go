@@ -37,6 +37,10 @@ var targetOrgIDs = map[string]string{
 	"t3": "5f0c2a4e-0000-4000-8000-000000000013",
 }
 
+// fastRetry keeps the client's own retries of injected faults short; the
+// mechanics are those of the default policy.
+var fastRetry = genesys.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
+
 type env struct {
 	t       *testing.T
 	js      jetstream.JetStream
@@ -67,6 +71,11 @@ func newEnv(t *testing.T, cfg resolver.Config, editFixture func(*gcsim.Fixture))
 	rec := apispec.NewValidatingTransport(http.DefaultTransport)
 	t.Cleanup(func() {
 		for _, v := range rec.Violations() {
+			// The real API answers 501 not.implemented, which the spec
+			// subset documents for no operation (gcsim injects it).
+			if v.Status == http.StatusNotImplemented {
+				continue
+			}
 			t.Errorf("SPEC VIOLATION: %v", v)
 		}
 	})
@@ -78,7 +87,7 @@ func newEnv(t *testing.T, cfg resolver.Config, editFixture func(*gcsim.Fixture))
 		"t1":  org("target1-client", "target1-secret"),
 		"t2":  org("target2-client", "target2-secret"),
 		"t3":  org("target3-client", "target3-secret"),
-	}, orgs.WithTransport(rec))
+	}, orgs.WithTransport(rec), orgs.WithClientOptions(genesys.WithRetryPolicy(fastRetry)))
 	cfg.Backoff = []time.Duration{50 * time.Millisecond}
 	svc, err := resolver.New(cfg, resolver.Deps{JS: js, Clients: clients, Events: events.New(js), Logger: telemetry.NopLogger()})
 	if err != nil {
@@ -376,7 +385,7 @@ func TestBadSnapshotIsTerminatedWithReason(t *testing.T) {
 func TestConfigRejectsInvalidEmailRule(t *testing.T) {
 	t.Parallel()
 	err := resolver.Config{EmailMapping: map[string]*orgsyncv1.EmailMapping{"t1": {FromDomain: "a.example"}}}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "EmailMapping[t1]: email mapping: to_domain is empty") {
+	if err == nil || !strings.Contains(err.Error(), "EmailMapping[t1]: to_domain is empty") {
 		t.Fatalf("Validate = %v", err)
 	}
 }
