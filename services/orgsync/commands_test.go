@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 )
 
@@ -51,7 +52,7 @@ func TestCLICloneAndStatus(t *testing.T) {
 	h := startHarness(t, nil, nil)
 	run := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
-		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
+		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL, "--creds", natsx.CredsFile(h.dev.CredsDir, natsx.RoleCLI)), IO{Out: &stdout, Err: &stderr})
 		return code, stdout.String(), stderr.String()
 	}
 

@@ -93,6 +93,11 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 		for _, v := range rec.Violations() {
 			t.Errorf("API spec violation: %s", v)
 		}
+		// Every service runs as its own NATS user: a subject it needs and
+		// is not allowed shows here.
+		for _, err := range d.Refusals() {
+			t.Errorf("NATS permission violation: %v", err)
+		}
 	})
 	nc, js, err := d.Connect()
 	if err != nil {

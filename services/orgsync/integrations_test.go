@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orgsync/orgsync/pkg/extid"
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
@@ -88,7 +89,7 @@ func TestCRMSyncIsDecoupledEndToEnd(t *testing.T) {
 
 	run := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
-		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
+		code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL, "--creds", natsx.CredsFile(h.dev.CredsDir, natsx.RoleCLI)), IO{Out: &stdout, Err: &stderr})
 		return code, stdout.String(), stderr.String()
 	}
 	t.Run("status shows the CRM counts and the core outcome", func(t *testing.T) {
