@@ -67,9 +67,10 @@ func (a ClientAuth) Configured() bool {
 // server lets that identity subscribe to (InboxPrefix).
 func (a ClientAuth) Options(role string) ([]nats.Option, error) {
 	opts := []nats.Option{nats.CustomInboxPrefix(InboxPrefix(role))}
-	set := 0
+	if (a.Creds != "") && (a.User != "" || a.NkeySeed != "") || (a.User != "" && a.NkeySeed != "") {
+		return nil, errors.New("NATS credentials: give one of --creds, --nats-user, env " + EnvNkeySeed)
+	}
 	if a.Creds != "" {
-		set++
 		o, err := credsOption(a.Creds)
 		if err != nil {
 			return nil, err
@@ -77,7 +78,6 @@ func (a ClientAuth) Options(role string) ([]nats.Option, error) {
 		opts = append(opts, o)
 	}
 	if a.NkeySeed != "" {
-		set++
 		o, err := seedOption([]byte(a.NkeySeed), "env "+EnvNkeySeed)
 		if err != nil {
 			return nil, err
@@ -85,14 +85,10 @@ func (a ClientAuth) Options(role string) ([]nats.Option, error) {
 		opts = append(opts, o)
 	}
 	if a.User != "" {
-		set++
 		if a.Password == "" {
 			return nil, fmt.Errorf("NATS user %q: no password (set env %s)", a.User, EnvPassword)
 		}
 		opts = append(opts, nats.UserInfo(a.User, a.Password))
-	}
-	if set > 1 {
-		return nil, errors.New("NATS credentials: give one of --creds, --nats-user, env " + EnvNkeySeed)
 	}
 	switch {
 	case a.TLSCert != "" && a.TLSKey == "", a.TLSCert == "" && a.TLSKey != "":

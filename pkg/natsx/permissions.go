@@ -109,7 +109,7 @@ var subj = struct{ clone, change, snapshot, plan, integration, event, reconcile,
 //     and creates or updates no stream (a stream update could source the
 //     token bucket into a readable stream).
 func Permissions(role string) (*server.Permissions, error) {
-	pub := []string{"$JS.API.INFO"}
+	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"}
 	sub := []string{InboxPrefix(role) + ".>"}
 	var responses bool
 	service := role != RoleCLI
