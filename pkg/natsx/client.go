@@ -108,8 +108,9 @@ func credsOption(path string) (nats.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("NATS credentials: %w", err)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("NATS credentials %s: mode %04o lets other users read the key; chmod 600 it", path, st.Mode().Perm())
+	// Group read stays allowed: Kubernetes mounts Secrets for the pod's fsGroup.
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o007 != 0 {
+		return nil, fmt.Errorf("NATS credentials %s: mode %04o lets every user read the key; chmod 600 it", path, st.Mode().Perm())
 	}
 	if bytes.Contains(b, []byte(credsJWTMark)) {
 		return nats.UserCredentials(path), nil

@@ -221,3 +221,10 @@ func writeList(b *strings.Builder, name string, allow []string) {
 	}
 	b.WriteString("        ]}\n")
 }
+
+// DeployAuthorizationConfig is AuthorizationConfig with the public keys
+// taken from the server's environment ($ORGSYNC_NKEY_<ROLE>): the content of
+// deploy/nats/authorization.conf and of the Kubernetes nats-config.
+func DeployAuthorizationConfig() (string, error) {
+	return AuthorizationConfig(func(role string) string { return "$" + NkeyEnv(role) })
+}

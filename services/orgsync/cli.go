@@ -11,8 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -56,6 +56,7 @@ func subcommands() []subcommand {
 		{"replay", replaySummary, runReplay},
 		{"failed", failedSummary, runFailed},
 		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},
+		{"nats-creds", natsCredsSummary, runNATSCreds},
 		{"gcsim", "run the Genesys Cloud simulator alone (the one `dev` embeds): orgsync gcsim --help", runGcsim},
 		{"bench", "benchmark scenarios against gcsim: calls per user, rate efficiency, overhead, memory (table + JSON)", runBench},
 		{"demo", "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)", runDemo},
