@@ -143,8 +143,8 @@ func TestCloneWaitOnTerminal(t *testing.T) {
 	var phases []string
 	for i := range runs {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		r := startOnTerminal(t, ctx, "clone", "--nats", h.dev.NATSURL, "--source", "source", "--user", strings.Join(e2eUsers, ","),
-			"--target", strings.Join(e2eTargets, ","), "--wait", "--timeout", "60s")
+		r := startOnTerminal(t, ctx, append([]string{"clone", "--source", "source", "--user", strings.Join(e2eUsers, ","),
+			"--target", strings.Join(e2eTargets, ","), "--wait", "--timeout", "60s"}, h.natsArgs()...)...)
 		code, hung := r.wait()
 		cancel()
 		out := r.output()
@@ -181,7 +181,7 @@ func TestCloneWaitInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := func(timeout string) []string {
-		return []string{"clone", "--nats", h.dev.NATSURL, "--source", "source", "--user", e2eUsers[0], "--target", "target1,target2", "--wait", "--timeout", timeout}
+		return append([]string{"clone", "--source", "source", "--user", e2eUsers[0], "--target", "target1,target2", "--wait", "--timeout", timeout}, h.natsArgs()...)
 	}
 	for _, tc := range []struct {
 		name   string

@@ -23,7 +23,7 @@ import (
 
 // CursorBucket is the reconciler's KV bucket; key "sweep.<src>" holds the
 // SweepCursor of source org src.
-const CursorBucket = "orgsync-reconciler"
+const CursorBucket = natsx.CursorBucket
 
 // Sweep triggers (SweepCursor.Trigger, run id prefix).
 const (
