@@ -90,59 +90,69 @@ func (u *userRun) forgetActual(kind orgsyncv1.StepKind) {
 }
 
 // healStaleIDs re-resolves the ids used by the users whose step failed with
-// a possibly stale id and runs the phase again for those whose ids changed
-// (once: a second failure stands). A reference that cannot be resolved any
-// more fails its users with the reason.
+// a possibly stale id and runs the phase again for those whose ids changed,
+// and for those whose step went through with an id now renewed (taken on
+// trust from the baseline). A re-run may meet other stale ids: each
+// reference is re-resolved at most once per phase, so it ends. A reference
+// that cannot be resolved any more fails its users with the reason.
 func (r *run) healStaleIDs(ctx context.Context, ph phase, pending []*userRun, results map[*userRun]stepResult) {
-	var stale []*userRun
-	refs := map[string]bool{}
-	for _, u := range pending {
-		if res, ok := results[u]; ok && res.err != nil && mayBeStaleID(res.err) {
-			stale = append(stale, u)
-			for _, ref := range r.stepRefs(ph.kind, u) {
-				if ref != "" {
-					refs[ref] = true
+	resolved := map[string]bool{} // references re-resolved in this phase
+	changed, failures := map[string]bool{}, map[string]error{}
+	for users := pending; len(users) > 0; {
+		var stale []*userRun
+		fresh := map[string]bool{}
+		for _, u := range users {
+			if res, ok := results[u]; ok && res.err != nil && mayBeStaleID(res.err) {
+				stale = append(stale, u)
+				for _, ref := range r.stepRefs(ph.kind, u) {
+					if ref != "" && !resolved[ref] {
+						fresh[ref] = true
+					}
 				}
 			}
 		}
-	}
-	if len(stale) == 0 {
-		return
-	}
-	changed, failures := map[string]bool{}, map[string]error{}
-	for _, ref := range sortedKeys(refs) {
-		c, err := r.reresolve(ctx, ref)
-		if err != nil {
-			failures[ref] = err
+		if len(fresh) == 0 {
+			return
 		}
-		changed[ref] = c
-	}
-	var again []*userRun
-	for _, u := range stale {
-		retry := false
-		for _, ref := range r.stepRefs(ph.kind, u) {
-			if err := failures[ref]; err != nil {
+		for _, ref := range sortedKeys(fresh) {
+			resolved[ref] = true
+			c, err := r.reresolve(ctx, ref)
+			if err != nil {
+				failures[ref] = err
+			}
+			changed[ref] = c
+		}
+		var again []*userRun
+		for _, u := range pending {
+			refs := r.stepRefs(ph.kind, u)
+			res := results[u]
+			if i := slices.IndexFunc(refs, func(ref string) bool { return fresh[ref] && failures[ref] != nil }); i >= 0 && res.err != nil {
+				err := failures[refs[i]]
 				if IsPlanFailure(err) {
 					err = &userFailure{err: err} // gone from the target: this user cannot be finished
 				}
 				results[u] = failed(err)
-				retry = false
-				break
+				continue
 			}
-			retry = retry || changed[ref]
+			if slices.ContainsFunc(refs, func(ref string) bool { return fresh[ref] && changed[ref] }) {
+				again = append(again, u)
+			}
 		}
-		if retry {
+		if len(again) == 0 {
+			return
+		}
+		r.e.log.Info("target ids were stale: re-resolved, step runs again", "plan", r.plan.GetPlanId(), "org", r.org,
+			"step", stepName(ph.kind), "users", len(again))
+		for _, u := range again {
 			u.forgetActual(ph.kind)
-			again = append(again, u)
 		}
-	}
-	if len(again) == 0 {
-		return
-	}
-	r.e.log.Info("target ids were stale: re-resolved, step runs again", "plan", r.plan.GetPlanId(), "org", r.org,
-		"step", stepName(ph.kind), "users", len(again))
-	for u, res := range r.execPhase(ctx, ph, again) {
-		results[u] = res
+		for u, res := range r.execPhase(ctx, ph, again) {
+			if prev := results[u]; res.err == nil && prev.err == nil && prev.status == orgsyncv1.Status_STATUS_CHANGED && res.status != orgsyncv1.Status_STATUS_CHANGED {
+				continue // the first run made the changes; the second found them
+			}
+			results[u] = res
+		}
+		users = again
 	}
 }
 

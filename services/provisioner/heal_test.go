@@ -2,6 +2,7 @@ package provisioner
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -248,5 +249,49 @@ func TestHalfConfiguredUserIsFinished(t *testing.T) {
 	e.sim.ResetStats()
 	if ev := e.cloneOK("req-half-2", "t3", nil); ev.GetStatus() != orgsyncv1.Status_STATUS_UNCHANGED {
 		t.Errorf("clone after the retry: %v, want UNCHANGED", ev.GetStatus())
+	}
+}
+
+// TestStalePreflightIDsInThePlanAreHealed: the ids the resolver's
+// pre-flight put in a plan (cached there for a minute) name objects that
+// were deleted and re-created meanwhile — a queue, a role, a division, a
+// license; and one queue is gone for good. The users are cloned with the
+// objects' current ids; the user who wants the vanished queue fails saying
+// so, the other is unaffected.
+func TestStalePreflightIDsInThePlanAreHealed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	e.start(Config{Orgs: []string{"t3"}}, nil)
+	staleIDs := func(p *orgsyncv1.Plan) {
+		p.KnownTargetIds = map[string]string{}
+		for i, r := range p.GetResources() {
+			if mustPreexist := r.GetType() == tQueue || r.GetType() == tRole || r.GetType() == tDiv || r.GetType() == tLic; mustPreexist {
+				p.KnownTargetIds[r.GetExternalId()] = fmt.Sprintf("0badc0de-0000-4000-8000-%012d", i)
+			}
+		}
+	}
+	p := planFor(t, demoSnapshot("req-known"), "t3")
+	staleIDs(p)
+	e.publish(p)
+	if ev := e.waitTarget(p.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_CHANGED {
+		t.Fatalf("TARGET %v %q", ev.GetStatus(), ev.GetReason())
+	}
+	expectDemo(t, e, "t3")
+
+	// Night Queue: deleted after pre-flight, never re-created.
+	snap := demoSnapshot("req-known-2")
+	snap.Resources = append(snap.Resources, res(tQueue, "Night Queue"))
+	john := snap.Users[1]
+	john.QueueRefs = append(john.QueueRefs, ref(tQueue, "Night Queue"))
+	p = planFor(t, snap, "t3")
+	staleIDs(p)
+	e.publish(p)
+	e.waitTarget(p.GetPlanId())
+	for _, u := range e.eventsOf(p.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_USER) {
+		isJohn := u.GetUserExternalId() == john.GetExternalId()
+		if isJohn != (u.GetStatus() == orgsyncv1.Status_STATUS_FAILED) ||
+			(isJohn && !strings.Contains(u.GetReason(), `queue "Night Queue" does not exist in target t3`)) {
+			t.Errorf("USER %s: %v %q", u.GetUserExternalId(), u.GetStatus(), u.GetReason())
+		}
 	}
 }
