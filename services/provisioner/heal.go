@@ -99,11 +99,9 @@ func (r *run) healStaleIDs(ctx context.Context, ph phase, pending []*userRun, re
 	resolved := map[string]bool{} // references re-resolved in this phase
 	changed, failures := map[string]bool{}, map[string]error{}
 	for users := pending; len(users) > 0; {
-		var stale []*userRun
 		fresh := map[string]bool{}
 		for _, u := range users {
 			if res, ok := results[u]; ok && res.err != nil && mayBeStaleID(res.err) {
-				stale = append(stale, u)
 				for _, ref := range r.stepRefs(ph.kind, u) {
 					if ref != "" && !resolved[ref] {
 						fresh[ref] = true
@@ -166,9 +164,10 @@ func (r *run) reresolve(ctx context.Context, ref string) (changed bool, err erro
 	old := r.id(ref)
 	store := r.e.deps.Store
 	if x.Type == orgsyncv1.ResourceType_RESOURCE_TYPE_USER {
-		// A user (a manager): managerOf finds it again by email.
+		// A manager outside the plan (one of the plan's users was just
+		// read by ENSURE_USER): forgotten, managerOf finds it by email.
 		id, ok, err := store.TargetID(r.org, ref)
-		if err != nil || !ok || r.dry {
+		if m := r.byExt[ref]; err != nil || !ok || r.dry || (m != nil && m.id != "") {
 			return false, err
 		}
 		r.renew(ref)

@@ -295,3 +295,37 @@ func TestStalePreflightIDsInThePlanAreHealed(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedManagerOutsideThePlan: Jane's manager John, cloned earlier, is
+// deleted in the target; a clone of Jane alone forgets John's translation
+// instead of failing on it (manager left unset, saying why), and a clone of
+// both re-creates John and makes him Jane's manager again.
+func TestDeletedManagerOutsideThePlan(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	e.start(Config{Orgs: []string{"t3"}}, nil)
+	e.cloneOK("req-mgr-1", "t3", nil)
+	john, _ := e.sim.UserByEmail(targetIDs["t3"], "john.smith@acme.example")
+	e.admin("t3", http.MethodDelete, "/api/v2/users/"+john.ID)
+
+	snap := demoSnapshot("req-mgr-2")
+	snap.Users = snap.Users[:1] // Jane
+	p := planFor(t, snap, "t3")
+	e.publish(p)
+	if ev := e.waitTarget(p.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_UNCHANGED {
+		t.Fatalf("Jane alone: TARGET %v %q, want UNCHANGED (nothing of hers to change)", ev.GetStatus(), ev.GetReason())
+	}
+	var reason string
+	for _, s := range e.eventsOf(p.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_STEP) {
+		if s.GetStep() == "profile" || strings.HasSuffix(s.GetStep(), "/profile") {
+			reason = s.GetReason()
+		}
+	}
+	if !strings.Contains(reason, "manager john.smith@acme.example does not exist in t3") {
+		t.Errorf("profile step reason %q, want the manager named as missing", reason)
+	}
+
+	e.cloneOK("req-mgr-3", "t3", nil)
+	expectDemo(t, e, "t3")
+	expectNoDuplicates(t, e, "t3")
+}
