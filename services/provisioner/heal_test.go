@@ -177,6 +177,7 @@ func TestGcsimRestartUnderKeptStore(t *testing.T) {
 	e.start(Config{Orgs: []string{"t1", "t3"}}, nil)
 	for _, tg := range []string{"t1", "t3"} {
 		e.cloneOK("req-rs-2-"+tg, tg, nil)
+		t.Logf("%s after the restart: %d API calls (%d writes)", tg, e.apiCalls(tg), e.writes(tg))
 		expectDemo(t, e, tg)
 		expectNoDuplicates(t, e, tg)
 	}
