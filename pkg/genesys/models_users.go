@@ -17,9 +17,6 @@ type User struct {
 	Username   string    `json:"username,omitempty"`
 	Manager    *UserRef  `json:"manager,omitempty"`
 	Version    int       `json:"version"`
-	// DateModified is not in the spec's User; gcsim (and some API versions)
-	// return it. Best effort: empty when absent.
-	DateModified  string                `json:"dateModified,omitempty"`
 	Skills        []UserRoutingSkill    `json:"skills,omitempty"`    // expand=skills (best effort)
 	Languages     []UserRoutingLanguage `json:"languages,omitempty"` // expand=languages (best effort)
 	Team          *Team                 `json:"team,omitempty"`      // expand=team
