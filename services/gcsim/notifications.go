@@ -306,14 +306,41 @@ func (s *Sim) availableTopics(r *http.Request, o *org) (int, any, *apiError) {
 	return http.StatusOK, map[string]any{"entities": []any{topic}}, nil
 }
 
-// auditServices names the audit serviceName per change aspect.
+// auditServices names the audit serviceName per change aspect (values of
+// the SDK's AuditTopicAuditLogMessage.serviceName enum); the rest is
+// Directory.
 var auditServices = map[string]string{
 	"skills": "Routing", "languages": "Routing", "utilization": "Routing", "queues": "Routing",
-	"grants": "Authorization", "licenses": "Licensing",
+	"grants": "PeoplePermissions",
+}
+
+// auditLogMessage is the eventBody of an audit notification: the official
+// SDK's AuditTopicAuditLogMessage (purecloud-platform-client-v2 index.d.ts),
+// with the nested AuditTopicAddressableEntityRef, AuditTopicDomainEntityRef
+// and AuditTopicPropertyChange. The caller is an OAuth client (gcsim grants
+// client credentials only), so there is no userId/username/userDisplay.
+type auditLogMessage struct {
+	ID              string           `json:"id"`
+	UserHomeOrgID   string           `json:"userHomeOrgId"`
+	ClientID        *auditRef        `json:"clientId,omitempty"`
+	RemoteIP        []string         `json:"remoteIp,omitempty"`
+	ServiceName     string           `json:"serviceName"`
+	Level           string           `json:"level"`
+	EventTime       string           `json:"eventTime"`
+	Action          string           `json:"action"`
+	EntityType      string           `json:"entityType"`
+	Entity          auditRef         `json:"entity"`
+	PropertyChanges []PropertyChange `json:"propertyChanges"`
+}
+
+type auditRef struct {
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	SelfURI string `json:"selfUri"`
 }
 
 // auditNotification renders a user change as the message the platform
-// pushes on the user's audit topic: the eventBody is an AuditLogMessage.
+// pushes on the user's audit topic.
 func auditNotification(ch UserChange) []byte {
 	action := "Update"
 	switch ch.Aspect {
@@ -326,28 +353,49 @@ func auditNotification(ch UserChange) []byte {
 	if service == "" {
 		service = "Directory"
 	}
-	msg := map[string]any{
+	body := auditLogMessage{
+		ID: newID(), UserHomeOrgID: ch.OrgID,
+		ServiceName: service, Level: "USER", EventTime: fmtTime(ch.At),
+		Action: action, EntityType: "User",
+		Entity:          auditRef{ID: ch.UserID, Name: ch.UserName, SelfURI: "/api/v2/users/" + ch.UserID},
+		PropertyChanges: nonNil(ch.Changes),
+	}
+	if ch.ClientID != "" {
+		body.ClientID = &auditRef{ID: ch.ClientID, SelfURI: "/api/v2/oauth/clients/" + ch.ClientID}
+	}
+	if ch.RemoteIP != "" {
+		body.RemoteIP = []string{ch.RemoteIP}
+	}
+	b, _ := json.Marshal(map[string]any{
 		"topicName": UserAuditTopic(ch.UserID),
 		"version":   "2",
-		"eventBody": map[string]any{
-			"id":            newID(),
-			"userHomeOrgId": ch.OrgID,
-			"serviceName":   service,
-			"level":         "USER",
-			"eventDate":     fmtTime(ch.At),
-			"action":        action,
-			"entity":        map[string]any{"id": ch.UserID, "selfUri": "/api/v2/users/" + ch.UserID},
-			"entityType":    "USER",
-			"status":        "SUCCESS",
-			"propertyChanges": []any{map[string]any{
-				"property": ch.Aspect, "oldValues": []string{}, "newValues": []string{},
-			}},
-			"context": map[string]string{"aspect": ch.Aspect},
-		},
-		"metadata": map[string]any{"CorrelationId": newID()},
-	}
-	b, _ := json.Marshal(msg)
+		"eventBody": body,
+		"metadata":  map[string]any{"CorrelationId": newID()},
+	})
 	return b
+}
+
+// auditWatched reports whether a connected channel of orgID listens to
+// userID's audit topic. Called with the org lock held (org.mu before
+// notifier.mu).
+func (s *Sim) auditWatched(orgID, userID string) bool {
+	return s.SocketsSubscribed(orgID, UserAuditTopic(userID)) > 0
+}
+
+// SocketsSubscribed is the number of channels of orgID with a connected
+// WebSocket that are subscribed to topic: a change raised now reaches
+// that many sockets.
+func (s *Sim) SocketsSubscribed(orgID, topic string) int {
+	n := s.notif
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now, count := s.now(), 0
+	for _, c := range n.channels {
+		if c.orgID == orgID && c.conn != nil && c.topics[topic] && now.Before(c.expires) {
+			count++
+		}
+	}
+	return count
 }
 
 // publishUserChange is the OnUserChanged listener: the change goes to every
