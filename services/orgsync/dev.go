@@ -211,7 +211,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 // startDeadLetterCapture records the dead-letter advisories of every
 // service (`orgsync failed list` reads them) on a connection of its own.
 func (d *Dev) startDeadLetterCapture() error {
-	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-deadletter"), nats.MaxReconnects(-1))
+	// Any service identity may capture dead letters (a standalone binary
+	// captures under its own); the reconciler's is the operations-facing one.
+	nc, err := service.ConnectNATS(d.NATSURL, natsx.RoleReconciler, d.Creds(natsx.RoleReconciler), d.cfg.Logger, nats.Name("orgsync-dev-deadletter"))
 	if err != nil {
 		return fmt.Errorf("dev: connect the dead-letter capture to NATS: %w", err)
 	}

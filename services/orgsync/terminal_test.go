@@ -87,8 +87,9 @@ func (r *terminalRun) wait() (exitCode int, hung bool) {
 	return -1, true // killed: it did not end on its own
 }
 
-// waitingBar is a bar of a planned target the provisioner has not taken up.
-var waitingBar = regexp.MustCompile(`\]\s+` + phaseProvisioning + `\r?\n`)
+// waitingBar is a bar of a planned target the provisioner has not taken up
+// (status pending, or running once the resolver announced the plan).
+var waitingBar = regexp.MustCompile(`\]\s+(?:running · )?` + phaseProvisioning + `\r?\n`)
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
