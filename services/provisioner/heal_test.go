@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/orgsync/orgsync/pkg/extid"
+	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
@@ -329,4 +332,45 @@ func TestDeletedManagerOutsideThePlan(t *testing.T) {
 	e.cloneOK("req-mgr-3", "t3", nil)
 	expectDemo(t, e, "t3")
 	expectNoDuplicates(t, e, "t3")
+}
+
+// TestManagerInAnEarlierPartIsWaitedFor: a request in parts puts managers in
+// earlier parts, but the parts' plans run concurrently. When Jane's part
+// reaches her profile before John's part has created him, her plan is
+// retried until he exists, never finished with the manager left unset.
+func TestManagerInAnEarlierPartIsWaitedFor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	e.start(Config{Orgs: []string{"t3"}}, nil)
+	snap := demoSnapshot("req-parts")
+	john, jane := snap.Users[1], snap.Users[0]
+	if jane.GetManagerRef() != john.GetExternalId() {
+		t.Fatalf("fixture: Jane's manager is %q, want John", jane.GetManagerRef())
+	}
+	part := func(n int32, u *orgsyncv1.UserConfig) *orgsyncv1.Plan {
+		s := proto.Clone(snap).(*orgsyncv1.Snapshot)
+		s.Users, s.Part, s.Parts = []*orgsyncv1.UserConfig{u}, n, 2
+		return planFor(t, s, "t3")
+	}
+	first, second := part(1, john), part(2, jane)
+	e.publish(second)
+	natsxtest.Eventually(t, 30*time.Second, "Jane's part waited for her activation", func() bool {
+		for _, s := range e.eventsOf(second.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_STEP) {
+			if strings.HasSuffix(s.GetStep(), "wait-active") {
+				return true
+			}
+		}
+		return false
+	})
+	e.publish(first)
+	for _, p := range []*orgsyncv1.Plan{first, second} {
+		if ev := e.waitTarget(p.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_CHANGED {
+			t.Fatalf("%s: TARGET %v %q, want CHANGED", p.GetPlanId(), ev.GetStatus(), ev.GetReason())
+		}
+	}
+	gJohn, _ := e.sim.UserByEmail(targetIDs["t3"], john.GetEmail())
+	gJane, _ := e.sim.UserByEmail(targetIDs["t3"], jane.GetEmail())
+	if gJane.Manager != gJohn.Email {
+		t.Errorf("Jane's manager in t3 is %q, want John (%s)", gJane.Manager, gJohn.Email)
+	}
 }

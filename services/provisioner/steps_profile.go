@@ -135,6 +135,16 @@ func (r *run) managerOf(ctx context.Context, u *userRun) (string, string, error)
 		r.mgrMu.Unlock()
 	}
 	if id == "" {
+		if d.GetManagerRef() != "" && r.plan.GetPart() > 1 && !r.dry {
+			// The manager is cloned by this request in an earlier part
+			// (managers come first), whose plan runs concurrently with
+			// this one and has not created it yet (or the search does not
+			// show it yet): retry the plan, never leave the manager unset.
+			r.mgrMu.Lock()
+			delete(r.managers, email)
+			r.mgrMu.Unlock()
+			return "", "", fmt.Errorf("manager %s, cloned by this request in an earlier part, is not in %s yet", email, r.org)
+		}
 		return "", fmt.Sprintf("manager %s does not exist in %s; manager left unset", email, r.org), nil
 	}
 	return id, "", nil
