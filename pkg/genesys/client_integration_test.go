@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
 	"github.com/orgsync/orgsync/services/gcsim"
 )
 
@@ -104,23 +107,41 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 
 func TestRateLimitHonoursRetryAfterWithoutStorm(t *testing.T) {
 	t.Parallel()
-	const budget, workers, perWorker = 20, 4, 7 // 1 + 28 calls: the budget is exceeded once
+	// The client's one call opens the token's window; another user of the
+	// same token spends the rest of it, so the client's next calls meet a
+	// 429 it could not see coming (the inin-ratelimit-* headers of its own
+	// answer showed budget left). Its 20 calls then fit the next window.
+	const budget, workers, perWorker = 20, 4, 5
 	e := newEnv(t, gcsim.Config{RateLimitPerMinute: budget})
 	var (
 		mu      sync.Mutex
 		minRate = math.Inf(1)
 		lim     = NewLimiter(1000, 1000, 1)
 	)
+	ctx := ctxT(t)
+	cfg := e.config(acme)
+	cc := clientcredentials.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, TokenURL: e.url + "/oauth/token"}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The rate recovers additively on success, so sample it on every call to
 	// see the dip the 429 caused.
-	c := e.client(t, acme, WithLimiter(lim), WithObserver(func(context.Context, Call) {
+	c := e.client(t, acme, WithLimiter(lim), WithTokenSource(oauth2.StaticTokenSource(tok)), WithObserver(func(context.Context, Call) {
 		mu.Lock()
 		minRate = min(minRate, lim.Stats().Rate)
 		mu.Unlock()
 	}))
-	ctx := ctxT(t)
 	if _, err := c.GetOrganization(ctx); err != nil { // opens the token's one-minute window
 		t.Fatal(err)
+	}
+	other := oauth2.NewClient(ctx, oauth2.StaticTokenSource(tok))
+	for range budget - 1 {
+		resp, err := other.Get(e.url + "/api/v2/organizations/me")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET organizations/me with the shared token: %v %v", resp, err)
+		}
+		resp.Body.Close()
 	}
 	e.advance(59 * time.Second) // the window now resets one second from here: Retry-After 1
 	start := time.Now()
