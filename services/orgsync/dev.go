@@ -276,12 +276,23 @@ func (d *Dev) startSim(cfg DevConfig) error {
 	if err := d.writeCRMFile(crm); err != nil {
 		return err
 	}
+	for key, labels := range demoLabels {
+		if o, ok := entries[key]; ok {
+			o.Labels = labels
+			entries[key] = o
+		}
+	}
 	if cfg.EditOrgs != nil {
 		cfg.EditOrgs(d.SimURL, entries)
 	}
 	var err error
 	if d.Orgs, err = orgconfig.New(entries); err != nil {
 		return fmt.Errorf("dev: org registry for gcsim: %w", err)
+	}
+	if all(demoTargets, d.Orgs.Has) {
+		if d.Orgs, err = d.Orgs.WithSets(map[string][]string{"demo-targets": demoTargets}); err != nil {
+			return fmt.Errorf("dev: org registry for gcsim: %w", err)
+		}
 	}
 	return nil
 }
@@ -481,13 +492,7 @@ func (d *Dev) Refusals() []error {
 // auth service gets them in-process), so standalone service binaries can
 // join with --orgs.
 func (d *Dev) WriteOrgsFile(path string) error {
-	doc := map[string]map[string]orgconfig.Org{"orgs": {}}
-	public := d.Orgs.WithoutSecrets()
-	for _, k := range public.Keys() {
-		o, _ := public.Entry(k)
-		doc["orgs"][k] = o
-	}
-	b, err := yaml.Marshal(doc)
+	b, err := yaml.Marshal(d.Orgs.WithoutSecrets().Document())
 	if err != nil {
 		return err
 	}
@@ -519,4 +524,22 @@ func (d *Dev) Close() {
 		d.Server.WaitForShutdown()
 		d.Server = nil
 	}
+}
+
+// demoLabels label gcsim's demo orgs, so `--target-selector tier=prod` and
+// `--target demo-targets` work against `orgsync dev`.
+var demoLabels = map[string]map[string]string{
+	"source":  {"role": "source"},
+	"target1": {"region": "emea", "tier": "prod"},
+	"target2": {"region": "amer", "tier": "prod"},
+	"target3": {"region": "emea", "tier": "test"},
+}
+
+func all[T any](xs []T, ok func(T) bool) bool {
+	for _, x := range xs {
+		if !ok(x) {
+			return false
+		}
+	}
+	return true
 }
