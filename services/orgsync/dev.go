@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -56,6 +57,9 @@ type DevConfig struct {
 	GcsimAddr string
 	// NATSPort: the embedded server's client port; 0 picks a free one.
 	NATSPort int
+	// HTTPAddr serves /metrics, /healthz and /readyz for every service at
+	// once ("" none; port 0 picks a free one: Dev.HTTPAddr says which).
+	HTTPAddr string
 	// Logger of the services; default discards everything.
 	Logger *slog.Logger
 	// Commands are the services to run; default ServiceCommands().
@@ -125,6 +129,9 @@ type Dev struct {
 	Orgs *orgconfig.Config
 	// OrgIDs maps org keys to gcsim org ids (empty with real orgs).
 	OrgIDs map[string]string
+	// HTTPAddr is where /metrics, /healthz and /readyz listen ("" none).
+	HTTPAddr string
+	stopHTTP func()
 
 	// crmFile is the integrator's CRM adapters file for gcsim's fake CRM
 	// ("" with real orgs: DevConfig.ServiceArgs may name one).
@@ -136,6 +143,7 @@ type Dev struct {
 	// The process's dead-letter capturer (service.Run runs one per service
 	// process; here the services share one process, so one is enough).
 	stopCapture func()
+	captureNC   *nats.Conn
 
 	mu       sync.Mutex
 	services map[string]*runningService
@@ -205,7 +213,44 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 	if err := d.startDeadLetterCapture(); err != nil {
 		return nil, err
 	}
+	if cfg.HTTPAddr != "" {
+		if err := d.serveHTTP(cfg.HTTPAddr); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// serveHTTP serves the endpoints a standalone service binary serves
+// (service.HealthHandler), for the whole process: /readyz is ready when
+// every service is.
+func (d *Dev) serveHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dev: --http %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: service.HealthHandler(d.captureNC, devReadiness{d}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	d.HTTPAddr = ln.Addr().String()
+	d.stopHTTP = func() { _ = srv.Close() }
+	return nil
+}
+
+// devReadiness is every service of a Dev as one service.Runnable: ready
+// when each configured service runs, is ready and is connected to NATS.
+type devReadiness struct{ d *Dev }
+
+func (r devReadiness) Run(context.Context) error { return nil }
+func (r devReadiness) Ready() bool {
+	r.d.mu.Lock()
+	defer r.d.mu.Unlock()
+	for _, c := range r.d.cfg.Commands {
+		rs, ok := r.d.services[c.Name]
+		if !ok || !rs.svc.Ready() || !rs.nc.IsConnected() {
+			return false
+		}
+	}
+	return true
 }
 
 // startDeadLetterCapture records the dead-letter advisories of every
@@ -220,6 +265,7 @@ func (d *Dev) startDeadLetterCapture() error {
 		nc.Close()
 		return fmt.Errorf("dev: JetStream for the dead-letter capture: %w", err)
 	}
+	d.captureNC = nc
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := service.StartDeadLetterCapture(ctx, &service.Env{NC: nc, JS: js, Logger: d.cfg.Logger.With("service", "deadletter")})
 	d.stopCapture = func() {
@@ -471,7 +517,7 @@ func (d *Dev) Creds(role string) natsx.ClientAuth {
 // Connect opens a client connection to the embedded server as the CLI
 // (closed by the caller).
 func (d *Dev) Connect() (*nats.Conn, jetstream.JetStream, error) {
-	return connect(context.Background(), natsOptions{url: d.NATSURL, auth: d.Creds(natsx.RoleCLI)})
+	return (&deployment{url: d.NATSURL, auth: d.Creds(natsx.RoleCLI)}).connect(context.Background())
 }
 
 // Refusals lists the permission violations the server reported to the
@@ -501,6 +547,10 @@ func (d *Dev) WriteOrgsFile(path string) error {
 
 // Close stops every service, gcsim and the server. It is safe to call twice.
 func (d *Dev) Close() {
+	if d.stopHTTP != nil {
+		d.stopHTTP()
+		d.stopHTTP = nil
+	}
 	running := map[string]bool{}
 	for _, n := range d.Running() {
 		running[n] = true
