@@ -148,9 +148,6 @@ func (a *app) rootCmd() *cobra.Command {
 		Version:       versionString(),
 		SilenceErrors: true, // Main prints errors once, with the exit status they map to
 		SilenceUsage:  true, // a failed job is no reason to show the flags
-		PersistentPreRun: func(*cobra.Command, []string) {
-			a.running = true
-		},
 	}
 	root.SetOut(a.io.Out)
 	root.SetErr(a.io.Err)
@@ -159,7 +156,23 @@ func (a *app) rootCmd() *cobra.Command {
 	for _, c := range commands() {
 		root.AddCommand(c(a))
 	}
+	a.markRunning(root)
 	return root
+}
+
+// markRunning makes every command's RunE set a.running first: cobra checks
+// arguments and required flags before RunE, so an error before it is a
+// usage error, after it the operation's.
+func (a *app) markRunning(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			a.running = true
+			return run(cmd, args)
+		}
+	}
+	for _, s := range c.Commands() {
+		a.markRunning(s)
+	}
 }
 
 // exitCode prints err (once) and maps it to the exit status.

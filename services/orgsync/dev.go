@@ -256,7 +256,9 @@ func (r devReadiness) Ready() bool {
 // startDeadLetterCapture records the dead-letter advisories of every
 // service (`orgsync failed list` reads them) on a connection of its own.
 func (d *Dev) startDeadLetterCapture() error {
-	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-deadletter"), nats.MaxReconnects(-1))
+	// The server accepts only the generated identities; any service's may
+	// record dead letters (every service process runs a capturer).
+	nc, err := service.ConnectNATS(d.NATSURL, natsx.RoleProvisioner, d.Creds(natsx.RoleProvisioner), d.cfg.Logger, nats.Name("orgsync-dev-deadletter"))
 	if err != nil {
 		return fmt.Errorf("dev: connect the dead-letter capture to NATS: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,8 @@ type harness struct {
 	// direct reads targets back through the Genesys API with the org's own
 	// client credentials (not through the pipeline).
 	direct *orgs.Registry
+	// orgsFile is the org registry as orgsync dev writes it (--orgs).
+	orgsFile string
 }
 
 // e2eSim is gcsim for end-to-end tests: no rate limit (budgets are counted
@@ -94,6 +97,10 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 		t.Fatalf("start dev environment: %v", err)
 	}
 	t.Cleanup(d.Close)
+	orgsFile := filepath.Join(cfg.StoreDir, "orgs.yaml")
+	if err := d.WriteOrgsFile(orgsFile); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		for _, v := range rec.Violations() {
 			t.Errorf("API spec violation: %s", v)
@@ -110,7 +117,7 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 	}
 	t.Cleanup(nc.Close)
 	direct := orgs.NewRegistry(d.Orgs.OrgConfigs(), orgs.WithTransport(rec))
-	return &harness{t: t, dev: d, client: &Client{JS: js}, api: rec, direct: direct}
+	return &harness{t: t, dev: d, client: &Client{JS: js}, api: rec, direct: direct, orgsFile: orgsFile}
 }
 
 // clone submits spec and waits for its complete report.

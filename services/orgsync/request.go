@@ -199,4 +199,3 @@ func splitList(s string) []string {
 	}
 	return out
 }
-
