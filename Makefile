@@ -18,7 +18,8 @@ all: build
 ## build: compile every service binary into ./bin
 build:
 	@mkdir -p $(BIN)
-	go build -o $(BIN)/ github.com/orgsync/orgsync/services/.../cmd/...
+	go build -ldflags "-X github.com/orgsync/orgsync/services/orgsync.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  -o $(BIN)/ github.com/orgsync/orgsync/services/.../cmd/...
 
 ## test: the whole test suite, plus the protobuf lint/staleness check (what CI runs)
 test: proto-check gotest

@@ -89,7 +89,7 @@ func (s *Service) checkOrg(ctx context.Context, org string) natsx.OrgCheck {
 		}
 	}
 	if err != nil {
-		res.Error = "read GET /api/v2/organizations/me: " + strings.TrimPrefix(err.Error(), "genesys: ")
+		res.Error = "read: " + strings.TrimPrefix(err.Error(), "genesys: ")
 		return res
 	}
 	res.Reachable, res.OrgName = true, o.Name
@@ -127,4 +127,3 @@ func (r *headerRecorder) last() http.Header {
 	defer r.mu.Unlock()
 	return r.h
 }
-

@@ -217,6 +217,9 @@ func groupCmd(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
 			return usageErr("give a subcommand: %s", strings.Join(names, ", "))
 		}
 		hint := ""
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2 // cobra's default, set only when it suggests itself
+		}
 		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 			hint = "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 		}
@@ -226,10 +229,15 @@ func groupCmd(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
 	return cmd
 }
 
+// revision is the VCS revision when the build info has none: the go command
+// does not stamp VCS information in workspace mode (go.work), so `make build`
+// passes -ldflags "-X github.com/orgsync/orgsync/services/orgsync.revision=$(git rev-parse HEAD)".
+var revision = "unknown"
+
 // versionString is the module version and VCS revision the binary was built
-// from (runtime/debug build info).
+// from (runtime/debug build info, else the stamped revision).
 func versionString() string {
-	version, rev, modified, when := "(devel)", "unknown", "", ""
+	version, rev, modified, when := "(devel)", revision, "", ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			version = bi.Main.Version

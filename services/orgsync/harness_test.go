@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	otel.SetTracerProvider(tp)
 	telemetry.InstallPropagator()
 	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
 	_ = tp.Shutdown(context.Background())
 	os.Exit(code)
 }
