@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"github.com/orgsync/orgsync/pkg/component"
 	"slices"
 	"sort"
 	"strconv"
@@ -120,7 +121,7 @@ func CheckCapacity(ctx context.Context, tgt *genesys.Client, plan *orgsyncv1.Pla
 	}
 	var inheriting []*orgsyncv1.UserPlan
 	for _, up := range plan.GetUsers() {
-		if Included(up.GetInclude(), cUtil) && len(up.GetDesired().GetUtilization().GetMedia()) == 0 {
+		if component.Included(up.GetInclude(), cUtil) && len(up.GetDesired().GetUtilization().GetMedia()) == 0 {
 			inheriting = append(inheriting, up)
 		}
 	}
