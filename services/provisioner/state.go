@@ -2,7 +2,6 @@ package provisioner
 
 import (
 	"fmt"
-	"github.com/orgsync/orgsync/pkg/component"
 	"maps"
 	"slices"
 	"sort"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/orgsync/orgsync/pkg/component"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )

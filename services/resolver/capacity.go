@@ -3,7 +3,6 @@ package resolver
 import (
 	"context"
 	"fmt"
-	"github.com/orgsync/orgsync/pkg/component"
 	"slices"
 	"sort"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/component"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"

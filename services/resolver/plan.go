@@ -2,12 +2,12 @@ package resolver
 
 import (
 	"fmt"
-	"github.com/orgsync/orgsync/pkg/component"
 	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/component"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
