@@ -88,7 +88,7 @@ func (r *terminalRun) wait() (exitCode int, hung bool) {
 }
 
 // waitingBar is a bar of a planned target the provisioner has not taken up.
-var waitingBar = regexp.MustCompile(`\]\s+` + phaseProvisioning + `\r?\n`)
+var waitingBar = regexp.MustCompile(`\]\s+(running · )?` + phaseProvisioning + `\r?\n`) // the label is "STATUS · PHASE"
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
