@@ -11,14 +11,15 @@ GOTESTFLAGS ?= -count=1 -timeout 15m
 BIN         := bin
 CONTRACT    := services/gcsim/contract
 
-.PHONY: all build test gotest contract-deps proto proto-check lint fmt demo bench clean
+.PHONY: all build test gotest contract-deps proto proto-check lint tidy-check fmt demo bench clean
 
 all: build
 
 ## build: compile every service binary into ./bin
 build:
 	@mkdir -p $(BIN)
-	go build -o $(BIN)/ github.com/orgsync/orgsync/services/.../cmd/...
+	go build -ldflags "-X github.com/orgsync/orgsync/services/orgsync.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  -o $(BIN)/ github.com/orgsync/orgsync/services/.../cmd/...
 
 ## test: the whole test suite, plus the protobuf lint/staleness check (what CI runs)
 test: proto-check gotest
@@ -48,12 +49,24 @@ proto-check:
 	    echo "proto-check: generated code is stale: run 'make proto' and commit"; exit 1; \
 	  fi && echo "proto-check: buf lint ok, generated code up to date"
 
-## lint: gofmt, go vet, buf lint
-lint:
+## lint: gofmt, go mod tidy (every module of go.work unchanged), go vet, buf lint
+lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
 	$(BUF) lint
+
+# Module directories of the workspace, from go.work's use directives.
+MODDIRS = $(shell go work edit -json | sed -n 's/.*"DiskPath": "\(.*\)".*/\1/p')
+
+## tidy-check: fail when `go mod tidy` would change any module of go.work (go mod tidy -diff changes nothing)
+tidy-check:
+	@status=0; for d in $(MODDIRS); do \
+	  if ! out=$$(cd $$d && go mod tidy -diff 2>&1); then \
+	    echo "$$d: go.mod/go.sum not tidy (run: cd $$d && go mod tidy):"; echo "$$out" | head -20; status=1; \
+	  fi; \
+	done; \
+	if [ $$status = 0 ]; then echo "tidy-check: every module tidy"; fi; exit $$status
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')

@@ -87,10 +87,10 @@ func jsManage(s string) []string {
 }
 
 // subj are the pipeline subjects (publish side of a role).
-var subj = struct{ clone, change, snapshot, plan, integration, event, reconcile, token string }{
+var subj = struct{ clone, change, snapshot, plan, integration, event, reconcile, token, orgsCheck string }{
 	clone: "orgsync.clone.>", change: "orgsync.change.>", snapshot: "orgsync.snapshot.>", plan: "orgsync.plan.>",
 	integration: "orgsync.integration.>", event: "orgsync.event.>", reconcile: "orgsync.reconcile.>",
-	token: TokenSubjectWildcard,
+	token: TokenSubjectWildcard, orgsCheck: OrgsCheckSubject,
 }
 
 // Permissions returns the publish/subscribe permissions of role. It is the
@@ -129,7 +129,10 @@ func Permissions(role string) (*server.Permissions, error) {
 		pub = append(pub, jsRead(tokens)...)
 		pub = append(pub, "$KV."+TokenBucket+".>", subj.event)
 		// The nats micro framework answers $SRV.PING/INFO/STATS.
-		sub = append(sub, subj.token, "$SRV.>")
+		// orgs check: the auth service holds the credentials, so it
+		// answers the CLI's `orgsync orgs check` (the CLI may not ask for
+		// tokens itself).
+		sub = append(sub, subj.token, subj.orgsCheck, "$SRV.>")
 		responses = true
 	case RoleExtractor:
 		pub = append(pub, subj.snapshot, subj.event)
@@ -148,7 +151,7 @@ func Permissions(role string) (*server.Permissions, error) {
 			pub = append(pub, jsRead(s)...)
 		}
 		pub = append(pub, "$KV."+FailedBucket+".>", // failed --retry removes the record
-			subj.clone, subj.change, subj.snapshot, subj.plan, subj.integration, subj.reconcile)
+			subj.clone, subj.change, subj.snapshot, subj.plan, subj.integration, subj.reconcile, subj.orgsCheck)
 	default:
 		return nil, fmt.Errorf("natsx: unknown NATS role %q (known: %s)", role, strings.Join(Roles(), ", "))
 	}

@@ -21,7 +21,40 @@ const (
 	TokenSubjectPrefix = "orgsync.auth.token."
 	// TokenSubjectWildcard is what the auth service listens on.
 	TokenSubjectWildcard = TokenSubjectPrefix + "*"
+	// OrgsCheckSubject is the auth service's request/reply endpoint of
+	// `orgsync orgs check` (JSON OrgsCheckRequest → OrgsCheckReply, pkg/natsx).
+	OrgsCheckSubject = "orgsync.ops.orgs.check"
 )
+
+// OrgsCheckRequest asks the auth service to check orgs (all when empty).
+type OrgsCheckRequest struct {
+	Orgs []string `json:"orgs,omitempty"`
+}
+
+// OrgsCheckReply is the auth service's answer: one result per org.
+type OrgsCheckReply struct {
+	Results []OrgCheck `json:"results"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// OrgCheck is the outcome of one org's check: a token from its login host,
+// then one cheap read (GET /api/v2/organizations/me) with it. Reasons never
+// contain a secret.
+type OrgCheck struct {
+	Org string `json:"org"`
+	// TokenOK: the login host issued a token for the org's credentials.
+	TokenOK bool `json:"tokenOk"`
+	// Reachable: the API answered the read with 2xx.
+	Reachable bool `json:"reachable"`
+	// OrgName is the organization's name as the API reports it.
+	OrgName string `json:"orgName,omitempty"`
+	// RateLimit is the inin-ratelimit-count/allowed of the read's answer
+	// ("" when the API sent none), RateLimitReset its reset in seconds.
+	RateLimit      string `json:"rateLimit,omitempty"`
+	RateLimitReset string `json:"rateLimitReset,omitempty"`
+	// Error says precisely what failed ("" when all is well).
+	Error string `json:"error,omitempty"`
+}
 
 // MaxOrgKeyLen bounds org keys; they appear in subjects, durable consumer
 // names, KV keys and environment variable names.

@@ -5,7 +5,13 @@
 //
 //	orgs:
 //	  acme-src: {region: mypurecloud.com, clientId: "...", clientSecret: "...", rateLimit: 10, burst: 10}
-//	  acme-t1:  {apiBaseURL: "http://127.0.0.1:8080", loginBaseURL: "http://127.0.0.1:8080"}
+//	  acme-t1:  {apiBaseURL: "http://127.0.0.1:8080", loginBaseURL: "http://127.0.0.1:8080", labels: {region: emea, tier: prod}}
+//	sets:
+//	  emea: [acme-t1]
+//
+// Labels and named sets let a command name many orgs at once: Select expands
+// a label selector ("tier=prod,region=emea"), Expand a list of org keys and
+// set names.
 //
 // Environment: ORGSYNC_ORG_<KEY>_CLIENT_ID and ORGSYNC_ORG_<KEY>_CLIENT_SECRET
 // (key upper-cased, '-' → '_') override the file's credentials of an org the
@@ -18,8 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,6 +57,8 @@ type Org struct {
 	// the genesys defaults (10 and 10).
 	RateLimit float64 `yaml:"rateLimit"`
 	Burst     int     `yaml:"burst"`
+	// Labels classify the org (region: emea, tier: prod) for selectors.
+	Labels map[string]string `yaml:"labels,omitempty"`
 }
 
 // HasCredentials reports whether both client id and secret are set.
@@ -87,11 +98,14 @@ type Config struct {
 	// Path the config was loaded from ("" when built in code).
 	Path string
 	orgs map[string]Org
+	// sets are named lists of org keys.
+	sets map[string][]string
 }
 
 // file is the YAML document.
 type file struct {
-	Orgs map[string]Org `yaml:"orgs"`
+	Orgs map[string]Org      `yaml:"orgs"`
+	Sets map[string][]string `yaml:"sets,omitempty"`
 }
 
 // New builds a Config from orgs (tests, `orgsync dev`) and validates it.
@@ -148,7 +162,7 @@ func LoadEnv(path string, getenv func(string) string) (*Config, error) {
 				path, strings.Join(withSecret, ", "), mode, path)
 		}
 	}
-	c := &Config{Path: path, orgs: make(map[string]Org, len(f.Orgs))}
+	c := &Config{Path: path, orgs: make(map[string]Org, len(f.Orgs)), sets: f.Sets}
 	for k, o := range f.Orgs {
 		if id := getenv(EnvClientID(k)); id != "" {
 			o.ClientID = id
@@ -214,6 +228,24 @@ func (c *Config) Validate() error {
 		if (o.ClientID == "") != (o.ClientSecret == "") {
 			errs = append(errs, fmt.Errorf("org %s: clientId and clientSecret must be set together (file or %s / %s)", k, EnvClientID(k), EnvClientSecret(k)))
 		}
+		for _, lk := range slices.Sorted(maps.Keys(o.Labels)) {
+			if err := validLabel(lk, o.Labels[lk]); err != nil {
+				errs = append(errs, fmt.Errorf("org %s: %w", k, err))
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
+		if c.Has(name) {
+			errs = append(errs, fmt.Errorf("set %s has the name of an org; rename it", name))
+		}
+		if len(c.sets[name]) == 0 {
+			errs = append(errs, fmt.Errorf("set %s lists no org", name))
+		}
+		for _, m := range c.sets[name] {
+			if !c.Has(m) {
+				errs = append(errs, fmt.Errorf("set %s: %w %q", name, ErrUnknownOrg, m))
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("orgconfig: invalid config: %w", errors.Join(errs...))
@@ -271,7 +303,7 @@ func (c *Config) OrgConfigs() map[string]genesys.OrgConfig {
 // services that authenticate through the auth service and must not hold
 // credentials.
 func (c *Config) WithoutSecrets() *Config {
-	out := &Config{Path: c.Path, orgs: make(map[string]Org, len(c.orgs))}
+	out := &Config{Path: c.Path, orgs: make(map[string]Org, len(c.orgs)), sets: c.sets}
 	for k, o := range c.orgs {
 		o.ClientSecret = ""
 		o.ClientID = ""
@@ -291,7 +323,7 @@ func (c *Config) WithRateShare(share float64) *Config {
 	if share <= 0 || share >= 1 {
 		return c
 	}
-	out := &Config{Path: c.Path, orgs: make(map[string]Org, len(c.orgs))}
+	out := &Config{Path: c.Path, orgs: make(map[string]Org, len(c.orgs)), sets: c.sets}
 	for k, o := range c.orgs {
 		rps := o.RateLimit
 		if rps == 0 {
@@ -327,4 +359,126 @@ func (c *Config) LogValue() slog.Value {
 		attrs = append(attrs, slog.Any(k, c.orgs[k]))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// labelPart is what a label key or value may contain: one word of letters,
+// digits, '-', '_' and '.' (as Kubernetes label values), so a selector
+// needs no quoting.
+var labelPart = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+
+func validLabel(k, v string) error {
+	if !labelPart.MatchString(k) {
+		return fmt.Errorf("label key %q: want letters, digits, '-', '_' or '.'", k)
+	}
+	if !labelPart.MatchString(v) {
+		return fmt.Errorf("label %s=%q: want letters, digits, '-', '_' or '.'", k, v)
+	}
+	return nil
+}
+
+// WithSets returns a copy of c with the named org sets (name → org keys),
+// validated like a file's "sets:".
+func (c *Config) WithSets(sets map[string][]string) (*Config, error) {
+	out := &Config{Path: c.Path, orgs: c.orgs, sets: sets}
+	if err := out.Validate(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Sets returns the named org sets (name → org keys); do not modify it.
+func (c *Config) Sets() map[string][]string { return c.sets }
+
+// Select returns the keys (sorted) of the orgs whose labels match selector,
+// "key=value[,key2=value2…]": every pair must match. A malformed selector is
+// an error; one that matches no org returns none and an error naming the
+// labels in use, so a typo does not read as "nothing to do".
+func (c *Config) Select(selector string) ([]string, error) {
+	want := map[string]string{}
+	for _, pair := range strings.Split(selector, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return nil, fmt.Errorf("selector %q: %q is not key=value", selector, pair)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if err := validLabel(k, v); err != nil {
+			return nil, fmt.Errorf("selector %q: %w", selector, err)
+		}
+		want[k] = v
+	}
+	var out []string
+	for _, key := range c.Keys() {
+		labels := c.orgs[key].Labels
+		match := true
+		for k, v := range want {
+			match = match && labels[k] == v
+		}
+		if match {
+			out = append(out, key)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("selector %q matches no org (labels in use: %s)", selector, c.labelsInUse())
+	}
+	return out, nil
+}
+
+// labelsInUse lists every key=value label of the registry, sorted.
+func (c *Config) labelsInUse() string {
+	seen := map[string]bool{}
+	for _, o := range c.orgs {
+		for k, v := range o.Labels {
+			seen[k+"="+v] = true
+		}
+	}
+	if len(seen) == 0 {
+		return "none"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(seen)), ", ")
+}
+
+// Expand resolves names — org keys and set names — to org keys, in order,
+// each once. An unknown name is an error that lists the known orgs and sets.
+func (c *Config) Expand(names []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	var unknown []string
+	for _, n := range names {
+		switch {
+		case c.Has(n):
+			add(n)
+		case c.sets[n] != nil:
+			for _, k := range c.sets[n] {
+				add(k)
+			}
+		default:
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%w %s (%s)", ErrUnknownOrg, strings.Join(unknown, ", "), c.Known())
+	}
+	return out, nil
+}
+
+// Known describes the registry's org keys and set names for an error
+// message: "orgs: a, b; sets: emea".
+func (c *Config) Known() string {
+	s := "orgs: " + strings.Join(c.Keys(), ", ")
+	if len(c.sets) > 0 {
+		s += "; sets: " + strings.Join(slices.Sorted(maps.Keys(c.sets)), ", ")
+	}
+	return s
+}
+
+// Document is the registry as its YAML file holds it, secrets included when
+// c has them (WithoutSecrets first to write a public copy).
+func (c *Config) Document() any {
+	return file{Orgs: c.orgs, Sets: c.sets}
 }

@@ -176,3 +176,48 @@ func TestWithRateShareScalesEveryBudget(t *testing.T) {
 		}
 	}
 }
+
+const labelled = `orgs:
+  src:   {region: mypurecloud.ie, labels: {role: source}}
+  t-ie:  {region: mypurecloud.ie, labels: {region: emea, tier: prod}}
+  t-de:  {region: mypurecloud.de, labels: {region: emea, tier: test}}
+  t-us:  {region: mypurecloud.com, labels: {region: amer, tier: prod}}
+sets:
+  emea: [t-ie, t-de]
+  all-targets: [t-ie, t-de, t-us]
+`
+
+// An operator names orgs by label selector or by set; typos are errors that
+// say what exists.
+func TestSelectAndExpandTargets(t *testing.T) {
+	t.Parallel()
+	c, err := orgconfig.LoadEnv(write(t, labelled, 0o600), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sel, want := range map[string]string{"tier=prod": "t-ie,t-us", "region=emea,tier=prod": "t-ie", " region = emea ": "t-de,t-ie"} {
+		got, err := c.Select(sel)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("Select(%q) = %v, %v; want %s", sel, got, err, want)
+		}
+	}
+	for sel, want := range map[string]string{"tier=staging": "matches no org (labels in use: region=amer, region=emea, role=source, tier=prod, tier=test)", "tier": `"tier" is not key=value`, "tier=a b": `label tier="a b"`} {
+		if _, err := c.Select(sel); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Select(%q) error %v; want %q", sel, err, want)
+		}
+	}
+	got, err := c.Expand([]string{"emea", "t-us", "t-ie"})
+	if err != nil || strings.Join(got, ",") != "t-ie,t-de,t-us" {
+		t.Errorf("Expand = %v, %v", got, err)
+	}
+	if _, err := c.Expand([]string{"emia", "t-ie"}); !errors.Is(err, orgconfig.ErrUnknownOrg) || !strings.Contains(err.Error(), "emia (orgs: src, t-de, t-ie, t-us; sets: all-targets, emea)") {
+		t.Errorf("Expand of a typo: %v", err)
+	}
+	bad := labelled + "  src: [t-ie]\n  empty: []\n  typo: [t-fr]\n"
+	_, err = orgconfig.LoadEnv(write(t, bad, 0o600), env(nil))
+	for _, want := range []string{"set src has the name of an org", "set empty lists no org", `set typo: unknown org "t-fr"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("invalid sets: error %v lacks %q", err, want)
+		}
+	}
+}

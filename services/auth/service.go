@@ -45,7 +45,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg,
-		log: cfg.Logger.With("service", ServiceName),
+		log: cfg.Logger, // the runtime (pkg/service, orgsync dev) adds service=auth
 		js:  js,
 		sem: make(chan struct{}, cfg.MaxConcurrent),
 	}, nil
@@ -73,6 +73,12 @@ func (s *Service) Start(ctx context.Context) error {
 		micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
 		_ = svc.Stop()
 		return fmt.Errorf("auth: add endpoint on %s: %w", natsx.TokenSubjectWildcard, err)
+	}
+	if err := svc.AddEndpoint("orgs-check", micro.HandlerFunc(s.handleCheck),
+		micro.WithEndpointSubject(natsx.OrgsCheckSubject),
+		micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("auth: add endpoint on %s: %w", natsx.OrgsCheckSubject, err)
 	}
 	s.micro = svc
 	s.log.Info("auth service started", "subject", natsx.TokenSubjectWildcard, "orgs", s.cfg.Orgs.Keys())

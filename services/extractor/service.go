@@ -137,7 +137,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, deps: deps, log: deps.Logger.With("service", "extractor")}, nil
+	return &Service{cfg: cfg, deps: deps, log: deps.Logger}, nil
 }
 
 // Ready reports whether both consumers are bound.

@@ -17,7 +17,22 @@ import (
 // --heartbeat, --evict-oldest-channel, --crm-delay. It serves until ctx ends.
 // --help prints usage and returns nil.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gcsim", flag.ContinueOnError)
+	return Run(ctx, "gcsim", args, stderr, stderr)
+}
+
+// ErrUsage matches (errors.Is) Run's errors about its command line.
+var ErrUsage = errors.New("usage")
+
+type usageError struct{ error }
+
+func (e usageError) Is(target error) bool { return target == ErrUsage }
+func (e usageError) Unwrap() error        { return e.error }
+
+// Run is Main for a host command line: prog names the command in the usage
+// ("orgsync gcsim"), --help goes to stdout, logs and flag errors to stderr;
+// a bad command line returns an error wrapping ErrUsage.
+func Run(ctx context.Context, prog string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8089", "listen address")
 	fixture := fs.String("fixture", "", "fixture JSON file (default: embedded demo fixture)")
@@ -32,18 +47,23 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.NotificationHeartbeat, "heartbeat", DefaultNotificationHeartbeat, "WebSocket heartbeat interval (negative disables)")
 	fs.BoolVar(&cfg.EvictOldestChannel, "evict-oldest-channel", false, "21st channel of a client evicts the oldest instead of 400")
 	fs.DurationVar(&cfg.CRMDelay, "crm-delay", DefaultCRMDelay, "time a fake-CRM record stays PENDING")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: gcsim [flags]\n\nSimulates the Genesys Cloud Platform API v2 (POST /oauth/token, /api/v2/..., admin under /_sim/).\n\nFlags:\n")
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s [flags]\n\nSimulates the Genesys Cloud Platform API v2 (POST /oauth/token, /api/v2/..., admin under /_sim/).\n\nFlags:\n", prog)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
+	fs.SetOutput(io.Discard) // the error is returned, once
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
 			return nil
 		}
-		return err
+		return usageError{fmt.Errorf("%w (see %s --help)", err, prog)}
 	}
+	fs.SetOutput(stderr)
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v (see --help)", fs.Args())
+		return usageError{fmt.Errorf("unexpected arguments %v (see %s --help)", fs.Args(), prog)}
 	}
 	sim, err := New(cfg)
 	if err != nil {

@@ -13,15 +13,18 @@ replace (
 	github.com/orgsync/orgsync/services/resolver => ../resolver
 )
 
-require github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
+require (
+	github.com/coder/websocket v1.8.15
+	github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
+)
 
 require (
-	github.com/coder/websocket v1.8.15 // indirect
 	github.com/getkin/kin-openapi v0.153.0 // indirect
-	github.com/go-openapi/jsonpointer v0.22.5 // indirect
-	github.com/go-openapi/swag/jsonname v0.25.5 // indirect
+	github.com/go-openapi/jsonpointer v1.0.0 // indirect
 	github.com/gorilla/mux v1.8.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
+	golang.org/x/oauth2 v0.38.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )

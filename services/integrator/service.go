@@ -60,7 +60,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	s := &Service{cfg: cfg.WithDefaults(), deps: deps, log: deps.Logger.With("service", "integrator"), http: hc,
+	s := &Service{cfg: cfg.WithDefaults(), deps: deps, log: deps.Logger, http: hc,
 		active: map[string]time.Time{}}
 	s.health = newTracker(s)
 	return s, nil

@@ -8,61 +8,65 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
-const auditSummary = "list the audit trail of a target org: DID allocations, CRM syncs, orphaned resources (orgsync audit --org ORG)"
+// newAuditCmd is `orgsync audit`: every audit event the EVENTS stream holds
+// for an org (orgsync.event.<org>.audit), oldest first, with its attributes
+// — for a phone number: alias, candidates, chosen number, reason, fallback.
+func newAuditCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit --org ORG [--request ID] [flags]",
+		Short: "list the audit trail of a target org: DID allocations, CRM syncs, orphaned resources",
+		Args:  cobra.NoArgs,
+	}
+	d := a.deploymentFlags(cmd)
+	org := cmd.Flags().String("org", "", "target org whose audit trail to list (required)")
+	request := cmd.Flags().String("request", "", "only events of this request id")
+	output := outputFlag(cmd, "text (one line per event) or json (one JSON object per line)")
+	_ = cmd.MarkFlagRequired("org")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := d.checkOrg("org", *org); err != nil {
+			return err
+		}
+		return runAudit(cmd.Context(), d, *org, *request, output.value == "json", a.io)
+	}
+	return cmd
+}
 
-// runAudit is `orgsync audit`: every audit event the EVENTS stream holds for
-// an org (orgsync.event.<org>.audit), oldest first, with its attributes —
-// for a phone number: alias, candidates, chosen number, reason, fallback.
-func runAudit(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("audit", "--org ORG [--request ID] [--output text|json]", out)
-	url := natsFlag(fs)
-	org := fs.String("org", "", "target org whose audit trail to list (required)")
-	request := fs.String("request", "", "only events of this request id")
-	output := fs.String("output", "text", "output: text (one line per event) or json (one JSON object per line)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if !validOutput("audit", *output, out) {
-		return ExitUsage
-	}
-	if *org == "" {
-		fs.Usage()
-		return fail(out, "audit: --org is required")
-	}
-	filter, err := natsx.EventSubject(*org, orgsyncv1.EventKind_EVENT_KIND_AUDIT)
+func runAudit(ctx context.Context, d *deployment, org, request string, asJSON bool, out IO) error {
+	filter, err := natsx.EventSubject(org, orgsyncv1.EventKind_EVENT_KIND_AUDIT)
 	if err != nil {
-		return fail(out, "audit: %v", err)
+		return usageErr("--org: %v", err)
 	}
-	nc, js, err := connect(ctx, *url)
+	nc, js, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
 	events, err := listAudit(ctx, js, filter)
 	if err != nil {
-		return fail(out, "audit: %v", err)
+		return err
 	}
 	n := 0
 	for _, e := range events {
-		if *request != "" && e.GetRequestId() != *request {
+		if request != "" && e.GetRequestId() != request {
 			continue
 		}
 		n++
-		if *output == "json" {
+		if asJSON {
 			writeEventJSON(out.Out, e)
 		} else {
 			fmt.Fprintln(out.Out, FormatAuditEvent(e))
 		}
 	}
-	if n == 0 && *output == "text" {
-		fmt.Fprintf(out.Err, "no audit events for org %s\n", *org)
+	if n == 0 && !asJSON {
+		fmt.Fprintf(out.Err, "no audit events for org %s\n", org)
 	}
-	return ExitOK
+	return nil
 }
 
 // listAudit reads every event on subject filter up to the stream's current

@@ -2,6 +2,7 @@ package orgsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,101 +10,117 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/orgsync/orgsync/pkg/telemetry"
 )
 
-// runBench is `orgsync bench`: run the benchmark scenarios, print the
+// newBenchCmd is `orgsync bench`: run the benchmark scenarios, print the
 // table, write the JSON results; exit 1 when a budget is not met.
-func runBench(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("bench", "[--out FILE] [--scenarios S1,S2,...] [--quick] [--cpuprofile FILE] [--memprofile FILE]", out)
-	outPath := fs.String("out", "bench/results.json", "write the results as JSON to this file (empty: don't)")
-	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run (S3 runs S2's clone first)")
-	quick := fs.Bool("quick", false, "small sizes (a smoke run of the harness): "+sizesString(QuickBenchSizes))
-	noBudgets := fs.Bool("no-fail", false, "exit 0 even when a budget is not met")
-	logPath := fs.String("log", "", "write the services' logs to this file (default: discarded)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
-	provArgs := fs.String("provisioner-args", "", `extra provisioner flags for every scenario, e.g. "--max-concurrent-plans 8 --user-concurrency 8"`)
-	heapProfile := fs.String("memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak)")
-	sizes := fs.String("sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs)`)
+func newBenchCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench [--out FILE] [--scenarios S1,S2,...] [--quick] [flags]",
+		Short: "benchmark scenarios against gcsim: calls per user, rate efficiency, overhead, memory (table + JSON)",
+		Args:  cobra.NoArgs,
+	}
+	fs := cmd.Flags()
+	var o benchOptions
+	fs.StringVar(&o.outPath, "out", "bench/results.json", "write the results as JSON to this file (empty: don't)")
+	fs.StringVar(&o.scenarios, "scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run (S3 runs S2's clone first)")
+	fs.BoolVar(&o.quick, "quick", false, "small sizes (a smoke run of the harness): "+sizesString(QuickBenchSizes))
+	fs.BoolVar(&o.noBudgets, "no-fail", false, "exit 0 even when a budget is not met")
+	fs.StringVar(&o.logPath, "log", "", "write the services' logs to this file (default: discarded)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	fs.StringVar(&o.provArgs, "provisioner-args", "", `extra provisioner flags for every scenario, e.g. "--max-concurrent-plans 8 --user-concurrency 8"`)
+	fs.StringVar(&o.heapProfile, "memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak)")
+	fs.StringVar(&o.sizes, "sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs)`)
 	// 240 MiB leaves room under the 300 MB RSS budget for the ~55 MB that
 	// Go does not manage: the binary's pages and the bbolt file mapped.
-	memLimit := fs.Int64("memory-limit-mb", 240, "Go soft memory limit of this process in MiB (debug.SetMemoryLimit, as GOMEMLIMIT sets it; 0: none), unless GOMEMLIMIT is set")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	fs.Int64Var(&o.memLimit, "memory-limit-mb", 240, "Go soft memory limit of this process in MiB (debug.SetMemoryLimit, as GOMEMLIMIT sets it; 0: none), unless GOMEMLIMIT is set")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), o, a.io) }
+	return cmd
+}
+
+type benchOptions struct {
+	outPath, scenarios, logPath, cpuProfile, provArgs, heapProfile, sizes string
+	quick, noBudgets                                                      bool
+	memLimit                                                              int64
+}
+
+func runBench(ctx context.Context, o benchOptions, out IO) error {
+	cfg := BenchConfig{Quick: o.quick, Progress: out.Err, HeapProfile: o.heapProfile}
+	if f := strings.Fields(o.provArgs); len(f) > 0 {
+		cfg.ServiceArgs = map[string][]string{"provisioner": f}
+	}
+	for _, s := range strings.Split(o.scenarios, ",") {
+		if s = strings.ToUpper(strings.TrimSpace(s)); s != "" {
+			cfg.Scenarios = append(cfg.Scenarios, s)
+		}
+	}
+	if o.sizes != "" {
+		base := FullBenchSizes
+		if o.quick {
+			base = QuickBenchSizes
+		}
+		z, err := parseBenchSizes(o.sizes, base)
+		if err != nil {
+			return usageErr("--sizes: %v", err)
+		}
+		cfg.Sizes = z
+	}
+	cfg.StoreDir = "-" // Validate wants one; the real one is made below
+	if err := cfg.Validate(); err != nil {
+		return usageErr("%v", err)
 	}
 	// A deployment sets GOMEMLIMIT below its container limit; the bench
 	// process runs every service and NATS at once, so it does the same.
-	if os.Getenv("GOMEMLIMIT") == "" && *memLimit > 0 {
-		debug.SetMemoryLimit(*memLimit << 20)
+	if os.Getenv("GOMEMLIMIT") == "" && o.memLimit > 0 {
+		debug.SetMemoryLimit(o.memLimit << 20)
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
 		if err != nil {
-			return fail(out, "cpu profile: %v", err)
+			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail(out, "cpu profile: %v", err)
+			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
 	store, err := os.MkdirTemp("", "orgsync-bench-")
 	if err != nil {
-		return fail(out, "temp dir: %v", err)
+		return err
 	}
 	defer os.RemoveAll(store)
-	cfg := BenchConfig{StoreDir: store, Quick: *quick, Progress: out.Err, HeapProfile: *heapProfile}
-	if f := strings.Fields(*provArgs); len(f) > 0 {
-		cfg.ServiceArgs = map[string][]string{"provisioner": f}
-	}
-	for _, s := range strings.Split(*scenarios, ",") {
-		if s = strings.ToUpper(strings.TrimSpace(s)); s != "" {
-			cfg.Scenarios = append(cfg.Scenarios, s)
-		}
-	}
-	if *logPath != "" {
-		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	cfg.StoreDir = store
+	if o.logPath != "" {
+		f, err := os.OpenFile(o.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 		if err != nil {
-			return fail(out, "service log: %v", err)
+			return fmt.Errorf("service log: %w", err)
 		}
 		defer f.Close()
 		if cfg.Logger, err = telemetry.NewLogger(f, slog.LevelInfo, "text"); err != nil {
-			return fail(out, "service log: %v", err)
+			return fmt.Errorf("service log: %w", err)
 		}
-	}
-	if *sizes != "" {
-		base := FullBenchSizes
-		if *quick {
-			base = QuickBenchSizes
-		}
-		z, err := parseBenchSizes(*sizes, base)
-		if err != nil {
-			fs.Usage()
-			return fail(out, "--sizes: %v", err)
-		}
-		cfg.Sizes = z
-	}
-	if err := cfg.Validate(); err != nil {
-		fs.Usage()
-		return fail(out, "%v", err)
 	}
 	res, err := RunBench(ctx, cfg)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	if err := res.WriteTable(out.Out); err != nil {
-		return fail(out, "print results: %v", err)
+		return fmt.Errorf("print results: %w", err)
 	}
-	if *outPath != "" {
-		if err := res.WriteJSONFile(*outPath); err != nil {
-			return fail(out, "%v", err)
+	if o.outPath != "" {
+		if err := res.WriteJSONFile(o.outPath); err != nil {
+			return err
 		}
-		fmt.Fprintf(out.Err, "bench: results written to %s\n", *outPath)
+		fmt.Fprintf(out.Err, "bench: results written to %s\n", o.outPath)
 	}
-	if !res.Passed() && !*noBudgets {
-		return fail(out, "bench: a budget was not met (see the table)")
+	if !res.Passed() && !o.noBudgets {
+		return errors.New("a budget was not met (see the table)")
 	}
-	return ExitOK
+	return nil
 }
 
 func sizesString(z BenchSizes) string {

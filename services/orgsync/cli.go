@@ -1,23 +1,44 @@
 // Package orgsync is the orgsync command line: submit clone requests and
-// follow them (clone, plan, status, watch), and run the whole system in one
-// process (dev, demo).
+// follow them (clone, plan, status, watch), operate a deployment (reconcile,
+// drift, audit, integrations, replay, failed, orgs), and run the whole
+// system in one process (dev, demo).
+//
+// The command line is built on cobra. Adding a command is a constructor and
+// one line:
+//
+//	// in foo.go
+//	func newFooCmd(a *app) *cobra.Command {
+//		cmd := &cobra.Command{Use: "foo ORG", Short: "one line for the command list", Args: cobra.ExactArgs(1)}
+//		d := a.deploymentFlags(cmd)             // --nats, NATS credentials, --orgs
+//		output := outputFlag(cmd, "text or json") // validated when parsed
+//		cmd.RunE = func(cmd *cobra.Command, args []string) error { … }
+//		return cmd
+//	}
+//
+//	// in commands() below
+//	newFooCmd,
+//
+// RunE returns nil (exit 0), usageErr(…) (exit 2), unreachable(err) (exit 3),
+// errJobFailed when the outcome is already printed (exit 1), or any other
+// error (exit 1), which Main prints once as "orgsync foo: ERR". Flags refuse
+// bad values where they are parsed (choice, outputFlag, durationFlag), so a
+// usage error never connects anywhere first.
 package orgsync
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/proto"
@@ -26,42 +47,71 @@ import (
 	"github.com/orgsync/orgsync/pkg/telemetry"
 )
 
-// Exit statuses of Main.
+// Exit statuses of Main (the table of `orgsync --help` and the README).
 const (
-	ExitOK     = 0
-	ExitFailed = 1 // the request or a target failed, or an operation failed
-	ExitUsage  = 2 // bad flags or arguments
+	ExitOK          = 0
+	ExitFailed      = 1 // the job or a target failed, or an operation failed
+	ExitUsage       = 2 // bad command, flags or arguments
+	ExitUnreachable = 3 // NATS or the orgsync services cannot be reached
 )
 
-// IO is where a command writes: Out for results (summary, JSON), Err for
-// progress and diagnostics.
+const exitCodesHelp = `Exit status:
+  0  success
+  1  the job or a target failed (or the operation did)
+  2  usage: unknown command, bad flag or argument
+  3  cannot reach NATS or the orgsync services`
+
+// IO is where a command writes: Out for results (summary, JSON, help), Err
+// for progress and diagnostics.
 type IO struct {
 	Out, Err io.Writer
 }
 
-type subcommand struct {
-	name, summary string
-	run           func(ctx context.Context, args []string, io IO) int
-}
-
-func subcommands() []subcommand {
-	return []subcommand{
-		{"clone", "publish a clone request (--wait: follow it with progress bars and a summary)", runClone},
-		{"plan", "dry run: show what a clone would create or change in each target; nothing is written", runPlan},
-		{"status", "show the job report of a request: orgsync status REQUEST_ID", runStatus},
-		{"watch", "print events live (--org to follow one org)", runWatch},
-		{"reconcile", reconcileSummary, runReconcile}, {"drift", driftSummary, runDrift},
-		{"audit", auditSummary, runAudit},
-		{"integrations", integrationsSummary, runIntegrations},
-		{"replay", replaySummary, runReplay},
-		{"failed", failedSummary, runFailed},
-		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},
-		{"nats-creds", natsCredsSummary, runNATSCreds},
-		{"gcsim", "run the Genesys Cloud simulator alone (the one `dev` embeds): orgsync gcsim --help", runGcsim},
-		{"bench", "benchmark scenarios against gcsim: calls per user, rate efficiency, overhead, memory (table + JSON)", runBench},
-		{"demo", "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)", runDemo},
+// commands are the constructors of orgsync's subcommands, in the order of
+// the command list.
+func commands() []func(*app) *cobra.Command {
+	return []func(*app) *cobra.Command{
+		newCloneCmd, newPlanCmd, newStatusCmd, newWatchCmd,
+		newReconcileCmd, newDriftCmd, newAuditCmd, newIntegrationsCmd,
+		newReplayCmd, newFailedCmd, newOrgsCmd,
+		newDevCmd, newNATSCredsCmd, newGcsimCmd, newBenchCmd, newDemoCmd,
+		newVersionCmd,
 	}
 }
+
+// app is the state one run of the command line shares between commands.
+type app struct {
+	io IO
+	// running is set once a command's RunE starts: an error after that is
+	// the operation's, not the command line's.
+	running bool
+}
+
+// exitError carries the exit status of a failed command; err (nil: the
+// outcome was already printed) is what Main prints.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr is a usage error (exit 2).
+func usageErr(format string, args ...any) error {
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// unreachable marks err as NATS or a service being out of reach (exit 3).
+func unreachable(err error) error { return &exitError{code: ExitUnreachable, err: err} }
+
+// errJobFailed: the job or a target failed and the report says so (exit 1).
+var errJobFailed = &exitError{code: ExitFailed}
 
 // Main runs the orgsync command line and returns the process exit status.
 func Main(ctx context.Context, args []string, out IO) int {
@@ -75,156 +125,158 @@ func Main(ctx context.Context, args []string, out IO) int {
 	if shutdown := setupTracing(ctx, out); shutdown != nil {
 		defer shutdown()
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(out.Err)
-		if len(args) == 0 {
-			return ExitUsage
+	a := &app{io: out}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	code := a.exitCode(cmd, err)
+	if perr := natsx.Refused(ctx); perr != nil {
+		fmt.Fprintf(out.Err, "%s: %v\n", cmd.CommandPath(), perr)
+		code = max(code, ExitFailed)
+	}
+	return code
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "orgsync",
+		Short: "clone Genesys Cloud user configurations across organizations",
+		Long: "orgsync — clone Genesys Cloud user configurations across organizations.\n\n" +
+			"Commands that talk to a deployment take --nats (env ORGSYNC_NATS_URL) and its credentials, and\n" +
+			"--orgs, the org registry (env ORGSYNC_ORGS; default the one orgsync dev writes), which names\n" +
+			"target sets and labels (--target emea, --target-selector tier=prod).\n\n" + exitCodesHelp,
+		Version:       versionString(),
+		SilenceErrors: true, // Main prints errors once, with the exit status they map to
+		SilenceUsage:  true, // a failed job is no reason to show the flags
+	}
+	root.SetOut(a.io.Out)
+	root.SetErr(a.io.Err)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitUsage, err: err} })
+	for _, c := range commands() {
+		root.AddCommand(c(a))
+	}
+	a.markRunning(root)
+	return root
+}
+
+// markRunning makes every command's RunE set a.running first: cobra checks
+// arguments and required flags before RunE, so an error before it is a
+// usage error, after it the operation's.
+func (a *app) markRunning(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			a.running = true
+			return run(cmd, args)
 		}
+	}
+	for _, s := range c.Commands() {
+		a.markRunning(s)
+	}
+}
+
+// exitCode prints err (once) and maps it to the exit status.
+func (a *app) exitCode(cmd *cobra.Command, err error) int {
+	if err == nil {
 		return ExitOK
 	}
-	for _, c := range subcommands() {
-		if c.name == args[0] {
-			code := c.run(ctx, args[1:], out)
-			if perr := natsx.Refused(ctx); perr != nil {
-				fmt.Fprintf(out.Err, "orgsync %s: %v\n", c.name, perr)
-				code = max(code, ExitFailed)
+	path := "orgsync"
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	code := ExitFailed
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case !a.running: // cobra's own: unknown command, missing flag, argument count
+		code = ExitUsage
+	}
+	if ee == nil || ee.err != nil {
+		fmt.Fprintf(a.io.Err, "%s: %s\n", path, strings.TrimRight(err.Error(), "\n"))
+	}
+	if code == ExitUsage {
+		fmt.Fprintf(a.io.Err, "Run '%s --help' for usage.\n", path)
+	}
+	return code
+}
+
+// groupCmd makes cmd a group of subcommands: run without one, or with an
+// unknown one, it is a usage error naming the subcommands (cobra would
+// print the help and exit 0).
+func groupCmd(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	cmd.AddCommand(subs...)
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		var names []string
+		for _, s := range c.Commands() {
+			if s.IsAvailableCommand() {
+				names = append(names, s.Name())
 			}
-			return code
 		}
+		if len(args) == 0 {
+			return usageErr("give a subcommand: %s", strings.Join(names, ", "))
+		}
+		hint := ""
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2 // cobra's default, set only when it suggests itself
+		}
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return usageErr("unknown command %q for %q (subcommands: %s)%s", args[0], c.CommandPath(), strings.Join(names, ", "), hint)
 	}
-	fmt.Fprintf(out.Err, "orgsync: unknown command %q\n\n", args[0])
-	usage(out.Err)
-	return ExitUsage
+	cmd.RunE = func(*cobra.Command, []string) error { return nil } // Args refused already
+	return cmd
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "orgsync — clone Genesys Cloud user configurations across organizations")
-	fmt.Fprintln(w, "\nUsage: orgsync <command> [flags]\n\nCommands:")
-	for _, c := range subcommands() {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "\nRun `orgsync <command> --help` for the flags of a command.")
-}
+// revision is the VCS revision when the build info has none: the go command
+// does not stamp VCS information in workspace mode (go.work), so `make build`
+// passes -ldflags "-X github.com/orgsync/orgsync/services/orgsync.revision=$(git rev-parse HEAD)".
+var revision = "unknown"
 
-// newFlagSet returns a flag set that reports errors to io.Err.
-func newFlagSet(name, args string, out IO) *flag.FlagSet {
-	fs := flag.NewFlagSet("orgsync "+name, flag.ContinueOnError)
-	fs.SetOutput(out.Err)
-	fs.Usage = func() {
-		for _, c := range subcommands() {
-			if c.name == name {
-				fmt.Fprintf(out.Err, "orgsync %s — %s\n\n", name, c.summary)
+// versionString is the module version and VCS revision the binary was built
+// from (runtime/debug build info, else the stamped revision).
+func versionString() string {
+	version, rev, modified, when := "(devel)", revision, "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = " (modified)"
+				}
+			case "vcs.time":
+				when = ", " + s.Value
 			}
 		}
-		fmt.Fprintf(out.Err, "Usage: orgsync %s %s\n\nFlags:\n", name, args)
-		fs.PrintDefaults()
 	}
-	return fs
+	return fmt.Sprintf("orgsync %s, revision %s%s%s, %s", version, rev, modified, when, runtime.Version())
 }
 
-// parseFlags parses args; ok is false when the command must stop with code.
-func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK, false
-		}
-		return ExitUsage, false
-	}
-	return 0, true
-}
-
-// parseInterspersed parses args allowing flags after positional arguments
-// ("orgsync status ID --nats URL"), returning the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) (positional []string, code int, ok bool) {
-	for {
-		if code, ok := parseFlags(fs, args); !ok {
-			return nil, code, false
-		}
-		if fs.NArg() == 0 {
-			return positional, 0, true
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version and VCS revision orgsync was built from",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionString())
+			return err
+		},
 	}
 }
 
-// validOutput reports whether an --output value is "text" or "json", and
-// otherwise tells the user which command refused it.
-func validOutput(command, output string, out IO) bool {
-	if output == "text" || output == "json" {
-		return true
-	}
-	fmt.Fprintf(out.Err, "orgsync %s: --output must be text or json, got %q\n", command, output)
-	return false
-}
-
-// natsOptions are where and as whom a CLI command connects.
-type natsOptions struct {
-	url  string
-	auth natsx.ClientAuth
-}
-
-// natsFlag registers --nats and the NATS credential and TLS flags.
-func natsFlag(fs *flag.FlagSet) *natsOptions {
-	def := os.Getenv("ORGSYNC_NATS_URL")
-	if def == "" {
-		def = nats.DefaultURL
-	}
-	var o natsOptions
-	fs.StringVar(&o.url, "nats", def, "NATS server URL(s) of the orgsync deployment, e.g. the one `orgsync dev` prints (env ORGSYNC_NATS_URL)")
-	o.auth.Register(fs)
-	return &o
-}
-
-// defaultStore is `orgsync dev`'s store; the CLI finds its credentials there.
+// defaultStore is `orgsync dev`'s store; the CLI finds its credentials and
+// org registry there.
 var defaultStore = filepath.Join(".orgsync", "dev")
-
-// cliCreds returns auth, or, when it names no credential, the CLI's nkey
-// seed of `orgsync dev`'s default store if there is one.
-func cliCreds(auth natsx.ClientAuth) natsx.ClientAuth {
-	if auth.Configured() {
-		return auth
-	}
-	if p := natsx.CredsFile(filepath.Join(defaultStore, "nats"), natsx.RoleCLI); fileExists(p) {
-		auth.Creds = p
-	}
-	return auth
-}
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-type refuseKey struct{}
-
-// connect opens NATS and JetStream for a CLI command, as the CLI's NATS
-// user. A permission violation cancels ctx's command (Main reports it).
-func connect(ctx context.Context, o natsOptions) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := natsx.Connect(o.url, natsx.RoleCLI, cliCreds(o.auth), slog.New(slog.DiscardHandler),
-		nats.Name("orgsync-cli"), nats.Timeout(5*time.Second))
-	if err != nil {
-		return nil, nil, err
-	}
-	if refuse, ok := ctx.Value(refuseKey{}).(context.CancelCauseFunc); ok {
-		refused, _ := natsx.Guard(context.Background(), nc, nil)
-		context.AfterFunc(refused, func() {
-			if perr := natsx.Refused(refused); perr != nil {
-				refuse(perr)
-			}
-		})
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("JetStream on %s: %w", natsx.RedactURL(o.url), err)
-	}
-	return nc, js, nil
-}
-
 func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
-
-func fail(out IO, format string, args ...any) int {
-	fmt.Fprintf(out.Err, "orgsync: "+format+"\n", args...)
-	return ExitFailed
-}
 
 // setupTracing installs a tracer provider (exporter from ORGSYNC_TRACE,
 // default off) unless the host process has one already (tests), so the CLI's
@@ -240,4 +292,15 @@ func setupTracing(ctx context.Context, out IO) func() {
 		return nil
 	}
 	return func() { _ = shutdown(context.Background()) }
+}
+
+// exactArgs accepts exactly n positional arguments, else a usage error
+// saying msg.
+func exactArgs(n int, msg string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("%s (got %d: %s)", msg, len(args), strings.Join(args, " "))
+		}
+		return nil
+	}
 }

@@ -44,9 +44,9 @@ func TestCLIUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"clone", "--source", "src", "--target", "t1"}, "at least one user"},
+		{[]string{"clone", "--source", "src", "--target", "t1"}, `required flag(s) "user" not set`},
 		{[]string{"clone", "--source", "src", "--user", "a@x.example", "--target", "t1", "--include", "skils"}, `unknown component "skils"`},
-		{[]string{"clone", "--source", "src", "--user", "a@x.example", "--target", "t1", "--existing", "merge"}, "--existing must be adopt, skip or fail"},
+		{[]string{"clone", "--source", "src", "--user", "a@x.example", "--target", "t1", "--existing", "merge"}, `invalid argument "merge" for "--existing" flag: want one of adopt, skip, fail`},
 		{[]string{"status"}, "exactly one request id"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 	} {

@@ -3,42 +3,48 @@ package orgsync
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
 // cloneFlags are the flags of `orgsync clone` and `orgsync plan`.
 type cloneFlags struct {
-	nats      *natsOptions
-	source    string
-	users     listFlag
-	targets   listFlag
-	include   string
-	existing  string
-	emailMaps listFlag
-	requestID string
-	dryRun    bool
-	wait      bool
-	output    string
-	timeout   time.Duration
+	deployment *deployment
+	source     string
+	users      listFlag
+	targets    listFlag
+	selector   string
+	include    string
+	existing   *choiceFlag
+	emailMaps  listFlag
+	requestID  string
+	dryRun     bool
+	wait       bool
+	output     *choiceFlag
+	timeout    time.Duration
 }
 
-func (f *cloneFlags) register(fs *flag.FlagSet, withWait bool) {
-	f.nats = natsFlag(fs)
+func (f *cloneFlags) register(a *app, cmd *cobra.Command, withWait bool) {
+	f.deployment = a.deploymentFlags(cmd)
+	fs := cmd.Flags()
 	fs.StringVar(&f.source, "source", "", "orgsync key of the source org (required)")
 	fs.Var(&f.users, "user", "reference user in the source org, by email or Genesys user id; repeat or comma-separate (required)")
-	fs.Var(&f.targets, "target", "orgsync key of a target org; repeat or comma-separate (required)")
+	fs.Var(&f.targets, "target", "target org key or set name of the org registry; repeat or comma-separate (this or --target-selector required)")
+	fs.StringVar(&f.selector, "target-selector", "", "target orgs by label in the org registry, e.g. tier=prod,region=emea (adds to --target)")
 	fs.StringVar(&f.include, "include", "", "components to clone, comma-separated: profile, license, skills, languages, utilization, roles, queues, team, phone (default all)")
-	fs.StringVar(&f.existing, "existing", "adopt", "a same-email user orgsync did not create: adopt, skip or fail")
+	f.existing = choice(cmd, "existing", "adopt", "a same-email user orgsync did not create", false, "adopt", "skip", "fail")
 	fs.Var(&f.emailMaps, "map-email", "email rule for a target: TARGET=FROM_DOMAIN:TO_DOMAIN (or TARGET=TO_DOMAIN); repeatable")
 	fs.StringVar(&f.requestID, "request-id", "", "request id (idempotency key); default a new UUID. Re-submitting an id within the dedupe window does not run the job again")
-	fs.StringVar(&f.output, "output", "text", "output: text (progress bars + summary table) or json (the job report, for scripts)")
-	fs.DurationVar(&f.timeout, "timeout", waitTimeout, "with --wait: give up following the request after this long (the job itself goes on)")
+	f.output = outputFlag(cmd, "text (progress bars + summary table) or json (the job report, for scripts)")
+	durationFlag(cmd, &f.timeout, "timeout", waitTimeout, "with --wait: give up following the request after this long (the job itself goes on)")
+	_ = cmd.MarkFlagRequired("source")
+	_ = cmd.MarkFlagRequired("user")
 	if withWait {
 		fs.BoolVar(&f.dryRun, "dry-run", false, "plan and report only; write nothing in any target")
 		fs.BoolVar(&f.wait, "wait", false, "follow the request until every target is done; exit status 1 when any target failed")
@@ -50,12 +56,9 @@ func (f *cloneFlags) spec() (CloneSpec, error) {
 	if err != nil {
 		return CloneSpec{}, err
 	}
-	existing, err := ParseExisting(f.existing)
+	existing, err := ParseExisting(f.existing.value)
 	if err != nil {
 		return CloneSpec{}, err
-	}
-	if f.output != "text" && f.output != "json" {
-		return CloneSpec{}, fmt.Errorf("--output must be text or json, got %q", f.output)
 	}
 	var maps map[string]*orgsyncv1.EmailMapping
 	for _, m := range f.emailMaps {
@@ -78,58 +81,69 @@ func (f *cloneFlags) spec() (CloneSpec, error) {
 	}, nil
 }
 
-const cloneArgs = "--source ORG --user EMAIL|ID... --target ORG... [flags]"
-
-func runClone(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("clone", cloneArgs, out)
-	var f cloneFlags
-	f.register(fs, true)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newCloneCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "clone --source ORG --user EMAIL|ID... --target ORG|SET... [flags]",
+		Short: "publish a clone request (--wait: follow it with progress bars and a summary)",
+		Example: "  orgsync clone --source source --user john.smith@acme.example --target target1,target2 --wait\n" +
+			"  orgsync clone --source source --user john.smith@acme.example --target-selector tier=prod --wait --output json",
+		Args: cobra.NoArgs,
 	}
-	return cloneCommand(ctx, fs, &f, out)
+	var f cloneFlags
+	f.register(a, cmd, true)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cloneCommand(cmd.Context(), &f, a.io) }
+	return cmd
 }
 
-func runPlan(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("plan", cloneArgs, out)
-	var f cloneFlags
-	f.register(fs, false)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newPlanCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plan --source ORG --user EMAIL|ID... --target ORG|SET... [flags]",
+		Short: "dry run: show what a clone would create or change in each target; nothing is written",
+		Args:  cobra.NoArgs,
 	}
-	f.dryRun, f.wait = true, true
-	return cloneCommand(ctx, fs, &f, out)
+	var f cloneFlags
+	f.register(a, cmd, false)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		f.dryRun, f.wait = true, true
+		return cloneCommand(cmd.Context(), &f, a.io)
+	}
+	return cmd
 }
 
-func cloneCommand(ctx context.Context, fs *flag.FlagSet, f *cloneFlags, out IO) int {
-	if fs.NArg() > 0 {
-		fmt.Fprintf(out.Err, "%s: unexpected arguments %v\n", fs.Name(), fs.Args()) // fs.Name() is "orgsync clone"
-		return ExitUsage
+func cloneCommand(ctx context.Context, f *cloneFlags, out IO) error {
+	if len(f.targets) == 0 && f.selector == "" {
+		return usageErr("give the target orgs: --target ORG|SET or --target-selector KEY=VALUE")
 	}
+	if err := f.deployment.checkOrg("source", f.source); err != nil {
+		return err
+	}
+	targets, err := f.deployment.targets(f.targets, f.selector)
+	if err != nil {
+		return err
+	}
+	f.targets = targets
 	spec, err := f.spec()
 	if err != nil {
-		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
-		return ExitUsage
+		return usageErr("%v", err)
 	}
 	req, err := spec.Build()
 	if err != nil {
-		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
-		return ExitUsage
+		return usageErr("%v", err)
 	}
-	nc, js, err := connect(ctx, *f.nats)
+	nc, js, err := f.deployment.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
 	c := &Client{JS: js}
-	rep, err := RunClone(ctx, c, req, CloneOptions{Wait: f.wait, JSON: f.output == "json", Timeout: f.timeout}, out)
+	rep, err := RunClone(ctx, c, req, CloneOptions{Wait: f.wait, JSON: f.output.value == "json", Timeout: f.timeout}, out)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	if rep != nil && rep.Failed() {
-		return ExitFailed
+		return errJobFailed
 	}
-	return ExitOK
+	return nil
 }
 
 // CloneOptions say how RunClone shows a request.

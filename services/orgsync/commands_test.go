@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -86,8 +89,19 @@ func TestCLICloneAndStatus(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, `decision="phone_number"`) || !strings.Contains(out, "john.smith@acme.example") {
 		t.Errorf("audit --org target1: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	if code, _, errOut = run("audit"); code == ExitOK || !strings.Contains(errOut, "--org is required") {
+	if code, _, errOut = run("audit"); code != ExitUsage || !strings.Contains(errOut, `required flag(s) "org" not set`) {
 		t.Errorf("audit without --org: exit %d, %s", code, errOut)
+	}
+	// With the org registry, an org it does not list is a usage error that
+	// names the known ones, before anything is read.
+	if code, out, errOut = run("audit", "--org", "nosuch", "--orgs", h.orgsFile); code != ExitUsage ||
+		!strings.Contains(errOut, `--org: unknown org "nosuch" (orgs: source, target1, target2, target3; sets: demo-targets)`) {
+		t.Errorf("audit --org nosuch: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	// reconcile of a target org: nothing to sweep is said, not "done".
+	if code, out, errOut = run("reconcile", "--org", "target1", "--now"); code != ExitFailed ||
+		!strings.Contains(errOut, "org target1 is not the source of any cloned user, nothing to sweep (sources with tracked users: source)") {
+		t.Errorf("reconcile --org target1: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 	code, out, errOut = run("audit", "--org", "target3")
 	if code != ExitOK || out != "" || !strings.Contains(errOut, "no audit events for org target3") {
@@ -118,11 +132,33 @@ func TestDevCommand(t *testing.T) {
 	done := make(chan int, 1)
 	store := t.TempDir()
 	go func() {
-		done <- Main(ctx, []string{"dev", "--store", store, "--nats-port", "0", "--gcsim-addr", "127.0.0.1:0", "--log-level", "error"}, IO{Out: out, Err: out})
+		done <- Main(ctx, []string{"dev", "--store", store, "--nats-port", "0", "--gcsim-addr", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "info"}, IO{Out: out, Err: out})
 	}()
 	natsxtest.Eventually(t, 30*time.Second, "orgsync dev reports it is running", func() bool {
 		return strings.Contains(out.String(), "services:  auth, extractor, integrator, provisioner, reconciler, resolver")
 	})
+	// One --http address serves every service's endpoints.
+	addr := regexp.MustCompile(`http:      http://(\S+)/metrics`).FindStringSubmatch(out.String())
+	if addr == nil {
+		t.Fatalf("dev output names no http address:\n%s", out.String())
+	}
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "# TYPE"} {
+		resp, err := http.Get("http://" + addr[1] + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s = %d %q; want 200 and %q", path, resp.StatusCode, body, want)
+		}
+	}
+	// Each log key once per line (was "service=auth service=orgsync-auth").
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Count(line, " service=") > 1 {
+			t.Errorf("log line repeats the service key: %s", line)
+		}
+	}
 	for _, want := range []string{"NATS:      nats://127.0.0.1:", "gcsim:     http://127.0.0.1:", "orgs:      source, target1, target2, target3", "clone --nats nats://"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dev output lacks %q:\n%s", want, out.String())

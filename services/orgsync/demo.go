@@ -3,7 +3,6 @@ package orgsync
 import (
 	"context"
 	"fmt"
-	"github.com/orgsync/orgsync/pkg/genesys"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	"github.com/orgsync/orgsync/services/gcsim"
 	"github.com/orgsync/orgsync/services/integrator"
@@ -20,30 +22,33 @@ import (
 // demoTargets are the demo fixture's target org keys.
 var demoTargets = []string{"target1", "target2", "target3"}
 
-func runDemo(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("demo", "[flags]", out)
-	keep := fs.Bool("keep", false, "keep the temporary store directory (JetStream, bbolt, service log) afterwards")
-	jsonOut := fs.Bool("json", false, "print the two job reports as JSON instead of tables")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newDemoCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo [flags]",
+		Short: "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)",
+		Args:  cobra.NoArgs,
 	}
+	keep := cmd.Flags().Bool("keep", false, "keep the temporary store directory (JetStream, bbolt, service log) afterwards")
+	jsonOut := cmd.Flags().Bool("json", false, "print the two job reports as JSON instead of tables")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), *keep, *jsonOut, a.io) }
+	return cmd
+}
+
+func runDemo(ctx context.Context, keep, jsonOut bool, out IO) error {
 	store, err := os.MkdirTemp("", "orgsync-demo-")
 	if err != nil {
-		return fail(out, "temp dir: %v", err)
+		return err
 	}
-	if !*keep {
+	if !keep {
 		defer os.RemoveAll(store)
 	}
 	logPath := filepath.Join(store, "services.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fail(out, "service log: %v", err)
+		return fmt.Errorf("service log: %w", err)
 	}
 	defer logFile.Close()
-	if err := Demo(ctx, DemoOptions{StoreDir: store, ServiceLog: logFile, JSON: *jsonOut, KeptLog: *keep, LogPath: logPath}, out); err != nil {
-		return fail(out, "demo: %v", err)
-	}
-	return ExitOK
+	return Demo(ctx, DemoOptions{StoreDir: store, ServiceLog: logFile, JSON: jsonOut, KeptLog: keep, LogPath: logPath}, out)
 }
 
 // DemoOptions configure Demo.

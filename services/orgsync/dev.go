@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -56,6 +57,9 @@ type DevConfig struct {
 	GcsimAddr string
 	// NATSPort: the embedded server's client port; 0 picks a free one.
 	NATSPort int
+	// HTTPAddr serves /metrics, /healthz and /readyz for every service at
+	// once ("" none; port 0 picks a free one: Dev.HTTPAddr says which).
+	HTTPAddr string
 	// Logger of the services; default discards everything.
 	Logger *slog.Logger
 	// Commands are the services to run; default ServiceCommands().
@@ -125,6 +129,9 @@ type Dev struct {
 	Orgs *orgconfig.Config
 	// OrgIDs maps org keys to gcsim org ids (empty with real orgs).
 	OrgIDs map[string]string
+	// HTTPAddr is where /metrics, /healthz and /readyz listen ("" none).
+	HTTPAddr string
+	stopHTTP func()
 
 	// crmFile is the integrator's CRM adapters file for gcsim's fake CRM
 	// ("" with real orgs: DevConfig.ServiceArgs may name one).
@@ -136,6 +143,7 @@ type Dev struct {
 	// The process's dead-letter capturer (service.Run runs one per service
 	// process; here the services share one process, so one is enough).
 	stopCapture func()
+	captureNC   *nats.Conn
 
 	mu       sync.Mutex
 	services map[string]*runningService
@@ -205,7 +213,44 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 	if err := d.startDeadLetterCapture(); err != nil {
 		return nil, err
 	}
+	if cfg.HTTPAddr != "" {
+		if err := d.serveHTTP(cfg.HTTPAddr); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// serveHTTP serves the endpoints a standalone service binary serves
+// (service.HealthHandler), for the whole process: /readyz is ready when
+// every service is.
+func (d *Dev) serveHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dev: --http %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: service.HealthHandler(d.captureNC, devReadiness{d}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	d.HTTPAddr = ln.Addr().String()
+	d.stopHTTP = func() { _ = srv.Close() }
+	return nil
+}
+
+// devReadiness is every service of a Dev as one service.Runnable: ready
+// when each configured service runs, is ready and is connected to NATS.
+type devReadiness struct{ d *Dev }
+
+func (r devReadiness) Run(context.Context) error { return nil }
+func (r devReadiness) Ready() bool {
+	r.d.mu.Lock()
+	defer r.d.mu.Unlock()
+	for _, c := range r.d.cfg.Commands {
+		rs, ok := r.d.services[c.Name]
+		if !ok || !rs.svc.Ready() || !rs.nc.IsConnected() {
+			return false
+		}
+	}
+	return true
 }
 
 // startDeadLetterCapture records the dead-letter advisories of every
@@ -222,6 +267,7 @@ func (d *Dev) startDeadLetterCapture() error {
 		nc.Close()
 		return fmt.Errorf("dev: JetStream for the dead-letter capture: %w", err)
 	}
+	d.captureNC = nc
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := service.StartDeadLetterCapture(ctx, &service.Env{NC: nc, JS: js, Logger: d.cfg.Logger.With("service", "deadletter")})
 	d.stopCapture = func() {
@@ -278,12 +324,23 @@ func (d *Dev) startSim(cfg DevConfig) error {
 	if err := d.writeCRMFile(crm); err != nil {
 		return err
 	}
+	for key, labels := range demoLabels {
+		if o, ok := entries[key]; ok {
+			o.Labels = labels
+			entries[key] = o
+		}
+	}
 	if cfg.EditOrgs != nil {
 		cfg.EditOrgs(d.SimURL, entries)
 	}
 	var err error
 	if d.Orgs, err = orgconfig.New(entries); err != nil {
 		return fmt.Errorf("dev: org registry for gcsim: %w", err)
+	}
+	if all(demoTargets, d.Orgs.Has) {
+		if d.Orgs, err = d.Orgs.WithSets(map[string][]string{"demo-targets": demoTargets}); err != nil {
+			return fmt.Errorf("dev: org registry for gcsim: %w", err)
+		}
 	}
 	return nil
 }
@@ -462,7 +519,7 @@ func (d *Dev) Creds(role string) natsx.ClientAuth {
 // Connect opens a client connection to the embedded server as the CLI
 // (closed by the caller).
 func (d *Dev) Connect() (*nats.Conn, jetstream.JetStream, error) {
-	return connect(context.Background(), natsOptions{url: d.NATSURL, auth: d.Creds(natsx.RoleCLI)})
+	return (&deployment{url: d.NATSURL, auth: d.Creds(natsx.RoleCLI)}).connect(context.Background())
 }
 
 // Refusals lists the permission violations the server reported to the
@@ -483,13 +540,7 @@ func (d *Dev) Refusals() []error {
 // auth service gets them in-process), so standalone service binaries can
 // join with --orgs.
 func (d *Dev) WriteOrgsFile(path string) error {
-	doc := map[string]map[string]orgconfig.Org{"orgs": {}}
-	public := d.Orgs.WithoutSecrets()
-	for _, k := range public.Keys() {
-		o, _ := public.Entry(k)
-		doc["orgs"][k] = o
-	}
-	b, err := yaml.Marshal(doc)
+	b, err := yaml.Marshal(d.Orgs.WithoutSecrets().Document())
 	if err != nil {
 		return err
 	}
@@ -498,6 +549,10 @@ func (d *Dev) WriteOrgsFile(path string) error {
 
 // Close stops every service, gcsim and the server. It is safe to call twice.
 func (d *Dev) Close() {
+	if d.stopHTTP != nil {
+		d.stopHTTP()
+		d.stopHTTP = nil
+	}
 	running := map[string]bool{}
 	for _, n := range d.Running() {
 		running[n] = true
@@ -521,4 +576,22 @@ func (d *Dev) Close() {
 		d.Server.WaitForShutdown()
 		d.Server = nil
 	}
+}
+
+// demoLabels label gcsim's demo orgs, so `--target-selector tier=prod` and
+// `--target demo-targets` work against `orgsync dev`.
+var demoLabels = map[string]map[string]string{
+	"source":  {"role": "source"},
+	"target1": {"region": "emea", "tier": "prod"},
+	"target2": {"region": "amer", "tier": "prod"},
+	"target3": {"region": "emea", "tier": "test"},
+}
+
+func all[T any](xs []T, ok func(T) bool) bool {
+	for _, x := range xs {
+		if !ok(x) {
+			return false
+		}
+	}
+	return true
 }

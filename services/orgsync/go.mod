@@ -26,6 +26,7 @@ require (
 	github.com/orgsync/orgsync/services/integrator v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/services/provisioner v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/services/resolver v0.0.0
+	github.com/spf13/cobra v1.10.2
 	github.com/vbauerster/mpb/v8 v8.16.2
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -35,6 +36,8 @@ require (
 )
 
 require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.10 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 )

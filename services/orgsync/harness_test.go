@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,9 @@ func TestMain(m *testing.M) {
 	otel.SetTracerProvider(tp)
 	telemetry.InstallPropagator()
 	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
 	_ = tp.Shutdown(context.Background())
 	os.Exit(code)
 }
@@ -58,6 +62,8 @@ type harness struct {
 	// direct reads targets back through the Genesys API with the org's own
 	// client credentials (not through the pipeline).
 	direct *orgs.Registry
+	// orgsFile is the org registry as orgsync dev writes it (--orgs).
+	orgsFile string
 }
 
 // e2eSim is gcsim for end-to-end tests: no rate limit (budgets are counted
@@ -94,6 +100,10 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 		t.Fatalf("start dev environment: %v", err)
 	}
 	t.Cleanup(d.Close)
+	orgsFile := filepath.Join(cfg.StoreDir, "orgs.yaml")
+	if err := d.WriteOrgsFile(orgsFile); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		for _, v := range rec.Violations() {
 			t.Errorf("API spec violation: %s", v)
@@ -110,7 +120,7 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 	}
 	t.Cleanup(nc.Close)
 	direct := orgs.NewRegistry(d.Orgs.OrgConfigs(), orgs.WithTransport(rec))
-	return &harness{t: t, dev: d, client: &Client{JS: js}, api: rec, direct: direct}
+	return &harness{t: t, dev: d, client: &Client{JS: js}, api: rec, direct: direct, orgsFile: orgsFile}
 }
 
 // clone submits spec and waits for its complete report.

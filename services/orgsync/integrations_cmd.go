@@ -10,36 +10,42 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/orgsync/orgsync/services/integrator"
 )
 
-// CRM integration subcommand (registered in subcommands()):
-//
-//	{"integrations", integrationsSummary, runIntegrations},
-const integrationsSummary = "CRM integration sync per target org: pending, provisioned, failed, skipped (--org ORG: each user with its reason)"
-
-// runIntegrations shows the integrator's sync states (KV orgsync-crm):
+// newIntegrationsCmd shows the integrator's sync states (KV orgsync-crm):
 // counts per target org, and with --org one line per user.
-func runIntegrations(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("integrations", "[--org TARGET_ORG] [flags]", out)
-	url := natsFlag(fs)
-	org := fs.String("org", "", "one target org: its counts and every user's sync state (default: counts of every org)")
-	state := fs.String("state", "", "with --org: only users in this state (PENDING, PROVISIONED, FAILED, SKIPPED)")
-	output := fs.String("output", "text", "output: text or json")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newIntegrationsCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "integrations [--org TARGET_ORG [--state STATE]] [flags]",
+		Short: "CRM integration sync per target org: pending, provisioned, failed, skipped (--org ORG: each user with its reason)",
+		Args:  cobra.NoArgs,
 	}
-	if !validOutput("integrations", *output, out) {
-		return ExitUsage
+	d := a.deploymentFlags(cmd)
+	org := cmd.Flags().String("org", "", "one target org: its counts and every user's sync state (default: counts of every org)")
+	state := choice(cmd, "state", "", "with --org: only users in this state", true,
+		integrator.StatePending, integrator.StateProvisioned, integrator.StateFailed, integrator.StateSkipped)
+	output := outputFlag(cmd, "text or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if state.value != "" && *org == "" {
+			return usageErr("--state needs --org")
+		}
+		if *org != "" {
+			if err := d.checkOrg("org", *org); err != nil {
+				return err
+			}
+		}
+		return runIntegrations(cmd.Context(), d, *org, state.value, output.value == "json", a.io)
 	}
-	if *state != "" && *org == "" {
-		fmt.Fprintln(out.Err, "orgsync integrations: --state needs --org")
-		return ExitUsage
-	}
-	nc, js, err := connect(ctx, *url)
+	return cmd
+}
+
+func runIntegrations(ctx context.Context, d *deployment, org, state string, asJSON bool, out IO) error {
+	nc, js, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -47,22 +53,22 @@ func runIntegrations(ctx context.Context, args []string, out IO) int {
 
 	var counts map[string]integrator.Counts
 	var recs []integrator.SyncRecord
-	if *org == "" {
+	if org == "" {
 		if counts, err = integrator.AllCounts(ctx, js); err != nil {
-			return fail(out, "integrations: %v", err)
+			return err
 		}
 	} else {
-		if recs, err = integrator.OrgRecords(ctx, js, *org); err != nil {
-			return fail(out, "integrations of %s: %v", *org, err)
+		if recs, err = integrator.OrgRecords(ctx, js, org); err != nil {
+			return fmt.Errorf("integrations of %s: %w", org, err)
 		}
 		var c integrator.Counts
 		for _, r := range recs {
 			c = c.With(r.State)
 		}
-		counts = map[string]integrator.Counts{*org: c}
-		recs = filterRecords(recs, *state)
+		counts = map[string]integrator.Counts{org: c}
+		recs = filterRecords(recs, state)
 	}
-	if *output == "json" {
+	if asJSON {
 		if recs == nil {
 			recs = []integrator.SyncRecord{}
 		}
@@ -71,17 +77,17 @@ func runIntegrations(ctx context.Context, args []string, out IO) int {
 			Records []integrator.SyncRecord      `json:"records,omitempty"`
 		}{counts, recs}, "", "  ")
 		fmt.Fprintln(out.Out, string(b))
-		return ExitOK
+		return nil
 	}
 	if len(counts) == 0 {
 		fmt.Fprintln(out.Out, "no CRM syncs yet")
-		return ExitOK
+		return nil
 	}
 	if err := writeCRMCounts(out.Out, counts, nil); err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
-	if *org == "" || len(recs) == 0 {
-		return ExitOK
+	if org == "" || len(recs) == 0 {
+		return nil
 	}
 	fmt.Fprintln(out.Out)
 	w := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
@@ -90,7 +96,7 @@ func runIntegrations(ctx context.Context, args []string, out IO) int {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.UserExternalID, dash(r.Email), r.State, dash(r.CRMStatus),
 			r.UpdatedAt.Format(time.RFC3339), oneLine(dash(r.Reason)))
 	}
-	return okOrFail(out, w.Flush())
+	return w.Flush()
 }
 
 // filterRecords keeps the records in state (all when state is empty),
@@ -158,11 +164,4 @@ func waitCRMSettled(ctx context.Context, js jetstream.JetStream, orgs []string, 
 		case <-tick.C:
 		}
 	}
-}
-
-func okOrFail(out IO, err error) int {
-	if err != nil {
-		return fail(out, "%v", err)
-	}
-	return ExitOK
 }

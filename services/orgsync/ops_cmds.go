@@ -4,145 +4,146 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/orgsync/orgsync/pkg/deadletter"
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/replay"
 )
 
-// Operations subcommands (register in subcommands()):
-//
-//	{"replay", replaySummary, runReplay},
-//	{"failed", failedSummary, runFailed},
-const (
-	replaySummary = "re-drive a stream after a failure: orgsync replay --stream NAME [--subject FILTER] (--from-seq N | --since DURATION|TIME)"
-	failedSummary = "dead letters: orgsync failed list | orgsync failed retry KEY|--all"
-)
-
-func runReplay(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("replay", "--stream NAME [--subject FILTER] (--from-seq N | --since DURATION|TIME) [flags]", out)
-	url := natsFlag(fs)
-	stream := fs.String("stream", "", "stream to replay: CLONE, CHANGES, SNAPSHOTS, PLANS, INTEGRATIONS, EVENTS (required)")
-	subject := fs.String("subject", "", "only messages on this subject (wildcards allowed, e.g. orgsync.plan.acme)")
-	fromSeq := fs.Uint64("from-seq", 0, "replay from this stream sequence (1 = the whole stream)")
-	since := fs.String("since", "", "replay messages stored since a duration ago (2h) or a time (RFC 3339 or YYYY-MM-DD)")
-	dryRun := fs.Bool("dry-run", false, "count what would be replayed; publish nothing")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newReplayCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "replay --stream NAME [--subject FILTER] (--from-seq N | --since DURATION|TIME) [flags]",
+		Short: "re-drive a stream after a failure, from a sequence or a time",
+		Args:  cobra.NoArgs,
 	}
-	opts := replay.Options{Stream: strings.ToUpper(*stream), SubjectFilter: *subject, FromSeq: *fromSeq, DryRun: *dryRun}
-	if *since != "" {
-		t, err := replay.ParseSince(*since, time.Now())
-		if err != nil {
-			fmt.Fprintf(out.Err, "orgsync replay: %v\n", err)
-			return ExitUsage
+	d := a.deploymentFlags(cmd)
+	stream := choice(cmd, "stream", "", "stream to replay (required)", true,
+		natsx.StreamClone, natsx.StreamChanges, natsx.StreamSnapshots, natsx.StreamPlans, natsx.StreamIntegrations, natsx.StreamEvents)
+	subject := cmd.Flags().String("subject", "", "only messages on this subject (wildcards allowed, e.g. orgsync.plan.acme)")
+	fromSeq := cmd.Flags().Uint64("from-seq", 0, "replay from this stream sequence (1 = the whole stream)")
+	since := cmd.Flags().String("since", "", "replay messages stored since a duration ago (2h) or a time (RFC 3339 or YYYY-MM-DD)")
+	dryRun := cmd.Flags().Bool("dry-run", false, "count what would be replayed; publish nothing")
+	_ = cmd.MarkFlagRequired("stream")
+	cmd.MarkFlagsOneRequired("from-seq", "since")
+	cmd.MarkFlagsMutuallyExclusive("from-seq", "since")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		opts := replay.Options{Stream: stream.value, SubjectFilter: *subject, FromSeq: *fromSeq, DryRun: *dryRun}
+		if *since != "" {
+			t, err := replay.ParseSince(*since, time.Now())
+			if err != nil {
+				return usageErr("--since: %v", err)
+			}
+			opts.Since = t
 		}
-		opts.Since = t
+		if err := opts.Validate(); err != nil {
+			return usageErr("%v (flags --stream, --from-seq, --since)", err)
+		}
+		return runReplay(cmd.Context(), d, opts, a.io)
 	}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(out.Err, "orgsync replay: %v (flags --stream, --from-seq, --since)\n", err)
-		return ExitUsage
-	}
-	nc, js, err := connect(ctx, *url)
+	return cmd
+}
+
+func runReplay(ctx context.Context, d *deployment, opts replay.Options, out IO) error {
+	nc, js, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
 	res, err := replay.Run(ctx, js, opts)
 	verb := "replayed"
-	if *dryRun {
+	if opts.DryRun {
 		verb = "would replay"
 	}
 	fmt.Fprintf(out.Out, "%s %d message(s) of %s (seq %d..%d, stream at %d): %d published, %d already replayed (dedupe), %d earlier replay copies skipped\n",
 		verb, res.Selected, opts.Stream, res.FirstSeq, res.LastSeq, res.UpToSeq, res.Published, res.Duplicates, res.Skipped)
-	if err != nil {
-		return fail(out, "%v", err)
-	}
-	return ExitOK
+	return err
 }
 
-func runFailed(ctx context.Context, args []string, out IO) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "retry") {
-		fmt.Fprintln(out.Err, "Usage: orgsync failed list [--output text|json] | orgsync failed retry KEY|--all")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	verb := args[0]
-	fs := newFlagSet("failed", verb+" [flags]", out)
-	url := natsFlag(fs)
-	output := fs.String("output", "text", "list output: text or json")
-	all := fs.Bool("all", false, "retry every record still failed")
-	// Flags may follow the key (`failed retry PLANS.5 --nats URL`).
-	var keys []string
-	for rest := args[1:]; ; {
-		if code, ok := parseFlags(fs, rest); !ok {
-			return code
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		keys, rest = append(keys, fs.Arg(0)), fs.Args()[1:]
-	}
-	if verb == "list" && (len(keys) > 0 || *all) {
-		fmt.Fprintln(out.Err, "orgsync failed list: takes no arguments (flags: --output, --nats)")
-		return ExitUsage
-	}
-	if verb == "retry" && (*all == (len(keys) == 1) || len(keys) > 1) {
-		fmt.Fprintln(out.Err, "orgsync failed retry: give one record key (STREAM.SEQ, from `orgsync failed list`) or --all")
-		return ExitUsage
-	}
-	nc, js, err := connect(ctx, *url)
-	if err != nil {
-		return fail(out, "%v", err)
-	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
+// newFailedCmd is the dead-letter group: `failed list`, `failed retry`.
+func newFailedCmd(a *app) *cobra.Command {
+	return groupCmd(&cobra.Command{
+		Use:   "failed list|retry",
+		Short: "dead letters: list the messages the services gave up on, retry them",
+	}, newFailedListCmd(a), newFailedRetryCmd(a))
+}
 
-	switch {
-	case verb == "list":
+func newFailedListCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [flags]",
+		Short: "list the dead-letter records: key, status, subject, consumer, deliveries, reason",
+		Args:  cobra.NoArgs,
+	}
+	d := a.deploymentFlags(cmd)
+	output := outputFlag(cmd, "text or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		nc, js, err := d.connect(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+		defer cancel()
 		recs, err := deadletter.List(ctx, js)
 		if err != nil {
-			return fail(out, "%v", err)
+			return err
 		}
-		if *output == "json" {
-			enc := json.NewEncoder(out.Out)
+		if output.value == "json" {
+			enc := json.NewEncoder(a.io.Out)
 			enc.SetIndent("", "  ")
 			if recs == nil {
 				recs = []deadletter.Record{}
 			}
-			if err := enc.Encode(recs); err != nil {
-				return fail(out, "%v", err)
-			}
-			return ExitOK
+			return enc.Encode(recs)
 		}
-		tw := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KEY\tSTATUS\tSUBJECT\tCONSUMER\tDELIVERIES\tFIRST SEEN\tREASON")
 		for _, r := range recs {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Key, r.Status, r.Subject, r.Consumer, r.Deliveries, r.FirstSeen.Format(time.RFC3339), r.Reason)
 		}
-		_ = tw.Flush()
-		return ExitOK
-	case *all:
-		done, err := deadletter.RetryAll(ctx, js)
-		for _, r := range done {
-			fmt.Fprintf(out.Out, "retried %s on %s as %s\n", r.Key, r.Subject, r.LastRetryMsgID)
-		}
-		fmt.Fprintf(out.Out, "%d record(s) retried\n", len(done))
-		if err != nil {
-			return fail(out, "%v", err)
-		}
-		return ExitOK
-	default:
-		r, err := deadletter.Retry(ctx, js, keys[0])
-		if err != nil {
-			return fail(out, "%v", err)
-		}
-		fmt.Fprintf(out.Out, "retried %s on %s as %s\n", r.Key, r.Subject, r.LastRetryMsgID)
-		return ExitOK
+		return tw.Flush()
 	}
+	return cmd
+}
+
+func newFailedRetryCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "retry KEY|--all [flags]",
+		Short: "publish a dead-letter record's message again (KEY is STREAM.SEQ from failed list), or every one still failed",
+	}
+	d := a.deploymentFlags(cmd)
+	all := cmd.Flags().Bool("all", false, "retry every record still failed")
+	cmd.Args = func(_ *cobra.Command, args []string) error {
+		if *all == (len(args) == 1) || len(args) > 1 {
+			return usageErr("give one record key (STREAM.SEQ, from orgsync failed list) or --all")
+		}
+		return nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		nc, js, err := d.connect(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+		defer cancel()
+		if *all {
+			done, err := deadletter.RetryAll(ctx, js)
+			for _, r := range done {
+				fmt.Fprintf(a.io.Out, "retried %s on %s as %s\n", r.Key, r.Subject, r.LastRetryMsgID)
+			}
+			fmt.Fprintf(a.io.Out, "%d record(s) retried\n", len(done))
+			return err
+		}
+		r, err := deadletter.Retry(ctx, js, args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.io.Out, "retried %s on %s as %s\n", r.Key, r.Subject, r.LastRetryMsgID)
+		return nil
+	}
+	return cmd
 }

@@ -48,33 +48,33 @@ func TestFailedAndReplayCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := deadletter.Key(natsx.StreamPlans, ack.Sequence)
-	run := func(f func(context.Context, []string, IO) int, args ...string) (int, string) {
+	run := func(args ...string) (int, string) {
 		var o, e bytes.Buffer
-		code := f(ctx, append(args, "--nats", srv.ClientURL()), IO{Out: &o, Err: &e})
+		code := Main(ctx, append(args, "--nats", srv.ClientURL()), IO{Out: &o, Err: &e})
 		return code, o.String() + e.String()
 	}
 	natsxtest.Eventually(t, 10*time.Second, "failed list shows the poison message", func() bool {
-		_, out := run(runFailed, "list")
+		_, out := run("failed", "list")
 		return strings.Contains(out, key) && strings.Contains(out, "provisioner bug")
 	})
 
 	fixed.Store(true)
-	if code, out := run(runFailed, "retry", key); code != ExitOK || !strings.Contains(out, "ops-1-retry-1") {
+	if code, out := run("failed", "retry", key); code != ExitOK || !strings.Contains(out, "ops-1-retry-1") {
 		t.Fatalf("failed retry = %d: %s", code, out)
 	}
 	natsxtest.Eventually(t, 10*time.Second, "retried message handled", func() bool { return handled.Load() == 1 })
 
-	if code, out := run(runReplay, "--stream", "plans", "--from-seq", "1"); code != ExitOK || !strings.Contains(out, "replayed 2 message(s) of PLANS") {
+	if code, out := run("replay", "--stream", "plans", "--from-seq", "1"); code != ExitOK || !strings.Contains(out, "replayed 2 message(s) of PLANS") {
 		t.Fatalf("replay = %d: %s", code, out)
 	}
 	natsxtest.Eventually(t, 10*time.Second, "replayed messages handled", func() bool { return handled.Load() == 3 })
 
 	for _, args := range [][]string{{"retry"}, {"retry", "PLANS.1", "--all"}, {"nope"}} {
-		if code, _ := run(runFailed, args...); code != ExitUsage {
+		if code, _ := run(append([]string{"failed"}, args...)...); code != ExitUsage {
 			t.Errorf("failed %v = %d, want usage error", args, code)
 		}
 	}
-	if code, out := run(runReplay, "--stream", "PLANS"); code != ExitUsage || !strings.Contains(out, "FromSeq") {
+	if code, out := run("replay", "--stream", "PLANS"); code != ExitUsage || !strings.Contains(out, "[from-seq since] is required") {
 		t.Errorf("replay without --from-seq/--since = %d: %s", code, out)
 	}
 }

@@ -3,74 +3,75 @@ package orgsync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/orgsync/orgsync/services/provisioner"
 	"github.com/orgsync/orgsync/services/reconciler"
 )
 
-// Reconciliation subcommands (registered in subcommands()):
-//
-//	{"reconcile", reconcileSummary, runReconcile},
-//	{"drift", driftSummary, runDrift},
-const (
-	reconcileSummary = "sweep tracked users now: re-extract them and converge every target (--org ORG, --now: wait for the sweep)"
-	driftSummary     = "list the current drift of cloned users in targets (--org ORG)"
-)
+func newReconcileCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reconcile [--org SOURCE_ORG] [--now] [flags]",
+		Short: "sweep tracked users now: re-extract them and converge every target (--now: wait for the sweep)",
+		Args:  cobra.NoArgs,
+	}
+	d := a.deploymentFlags(cmd)
+	org := cmd.Flags().String("org", "", "source org to sweep (default: every source org with tracked users)")
+	now := cmd.Flags().Bool("now", false, "run the sweep before answering and print its counts (default: queue it)")
+	var timeout time.Duration
+	durationFlag(cmd, &timeout, "timeout", 60*time.Second, "how long to wait for the reconciler's answer")
+	output := outputFlag(cmd, "text or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		target := reconciler.ReconcileAll
+		if *org != "" {
+			if err := d.checkOrg("org", *org); err != nil {
+				return err
+			}
+			target = *org
+		}
+		return runReconcile(cmd.Context(), d, target, *now, timeout, output.value == "json", a.io)
+	}
+	return cmd
+}
 
 // runReconcile asks the reconciler for a sweep over its request subject
-// (orgsync.reconcile.<src>|all). With --now the reconciler publishes the
+// (orgsync.reconcile.<src>|all). With now the reconciler publishes the
 // sweep's change events before answering; without, it queues the sweep.
-func runReconcile(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("reconcile", "[--org SOURCE_ORG] [--now] [flags]", out)
-	url := natsFlag(fs)
-	org := fs.String("org", "", "source org to sweep (default: every source org with tracked users)")
-	now := fs.Bool("now", false, "run the sweep before answering and print its counts (default: queue it)")
-	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the reconciler's answer")
-	output := fs.String("output", "text", "output: text or json")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if !validOutput("reconcile", *output, out) {
-		return ExitUsage
-	}
-	target := *org
-	if target == "" {
-		target = reconciler.ReconcileAll
-	}
+func runReconcile(ctx context.Context, d *deployment, target string, now bool, timeout time.Duration, asJSON bool, out IO) error {
 	subject, err := reconciler.ReconcileSubject(target)
 	if err != nil {
-		fmt.Fprintf(out.Err, "orgsync reconcile: --org: %v\n", err)
-		return ExitUsage
+		return usageErr("--org: %v", err)
 	}
-	nc, _, err := connect(ctx, *url)
+	nc, _, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
-	body, err := json.Marshal(reconciler.ReconcileRequest{RequestID: uuid.NewString(), Now: *now, RequestedBy: "orgsync-cli"})
+	body, err := json.Marshal(reconciler.ReconcileRequest{RequestID: uuid.NewString(), Now: now, RequestedBy: "orgsync-cli"})
 	if err != nil {
-		return fail(out, "reconcile: %v", err)
+		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, *timeout)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, subject, body)
+	msg, err := request(rctx, nc, subject, body, "reconciler")
 	if err != nil {
-		return fail(out, "reconcile: request on %s: %v (is the reconciler running?)", subject, err)
+		return err
 	}
 	var reply reconciler.ReconcileReply
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return fail(out, "reconcile: unreadable answer from the reconciler: %v", err)
+		return fmt.Errorf("unreadable answer from the reconciler: %w", err)
 	}
-	if *output == "json" {
+	if asJSON {
 		b, _ := json.MarshalIndent(reply, "", "  ")
 		fmt.Fprintln(out.Out, string(b))
-	} else {
+	} else if len(reply.Runs) > 0 || reply.Error == "" {
 		w := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "SOURCE\tRUN\tUSERS\tPUBLISHED\tDUPLICATES\tSTATE")
 		for _, r := range reply.Runs {
@@ -83,43 +84,53 @@ func runReconcile(ctx context.Context, args []string, out IO) int {
 		_ = w.Flush()
 	}
 	if reply.Error != "" {
-		return fail(out, "reconcile: %s", reply.Error)
+		return errors.New(reply.Error)
 	}
-	return ExitOK
+	return nil
+}
+
+func newDriftCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drift [--org TARGET_ORG] [flags]",
+		Short: "list the current drift of cloned users in targets",
+		Args:  cobra.NoArgs,
+	}
+	d := a.deploymentFlags(cmd)
+	org := cmd.Flags().String("org", "", "only drift in this target org (default: all)")
+	output := outputFlag(cmd, "text (one line per drifted field) or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *org != "" {
+			if err := d.checkOrg("org", *org); err != nil {
+				return err
+			}
+		}
+		return runDrift(cmd.Context(), d, *org, output.value == "json", a.io)
+	}
+	return cmd
 }
 
 // runDrift lists the provisioners' current drift records (KV orgsync-drift).
-func runDrift(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("drift", "[--org TARGET_ORG] [flags]", out)
-	url := natsFlag(fs)
-	org := fs.String("org", "", "only drift in this target org (default: all)")
-	output := fs.String("output", "text", "output: text (one line per drifted field) or json")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if !validOutput("drift", *output, out) {
-		return ExitUsage
-	}
-	nc, js, err := connect(ctx, *url)
+func runDrift(ctx context.Context, d *deployment, org string, asJSON bool, out IO) error {
+	nc, js, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
-	recs, err := listDrift(ctx, js, *org)
+	recs, err := listDrift(ctx, js, org)
 	if err != nil {
-		return fail(out, "drift: %v", err)
+		return err
 	}
-	if *output == "json" {
+	if asJSON {
 		if recs == nil {
 			recs = []provisioner.DriftRecord{}
 		}
 		b, _ := json.MarshalIndent(recs, "", "  ")
 		fmt.Fprintln(out.Out, string(b))
-		return ExitOK
+		return nil
 	}
 	if len(recs) == 0 {
 		fmt.Fprintln(out.Out, "no drift")
-		return ExitOK
+		return nil
 	}
 	w := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ORG\tUSER\tFIELD\tWANT\tGOT\tPOLICY\tDETECTED")
@@ -129,8 +140,7 @@ func runDrift(ctx context.Context, args []string, out IO) int {
 				r.DetectedAt.Format(time.RFC3339))
 		}
 	}
-	_ = w.Flush()
-	return ExitOK
+	return w.Flush()
 }
 
 func listDrift(ctx context.Context, js jetstream.JetStream, org string) ([]provisioner.DriftRecord, error) {

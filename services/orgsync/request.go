@@ -199,12 +199,3 @@ func splitList(s string) []string {
 	}
 	return out
 }
-
-// listFlag is a repeatable flag that also accepts comma-separated values.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	*l = append(*l, splitList(v)...)
-	return nil
-}

@@ -4,36 +4,38 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-func runStatus(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("status", "REQUEST_ID [flags]", out)
-	url := natsFlag(fs)
-	output := fs.String("output", "text", "output: text (summary table) or json (the job report)")
-	positional, code, ok := parseInterspersed(fs, args)
-	if !ok {
-		return code
+func newStatusCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status REQUEST_ID [flags]",
+		Short: "show the job report of a request",
+		Args:  exactArgs(1, "give exactly one request id"),
 	}
-	if len(positional) != 1 {
-		fmt.Fprintln(out.Err, "orgsync status: give exactly one request id")
-		return ExitUsage
+	d := a.deploymentFlags(cmd)
+	output := outputFlag(cmd, "text (summary table) or json (the job report)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return runStatus(cmd.Context(), d, args[0], output.value == "json", a.io)
 	}
-	if !validOutput("status", *output, out) {
-		return ExitUsage
-	}
-	nc, js, err := connect(ctx, *url)
+	return cmd
+}
+
+func runStatus(ctx context.Context, d *deployment, id string, asJSON bool, out IO) error {
+	nc, js, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rep, found, err := (&Client{JS: js}).Status(ctx, positional[0])
+	rep, found, err := (&Client{JS: js}).Status(ctx, id)
 	if err != nil {
-		return fail(out, "status of %s: %v", positional[0], err)
+		return fmt.Errorf("status of %s: %w", id, err)
 	}
 	if !found {
-		return fail(out, "no request %s in streams CLONE or EVENTS (never submitted, or older than their retention)", positional[0])
+		return fmt.Errorf("no request %s in streams CLONE or EVENTS (never submitted, or older than their retention)", id)
 	}
 	var targets []string
 	for _, t := range rep.Targets {
@@ -43,20 +45,20 @@ func runStatus(ctx context.Context, args []string, out IO) int {
 	if err != nil { // the CRM sync is decoupled: its counts never fail the status
 		fmt.Fprintf(out.Err, "orgsync status: CRM sync counts unavailable: %v\n", err)
 	}
-	if *output == "json" {
+	if asJSON {
 		rep.CRM = crm
 	}
-	if err := writeReport(out.Out, rep, *output == "json"); err != nil {
-		return fail(out, "%v", err)
+	if err := writeReport(out.Out, rep, asJSON); err != nil {
+		return err
 	}
-	if *output == "text" && len(crm) > 0 {
+	if !asJSON && len(crm) > 0 {
 		fmt.Fprintln(out.Out, "\nCRM integration sync (every user of each target; `orgsync integrations --org ORG` lists them):")
 		if err := writeCRMCounts(out.Out, crm, targets); err != nil {
-			return fail(out, "%v", err)
+			return err
 		}
 	}
 	if rep.Failed() {
-		return ExitFailed
+		return errJobFailed
 	}
-	return ExitOK
+	return nil
 }

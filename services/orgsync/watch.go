@@ -8,43 +8,54 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
-func runWatch(ctx context.Context, args []string, out IO) int {
-	fs := newFlagSet("watch", "[flags]", out)
-	url := natsFlag(fs)
-	org := fs.String("org", "", "only events of this org (default all orgs)")
-	request := fs.String("request", "", "only events of this request id")
-	all := fs.Bool("all", false, "start with every event the stream holds (default: only new events)")
-	output := fs.String("output", "text", "output: text (one line per event) or json (one JSON object per line)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newWatchCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "watch [flags]",
+		Short: "print events live (--org to follow one org)",
+		Args:  cobra.NoArgs,
 	}
-	if !validOutput("watch", *output, out) {
-		return ExitUsage
+	d := a.deploymentFlags(cmd)
+	org := cmd.Flags().String("org", "", "only events of this org (default all orgs)")
+	request := cmd.Flags().String("request", "", "only events of this request id")
+	all := cmd.Flags().Bool("all", false, "start with every event the stream holds (default: only new events)")
+	output := outputFlag(cmd, "text (one line per event) or json (one JSON object per line)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *org != "" {
+			if err := d.checkOrg("org", *org); err != nil {
+				return err
+			}
+		}
+		return runWatch(cmd.Context(), d, *org, *request, *all, output.value == "json", a.io)
 	}
-	nc, js, err := connect(ctx, *url)
+	return cmd
+}
+
+func runWatch(ctx context.Context, d *deployment, org, request string, all, asJSON bool, out IO) error {
+	nc, js, err := d.connect(ctx)
 	if err != nil {
-		return fail(out, "%v", err)
+		return err
 	}
 	defer nc.Close()
 	c := &Client{JS: js}
 	from := uint64(1)
-	if !*all {
+	if !all {
 		end, err := c.eventsEnd(ctx)
 		if err != nil {
-			return fail(out, "%v", err)
+			return err
 		}
 		from = end + 1
 	}
-	err = followEvents(ctx, js, *org, from, 0, func(e *orgsyncv1.Event) bool {
-		if *request != "" && e.GetRequestId() != *request {
+	err = followEvents(ctx, js, org, from, 0, func(e *orgsyncv1.Event) bool {
+		if request != "" && e.GetRequestId() != request {
 			return false
 		}
-		if *output == "json" {
+		if asJSON {
 			writeEventJSON(out.Out, e)
 		} else {
 			fmt.Fprintln(out.Out, FormatEvent(e))
@@ -52,9 +63,9 @@ func runWatch(ctx context.Context, args []string, out IO) int {
 		return false
 	})
 	if err != nil && ctx.Err() == nil {
-		return fail(out, "watch: %v", err)
+		return err
 	}
-	return ExitOK
+	return nil
 }
 
 // FormatEvent renders an event on one line:

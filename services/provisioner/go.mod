@@ -17,6 +17,9 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/services/extractor v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/services/gcsim v0.0.0
+	github.com/orgsync/orgsync/services/reconciler v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	golang.org/x/sync v0.25.0
@@ -28,8 +31,10 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
+	github.com/getkin/kin-openapi v0.153.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/go-openapi/jsonpointer v1.0.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/mux v1.8.0 // indirect
@@ -41,8 +46,6 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/orgsync/orgsync/services/extractor v0.0.0-00010101000000-000000000000 // indirect
-	github.com/orgsync/orgsync/services/reconciler v0.0.0-00010101000000-000000000000 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect

@@ -65,7 +65,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := deps.Logger.With("service", "provisioner", "instance", cfg.Instance)
+	log := deps.Logger.With("instance", cfg.Instance) // the runtime adds service=provisioner
 	var integrations IntegrationPublisher
 	if !cfg.NoIntegrationRequests {
 		integrations = NATSIntegrationPublisher(deps.JS)

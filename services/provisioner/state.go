@@ -9,9 +9,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/orgsync/orgsync/pkg/component"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
-	"github.com/orgsync/orgsync/services/resolver"
 )
 
 // How a user was found (userRun.found).
@@ -89,7 +89,7 @@ func (u *userRun) anyStep(status orgsyncv1.Status) bool {
 }
 
 func (u *userRun) included(c orgsyncv1.Component) bool {
-	return resolver.Included(u.up.GetInclude(), c)
+	return component.Included(u.up.GetInclude(), c)
 }
 
 // baselineHeld reports whether what the baseline names may be taken as held

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/orgsync/orgsync/pkg/extid"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -451,5 +449,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
-
-var _ = proto.Equal

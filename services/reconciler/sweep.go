@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -334,6 +336,11 @@ func (s *sweeper) handleReconcile(ctx context.Context, subject string, data []by
 				return ReconcileReply{Error: err.Error()}
 			}
 		}
+		// A target org, or a source nothing was cloned from, has nothing
+		// to sweep: saying "done, 0 users" would hide the mistake.
+		if sources := s.tracked.Orgs(); !slices.Contains(sources, target) {
+			return ReconcileReply{Error: fmt.Sprintf("org %s is not the source of any cloned user, nothing to sweep (sources with tracked users: %s)", target, orNone(sources))}
+		}
 		srcs = []string{target}
 	}
 	s.logger.Info("reconcile requested", "orgs", srcs, "now", req.Now, "requested_by", truncate(req.RequestedBy, 64), "request_id", req.RequestID)
@@ -363,4 +370,11 @@ func cutPrefix(s, p string) (string, bool) {
 		return "", false
 	}
 	return s[len(p):], true
+}
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
 }

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/component"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -120,7 +121,7 @@ func CheckCapacity(ctx context.Context, tgt *genesys.Client, plan *orgsyncv1.Pla
 	}
 	var inheriting []*orgsyncv1.UserPlan
 	for _, up := range plan.GetUsers() {
-		if Included(up.GetInclude(), cUtil) && len(up.GetDesired().GetUtilization().GetMedia()) == 0 {
+		if component.Included(up.GetInclude(), cUtil) && len(up.GetDesired().GetUtilization().GetMedia()) == 0 {
 			inheriting = append(inheriting, up)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/component"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
@@ -160,16 +161,11 @@ func BuildPlan(in PlanInput) (*orgsyncv1.Plan, error) {
 	return plan, nil
 }
 
-// Included reports whether a component is part of the include list (empty = all).
-func Included(include []orgsyncv1.Component, c orgsyncv1.Component) bool {
-	return len(include) == 0 || slices.Contains(include, c)
-}
-
 // refs lists the resource external ids a user's included components need.
 func refs(u *orgsyncv1.UserConfig, include []orgsyncv1.Component) []string {
 	var out []string
 	add := func(c orgsyncv1.Component, ids ...string) {
-		if Included(include, c) {
+		if component.Included(include, c) {
 			for _, id := range ids {
 				if id != "" {
 					out = append(out, id)
@@ -189,7 +185,7 @@ func refs(u *orgsyncv1.UserConfig, include []orgsyncv1.Component) []string {
 		add(cRoles, g.GetRoleRef(), g.GetDivisionRef())
 	}
 	add(cQueues, u.GetQueueRefs()...)
-	if Included(include, cLicense) || Included(include, cSkills) || Included(include, cLangs) || Included(include, cUtil) || Included(include, cQueues) {
+	if component.Included(include, cLicense) || component.Included(include, cSkills) || component.Included(include, cLangs) || component.Included(include, cUtil) || component.Included(include, cQueues) {
 		out = append(out, u.GetLicenseRefs()...)
 	}
 	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
@@ -200,7 +196,7 @@ func refs(u *orgsyncv1.UserConfig, include []orgsyncv1.Component) []string {
 func userSteps(include []orgsyncv1.Component) ([]*orgsyncv1.Step, error) {
 	selected := map[orgsyncv1.StepKind]stepSpec{}
 	for _, s := range userGraph {
-		if s.components == nil || slices.ContainsFunc(s.components, func(c orgsyncv1.Component) bool { return Included(include, c) }) {
+		if s.components == nil || slices.ContainsFunc(s.components, func(c orgsyncv1.Component) bool { return component.Included(include, c) }) {
 			selected[s.kind] = s
 		}
 	}

@@ -42,7 +42,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Logger = slog.Default()
 	}
 	cfg = cfg.WithDefaults()
-	return &Service{cfg: cfg, deps: deps, log: deps.Logger.With("service", "resolver"), lookups: newLookupCache(cfg.LookupTTL),
+	return &Service{cfg: cfg, deps: deps, log: deps.Logger, lookups: newLookupCache(cfg.LookupTTL),
 		progress: newSnapshotProgress()}, nil
 }
 

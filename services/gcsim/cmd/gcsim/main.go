@@ -14,7 +14,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := gcsim.Main(ctx, os.Args[1:], os.Stderr); err != nil {
+	if err := gcsim.Run(ctx, "gcsim", os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "gcsim:", err)
 		os.Exit(2)
 	}
