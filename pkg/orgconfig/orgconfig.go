@@ -48,6 +48,9 @@ type Org struct {
 	// the genesys defaults (10 and 10).
 	RateLimit float64 `yaml:"rateLimit"`
 	Burst     int     `yaml:"burst"`
+	// Labels group orgs for selectors (sync set targets, --target-selector):
+	// {region: emea, tier: regional}. See ParseSelector and Config.Select.
+	Labels map[string]string `yaml:"labels"`
 }
 
 // HasCredentials reports whether both client id and secret are set.
@@ -210,6 +213,11 @@ func (c *Config) Validate() error {
 		}
 		if o.RateLimit < 0 || o.Burst < 0 {
 			errs = append(errs, fmt.Errorf("org %s: rateLimit and burst must not be negative", k))
+		}
+		for lk, lv := range o.Labels {
+			if err := validLabel(lk, lv); err != nil {
+				errs = append(errs, fmt.Errorf("org %s: %w", k, err))
+			}
 		}
 		if (o.ClientID == "") != (o.ClientSecret == "") {
 			errs = append(errs, fmt.Errorf("org %s: clientId and clientSecret must be set together (file or %s / %s)", k, EnvClientID(k), EnvClientSecret(k)))
