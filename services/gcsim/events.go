@@ -13,6 +13,10 @@ type UserChange struct {
 	// "grants", "licenses", "externalid".
 	Aspect string
 	At     time.Time
+	// OldValues and NewValues are the audit record's propertyChanges values
+	// where the simulator knows them: for "team" the previous and the new
+	// team id (empty when none).
+	OldValues, NewValues []string
 }
 
 // OnUserChanged registers fn to be called after every user change. fn runs
@@ -27,6 +31,20 @@ func (s *Sim) OnUserChanged(fn func(UserChange)) {
 // userChanged queues a change event; o.mu must be held.
 func (s *Sim) userChanged(o *org, userID, aspect string) {
 	o.pending = append(o.pending, UserChange{OrgID: o.id, UserID: userID, Aspect: aspect, At: s.now()})
+}
+
+// teamChanged queues the "team" change of a user moved from team old to
+// team new (either may be ""); o.mu must be held.
+func (s *Sim) teamChanged(o *org, userID, old, new string) {
+	o.pending = append(o.pending, UserChange{OrgID: o.id, UserID: userID, Aspect: "team", At: s.now(),
+		OldValues: nonEmpty(old), NewValues: nonEmpty(new)})
+}
+
+func nonEmpty(v string) []string {
+	if v == "" {
+		return []string{}
+	}
+	return []string{v}
 }
 
 // lock acquires o.mu and returns the matching unlock, which delivers the

@@ -20,8 +20,9 @@ const (
 )
 
 // auditTopicRE matches the audit topic v2.audits.entitytype.{TYPE}.entityid.{id}.
-// Only TYPE USER carries events in the simulator; other entity types are
-// valid subscriptions that never fire.
+// TYPE USER carries every change of a user, TYPE TEAM the membership
+// changes of a team; other entity types are valid subscriptions that never
+// fire.
 var auditTopicRE = regexp.MustCompile(`^v2\.audits\.entitytype\.([A-Z_]+)\.entityid\.([^.\s]+)$`)
 
 // UserAuditTopic is the topic carrying audit events of one user.
@@ -285,7 +286,7 @@ func topicListing(c *channel, rejected []map[string]any) map[string]any {
 func (s *Sim) availableTopics(r *http.Request, o *org) (int, any, *apiError) {
 	expand := expandSet(r)
 	full := map[string]any{
-		"description":               "Audit events of an entity; gcsim raises them for entity type USER on every configuration change.",
+		"description":               "Audit events of an entity; gcsim raises them for entity type USER on every configuration change and for TEAM on membership changes.",
 		"enforced":                  true,
 		"visibility":                "Public",
 		"transports":                []string{"Websocket"},
@@ -312,9 +313,10 @@ var auditServices = map[string]string{
 	"grants": "Authorization", "licenses": "Licensing",
 }
 
-// auditNotification renders a user change as the message the platform
-// pushes on the user's audit topic: the eventBody is an AuditLogMessage.
-func auditNotification(ch UserChange) []byte {
+// auditNotification renders a change of entity (type, id) as the message
+// the platform pushes on the entity's audit topic: the eventBody is an
+// AuditTopicAuditLogMessage.
+func auditNotification(ch UserChange, entityType, entityID, property string, oldValues, newValues []string) []byte {
 	action := "Update"
 	switch ch.Aspect {
 	case "created":
@@ -326,8 +328,18 @@ func auditNotification(ch UserChange) []byte {
 	if service == "" {
 		service = "Directory"
 	}
+	if oldValues == nil {
+		oldValues = []string{}
+	}
+	if newValues == nil {
+		newValues = []string{}
+	}
+	self := "/api/v2/users/" + entityID
+	if entityType == "TEAM" {
+		self = "/api/v2/teams/" + entityID
+	}
 	msg := map[string]any{
-		"topicName": UserAuditTopic(ch.UserID),
+		"topicName": auditTopic(entityType, entityID),
 		"version":   "2",
 		"eventBody": map[string]any{
 			"id":            newID(),
@@ -336,11 +348,11 @@ func auditNotification(ch UserChange) []byte {
 			"level":         "USER",
 			"eventDate":     fmtTime(ch.At),
 			"action":        action,
-			"entity":        map[string]any{"id": ch.UserID, "selfUri": "/api/v2/users/" + ch.UserID},
-			"entityType":    "USER",
+			"entity":        map[string]any{"id": entityID, "selfUri": self},
+			"entityType":    entityType,
 			"status":        "SUCCESS",
 			"propertyChanges": []any{map[string]any{
-				"property": ch.Aspect, "oldValues": []string{}, "newValues": []string{},
+				"property": property, "oldValues": oldValues, "newValues": newValues,
 			}},
 			"context": map[string]string{"aspect": ch.Aspect},
 		},
@@ -350,22 +362,49 @@ func auditNotification(ch UserChange) []byte {
 	return b
 }
 
+func auditTopic(entityType, entityID string) string {
+	return "v2.audits.entitytype." + entityType + ".entityid." + entityID
+}
+
 // publishUserChange is the OnUserChanged listener: the change goes to every
 // live channel of the org subscribed to the user's audit topic that has a
 // connected socket. Channels without a socket miss it, as on the platform.
+// A team change also goes to the audit topics of the teams the user left
+// and joined (entity TEAM, property "members", the user's id), so a
+// subscriber of a team hears about members it did not know yet.
 func (s *Sim) publishUserChange(ch UserChange) {
-	topic := UserAuditTopic(ch.UserID)
+	s.publishAudit(ch.OrgID, auditTopic("USER", ch.UserID), func() []byte {
+		return auditNotification(ch, "USER", ch.UserID, ch.Aspect, ch.OldValues, ch.NewValues)
+	})
+	if ch.Aspect != "team" {
+		return
+	}
+	for _, t := range ch.OldValues {
+		s.publishAudit(ch.OrgID, auditTopic("TEAM", t), func() []byte {
+			return auditNotification(ch, "TEAM", t, "members", []string{ch.UserID}, nil)
+		})
+	}
+	for _, t := range ch.NewValues {
+		s.publishAudit(ch.OrgID, auditTopic("TEAM", t), func() []byte {
+			return auditNotification(ch, "TEAM", t, "members", nil, []string{ch.UserID})
+		})
+	}
+}
+
+// publishAudit enqueues the message render makes on every connected channel
+// of orgID subscribed to topic.
+func (s *Sim) publishAudit(orgID, topic string, render func() []byte) {
 	var payload []byte
 	n := s.notif
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.sweepLocked(s.now())
 	for _, c := range n.channels {
-		if c.orgID != ch.OrgID || !c.topics[topic] || c.conn == nil {
+		if c.orgID != orgID || !c.topics[topic] || c.conn == nil {
 			continue
 		}
 		if payload == nil {
-			payload = auditNotification(ch)
+			payload = render()
 		}
 		c.conn.enqueue(payload, true)
 	}
