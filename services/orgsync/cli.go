@@ -45,6 +45,8 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{"clone", "publish a clone request (--wait: follow it with progress bars and a summary)", runClone},
 		{"plan", "dry run: show what a clone would create or change in each target; nothing is written", runPlan},
+		{"apply", applySummary, runApply}, {"diff", diffSummary, runDiff},
+		{"get", getSummary, runGet}, {"describe", describeSummary, runDescribe}, {"delete", deleteSummary, runDelete},
 		{"status", "show the job report of a request: orgsync status REQUEST_ID", runStatus},
 		{"watch", "print events live (--org to follow one org)", runWatch},
 		{"reconcile", reconcileSummary, runReconcile}, {"drift", driftSummary, runDrift},
