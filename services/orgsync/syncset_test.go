@@ -1,0 +1,70 @@
+package orgsync
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSyncSetFileErrors: every invalid file gets a precise error with its line.
+func TestSyncSetFileErrors(t *testing.T) {
+	for name, c := range map[string]struct{ yaml, want string }{
+		"unknown field": {"name: a\nsource: source\nselect:\n  teams: [Billing Team]\n  tems: [x]\ntargets: [target1]\n", "line 5: field tems not found"},
+		"empty selection": {"name: a\nsource: source\nselect: {}\ntargets: [target1]\n", "f.yaml:3: sync set a: empty selection"},
+		"second document": {"name: a\nsource: s\nselect: {emails: [a@b.c]}\ntargets: [t]\n---\nname: b\nsource: s\nselect: {emails: [a@b.c]}\ntargets: [t]\nonRemove: delete\n", "f.yaml:10: sync set b: onRemove \"delete\""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseSyncSets("f.yaml", strings.NewReader(c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestSyncSetApply: a team-selected set into 3 targets; an unknown org is
+// refused with its line, a too-large selection with its count, and the
+// apply clones every member into every target.
+func TestSyncSetApply(t *testing.T) {
+	h := startHarness(t, fixtureWithUsers(t, 20), nil)
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "set.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bad := write("name: billing\nsource: source\nselect:\n  departments: x\n")
+	if code, _, stderr := h.cli("apply", "-f", bad, "--auto-approve"); code == 0 || !strings.Contains(stderr, "line 4: field departments not found") {
+		t.Fatalf("unknown field: exit %d, %s", code, stderr)
+	}
+	unknown := write("name: billing\nsource: source\nselect:\n  search: [{field: department, values: [Billing]}]\ntargets:\n  - target1\n  - nowhere\n")
+	if code, _, stderr := h.cli("apply", "-f", unknown, "--auto-approve"); code == 0 || !strings.Contains(stderr, "set.yaml:7: sync set billing: targets.orgs[1]: unknown org \"nowhere\"") {
+		t.Fatalf("unknown org: exit %d, %s", code, stderr)
+	}
+	tooMany := write("name: billing\nsource: source\nmaxUsers: 5\nselect:\n  search: [{field: department, values: [Billing]}]\ntargets: [target1]\n")
+	if code, _, stderr := h.cli("apply", "-f", tooMany, "--auto-approve"); code == 0 || !strings.Contains(stderr, "more than the maximum of 5") {
+		t.Fatalf("too many: exit %d, %s", code, stderr)
+	}
+	good := write("name: billing\nsource: source\nselect:\n  search: [{field: department, values: [Billing]}]\ntargets: [target1, target2, target3]\nonRemove: deactivate\n")
+	code, stdout, stderr := h.cli("apply", "-f", good, "--auto-approve")
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	t.Logf("apply:\n%s", stdout)
+	code, stdout, stderr = h.cli("describe", "syncset", "billing")
+	if code != 0 {
+		t.Fatalf("describe: exit %d\n%s", code, stderr)
+	}
+	t.Logf("describe:\n%s", stdout)
+	writes := SimWrites(h.stats("target1"))
+	code, stdout, _ = h.cli("apply", "-f", good, "--auto-approve")
+	if code != 0 || !strings.Contains(stdout, "No membership changes") {
+		t.Fatalf("re-apply: exit %d\n%s", code, stdout)
+	}
+	if w := SimWrites(h.stats("target1")); w != writes {
+		t.Fatalf("re-apply wrote %d times in target1", w-writes)
+	}
+}
