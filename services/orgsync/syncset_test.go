@@ -10,7 +10,7 @@ import (
 // TestSyncSetFileErrors: every invalid file gets a precise error with its line.
 func TestSyncSetFileErrors(t *testing.T) {
 	for name, c := range map[string]struct{ yaml, want string }{
-		"unknown field": {"name: a\nsource: source\nselect:\n  teams: [Billing Team]\n  tems: [x]\ntargets: [target1]\n", "line 5: field tems not found"},
+		"unknown field":   {"name: a\nsource: source\nselect:\n  teams: [Billing Team]\n  tems: [x]\ntargets: [target1]\n", "line 5: field tems not found"},
 		"empty selection": {"name: a\nsource: source\nselect: {}\ntargets: [target1]\n", "f.yaml:3: sync set a: empty selection"},
 		"second document": {"name: a\nsource: s\nselect: {emails: [a@b.c]}\ntargets: [t]\n---\nname: b\nsource: s\nselect: {emails: [a@b.c]}\ntargets: [t]\nonRemove: delete\n", "f.yaml:10: sync set b: onRemove \"delete\""},
 	} {
