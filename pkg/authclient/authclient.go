@@ -48,10 +48,16 @@ func DecodeToken(b []byte) (*orgsyncv1.TokenReply, error) {
 	return &r, nil
 }
 
+// Cache is the token bucket as the source reads it: a jetstream.KeyValue,
+// or natsx.LazyTokenKV when the bucket may not exist yet.
+type Cache interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+}
+
 // Source is an oauth2.TokenSource for one org, safe for concurrent use.
 type Source struct {
 	nc      *nats.Conn
-	kv      jetstream.KeyValue
+	kv      Cache
 	org     string
 	timeout time.Duration
 	now     func() time.Time
@@ -66,12 +72,12 @@ type Source struct {
 // Token call asks the auth service). The source does not cache by itself
 // beyond the KV: wrap it in a cache (the genesys client does; else
 // oauth2.ReuseTokenSource).
-func TokenSource(nc *nats.Conn, kv jetstream.KeyValue, org string) oauth2.TokenSource {
+func TokenSource(nc *nats.Conn, kv Cache, org string) oauth2.TokenSource {
 	return New(nc, kv, org)
 }
 
 // New is TokenSource returning the concrete type (for Invalidate).
-func New(nc *nats.Conn, kv jetstream.KeyValue, org string) *Source {
+func New(nc *nats.Conn, kv Cache, org string) *Source {
 	return &Source{nc: nc, kv: kv, org: org, timeout: DefaultRequestTimeout, now: time.Now}
 }
 
@@ -148,6 +154,9 @@ func (s *Source) cached(ctx context.Context, now time.Time) (*orgsyncv1.TokenRep
 	if s.kv == nil {
 		return nil, false
 	}
+	// A user without read access to the bucket fails fast, not at the timeout.
+	ctx, stop := natsx.Guard(ctx, s.nc, natsx.SubjectPrefix("$JS.API.DIRECT.GET."+natsx.TokenStream, "$JS.API.STREAM.MSG.GET."+natsx.TokenStream, "$JS.API.STREAM.INFO."+natsx.TokenStream))
+	defer stop()
 	e, err := s.kv.Get(ctx, s.org)
 	if err != nil {
 		return nil, false
@@ -172,8 +181,12 @@ func (s *Source) request(ctx context.Context, force bool) (*orgsyncv1.TokenReply
 	if err != nil {
 		return nil, fmt.Errorf("authclient: marshal token request for org %s: %w", s.org, err)
 	}
+	ctx, stop := natsx.Guard(ctx, s.nc, func(subj string) bool { return subj == subject })
+	defer stop()
 	msg, err := s.nc.RequestWithContext(ctx, subject, req)
 	switch {
+	case natsx.Refused(ctx) != nil:
+		return nil, fmt.Errorf("authclient: token for org %s: %w", s.org, natsx.Refused(ctx))
 	case errors.Is(err, nats.ErrNoResponders):
 		return nil, fmt.Errorf("authclient: token for org %s: %w for org %s (nothing listens on %s; start the auth service)", s.org, ErrNoAuthService, s.org, subject)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):

@@ -29,9 +29,9 @@ import (
 // Names of the dead-letter topology.
 const (
 	// Bucket holds one Record per failed message.
-	Bucket = "orgsync-failed"
+	Bucket = natsx.FailedBucket
 	// AdvisoryStream keeps the advisories until a capturer has recorded them.
-	AdvisoryStream = "ADVISORIES"
+	AdvisoryStream = natsx.AdvisoryStream
 	// CaptureDurable is the consumer every capturer shares.
 	CaptureDurable = "orgsync-deadletter"
 

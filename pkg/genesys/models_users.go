@@ -6,20 +6,17 @@ package genesys
 
 // User is the spec's User as the client reads it.
 type User struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name,omitempty"`
-	Division   *Division `json:"division,omitempty"`
-	Department string    `json:"department,omitempty"`
-	Email      string    `json:"email,omitempty"`
-	Addresses  []Contact `json:"addresses,omitempty"`
-	State      string    `json:"state,omitempty"` // active, inactive, deleted
-	Title      string    `json:"title,omitempty"`
-	Username   string    `json:"username,omitempty"`
-	Manager    *UserRef  `json:"manager,omitempty"`
-	Version    int       `json:"version"`
-	// DateModified is not in the spec's User; gcsim (and some API versions)
-	// return it. Best effort: empty when absent.
-	DateModified  string                `json:"dateModified,omitempty"`
+	ID            string                `json:"id"`
+	Name          string                `json:"name,omitempty"`
+	Division      *Division             `json:"division,omitempty"`
+	Department    string                `json:"department,omitempty"`
+	Email         string                `json:"email,omitempty"`
+	Addresses     []Contact             `json:"addresses,omitempty"`
+	State         string                `json:"state,omitempty"` // active, inactive, deleted
+	Title         string                `json:"title,omitempty"`
+	Username      string                `json:"username,omitempty"`
+	Manager       *UserRef              `json:"manager,omitempty"`
+	Version       int                   `json:"version"`
 	Skills        []UserRoutingSkill    `json:"skills,omitempty"`    // expand=skills (best effort)
 	Languages     []UserRoutingLanguage `json:"languages,omitempty"` // expand=languages (best effort)
 	Team          *Team                 `json:"team,omitempty"`      // expand=team

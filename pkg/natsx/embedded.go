@@ -1,8 +1,10 @@
 package natsx
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,6 +30,17 @@ type EmbeddedConfig struct {
 	// Logging turns on the server's own log output (stderr); off by default
 	// because tests and `orgsync dev` have their own logs.
 	Logging bool
+	// Users are the public nkeys of the NATS identities by role
+	// (EnsureCreds); each gets Permissions(role), as deploy/nats configures
+	// them. Empty: no authorization (unit tests of single packages only;
+	// `orgsync dev` always sets them).
+	Users map[string]string
+	// JetStreamKey turns on JetStream encryption at rest (ChaCha20-Poly1305)
+	// with this key, as `jetstream { cipher: chacha, key: ... }` does.
+	JetStreamKey string
+	// TLS, when set, makes the client port TLS-only (verifying client
+	// certificates when TLS.ClientCAs is set).
+	TLS *tls.Config
 }
 
 func (c EmbeddedConfig) withDefaults() EmbeddedConfig {
@@ -80,6 +93,25 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	}
 	if cfg.ClusterName != "" {
 		opts.Cluster.Name = cfg.ClusterName
+	}
+	if cfg.JetStreamKey != "" {
+		opts.JetStreamKey, opts.JetStreamCipher = cfg.JetStreamKey, server.ChaCha
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig, opts.TLS = cfg.TLS, true
+		opts.TLSVerify = cfg.TLS.ClientCAs != nil
+	}
+	roles := make([]string, 0, len(cfg.Users))
+	for role := range cfg.Users {
+		roles = append(roles, role)
+	}
+	sort.Strings(roles)
+	for _, role := range roles {
+		perms, err := Permissions(role)
+		if err != nil {
+			return nil, err
+		}
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: cfg.Users[role], Permissions: perms})
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -199,10 +199,16 @@ func PublishMsg(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, msgI
 	}
 	giveUp := time.Now().Add(PublishRetryFor)
 	wait := publishRetryMin
+	// A subject this user may not publish to fails at once, naming it.
+	ctx, stop := Guard(ctx, js.Conn(), func(s string) bool { return s == msg.Subject })
+	defer stop()
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
 		ack, err := js.PublishMsg(actx, msg, jetstream.WithMsgID(msgID))
 		cancel()
+		if perr := Refused(ctx); perr != nil {
+			return nil, perr
+		}
 		if err == nil || !retryablePublish(err) || ctx.Err() != nil || time.Now().Add(wait).After(giveUp) || noStreamFor(ctx, js, msg.Subject, err) {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("%w (after %d attempts)", err, attempt)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,6 +22,8 @@ const (
 	// TokenBucket is the KV bucket where the auth service caches tokens,
 	// one key per org.
 	TokenBucket = "orgsync-tokens"
+	// TokenStream is the stream behind TokenBucket.
+	TokenStream = "KV_" + TokenBucket
 )
 
 // Default topology values.
@@ -160,9 +163,11 @@ func (t Topology) TokenBucketConfig() jetstream.KeyValueConfig {
 // retry then finds the stream and updates it.
 const ensureAttempts = 5
 
-// EnsureStreams creates every stream and the token bucket of topo, or
-// updates them to topo when they exist. It is idempotent and safe to run
-// from several services starting at the same time.
+// EnsureStreams creates every stream of topo, or updates them to topo when
+// they exist. It is idempotent and safe to run from several services
+// starting at the same time. The token bucket is not among them: only the
+// auth service may create it (EnsureTokenBucket); the others open it with
+// LazyTokenKV.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, topo Topology) error {
 	if err := topo.Validate(); err != nil {
 		return err
@@ -176,8 +181,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, topo Topology) e
 			return fmt.Errorf("natsx: ensure stream %s (%v): %w", s.Name, s.Subjects, err)
 		}
 	}
-	_, err := EnsureTokenBucket(ctx, js, topo)
-	return err
+	return nil
 }
 
 // EnsureTokenBucket creates or updates only the token bucket (the auth
@@ -223,11 +227,39 @@ func isCreateRace(err error) bool {
 		errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// TokenKV opens the token bucket (EnsureStreams must have created it).
+// TokenKV opens the token bucket (EnsureTokenBucket must have created it).
 func TokenKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, TokenBucket)
 	if err != nil {
-		return nil, fmt.Errorf("natsx: open KV bucket %s (run EnsureStreams first): %w", TokenBucket, err)
+		return nil, fmt.Errorf("natsx: open KV bucket %s (the auth service creates it): %w", TokenBucket, err)
 	}
 	return kv, nil
+}
+
+// LazyTokenKV is the token bucket for readers that may start before the
+// auth service has created it: Get opens the bucket on first use (and again
+// after a failure) and reports jetstream.ErrKeyNotFound while it is absent.
+type LazyTokenKV struct {
+	js jetstream.JetStream
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+// NewLazyTokenKV returns the lazily opened token bucket of js.
+func NewLazyTokenKV(js jetstream.JetStream) *LazyTokenKV { return &LazyTokenKV{js: js} }
+
+// Get reads key from the bucket.
+func (l *LazyTokenKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	l.mu.Lock()
+	kv := l.kv
+	if kv == nil {
+		var err error
+		if kv, err = TokenKV(ctx, l.js); err != nil {
+			l.mu.Unlock()
+			return nil, err
+		}
+		l.kv = kv
+	}
+	l.mu.Unlock()
+	return kv.Get(ctx, key)
 }

@@ -83,7 +83,10 @@ func TestEnsureStreamsIdempotentAndConcurrent(t *testing.T) {
 			t.Errorf("stream %s config: age %v dup %v subjects %v", spec.Name, info.Config.MaxAge, info.Config.Duplicates, info.Config.Subjects)
 		}
 	}
-	kv, err := natsx.TokenKV(ctx, js)
+	if _, err := natsx.TokenKV(ctx, js); err == nil {
+		t.Error("EnsureStreams created the token bucket: only the auth service may")
+	}
+	kv, err := natsx.EnsureTokenBucket(ctx, js, natsx.Topology{})
 	if err != nil {
 		t.Fatal(err)
 	}

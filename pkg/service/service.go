@@ -105,6 +105,8 @@ type Flags struct {
 	OTLPEndpoint string
 	Replicas     int
 	RateShare    float64
+	// Auth: credentials and TLS of the NATS connection.
+	Auth natsx.ClientAuth
 }
 
 // Register adds the shared flags to fs.
@@ -117,6 +119,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Trace, "trace", envOr("ORGSYNC_TRACE", "off"), "trace exporter: off, stdout or otlp (env ORGSYNC_TRACE)")
 	fs.StringVar(&f.OTLPEndpoint, "otlp-endpoint", envOr("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP endpoint for --trace=otlp")
 	fs.IntVar(&f.Replicas, "replicas", 1, "replicas of every stream and KV bucket created at start-up: 1 (single server) or 3 (cluster)")
+	f.Auth.Register(fs)
 	fs.Float64Var(&f.RateShare, "rate-share", 0, "part (0,1] of each org's API budget (orgs file rateLimit/burst) this process spends; 0: the service's default (provisioner 1, services that only read 0.5 or less)")
 }
 
@@ -205,7 +208,7 @@ func Run(ctx context.Context, cmd Command, args []string, stderr io.Writer) erro
 		}
 		defer stopHTTP()
 	}
-	logger.Info("starting", "nats", redactURL(flags.NATSURL), "orgs", env.Orgs.Keys())
+	logger.Info("starting", "nats", natsx.RedactURL(flags.NATSURL), "orgs", env.Orgs.Keys())
 	defer StartDeadLetterCapture(ctx, env)()
 	err = svc.Run(ctx)
 	logger.Info("stopped", "err", err)
@@ -220,16 +223,9 @@ func Connect(ctx context.Context, name string, flags *Flags, logger *slog.Logger
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(flags.NATSURL,
-		nats.Name("orgsync-"+name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
-	)
+	nc, err := ConnectNATS(flags.NATSURL, name, flags.Auth, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS %s: %w", redactURL(flags.NATSURL), err)
+		return nil, nil, err
 	}
 	env, err := NewEnv(ctx, nc, cfg.WithRateShare(flags.RateShare), natsx.Topology{Replicas: flags.Replicas}, logger)
 	if err != nil {
@@ -237,6 +233,24 @@ func Connect(ctx context.Context, name string, flags *Flags, logger *slog.Logger
 		return nil, nil, err
 	}
 	return env, func() { _ = nc.Drain() }, nil
+}
+
+// ConnectNATS is the one NATS connection of a service process: its own
+// identity (role = service name) and TLS from auth, reconnecting forever (the
+// services must ride through server restarts and leader changes).
+func ConnectNATS(url, name string, auth natsx.ClientAuth, logger *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	return natsx.Connect(url, name, auth, logger, append([]nats.Option{
+		nats.Name("orgsync-" + name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
+	}, opts...)...)
 }
 
 // NewEnv builds the environment on an existing connection: streams and KV
@@ -255,10 +269,7 @@ func NewEnv(ctx context.Context, nc *nats.Conn, cfg *orgconfig.Config, topo nats
 	if _, err := deadletter.Ensure(ctx, js, topo); err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, natsx.TokenBucket)
-	if err != nil {
-		return nil, fmt.Errorf("token bucket %s: %w", natsx.TokenBucket, err)
-	}
+	kv := natsx.NewLazyTokenKV(js) // the auth service creates it, maybe after us
 	tokenSources := func(org string) oauth2.TokenSource { return authclient.TokenSource(nc, kv, org) }
 	metrics.ObserveDeliveries()
 	reg := orgs.NewRegistry(cfg.OrgConfigs(), append([]orgs.Option{orgs.WithTokenSources(tokenSources), orgs.WithObserver(metrics.GenesysCall)}, opts...)...)
@@ -306,19 +317,6 @@ func HealthHandler(nc *nats.Conn, svc Runnable) http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	return mux
-}
-
-// redactURL drops user info from NATS URLs before they are logged.
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "[REDACTED]@" + p[at+1:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 // StartDeadLetterCapture runs a dead-letter capturer (pkg/deadletter) in the

@@ -63,13 +63,6 @@ func TestHelpListsSharedAndOwnFlags(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	got := redactURL("nats://user:pw@host1:4222,nats://host2:4222")
-	if strings.Contains(got, "pw") || !strings.Contains(got, "host2") {
-		t.Fatalf("redactURL = %q", got)
-	}
-}
-
 func TestBudgetShare(t *testing.T) {
 	t.Parallel()
 	reader := Command{Name: "reader", RateShare: 0.25}

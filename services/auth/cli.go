@@ -10,7 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgconfig"
+	"github.com/orgsync/orgsync/pkg/service"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 )
 
@@ -24,6 +26,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (secrets are redacted at every level)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	traceExporter := fs.String("trace-exporter", telemetry.ExporterOff, "where spans go: off, stdout or otlp")
+	var natsAuth natsx.ClientAuth
+	natsAuth.Register(fs)
 	otlpEndpoint := fs.String("otlp-endpoint", "", "OTLP/HTTP collector host:port for --trace-exporter=otlp (default: OTEL_EXPORTER_OTLP_ENDPOINT or localhost:4318)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: auth [flags]
@@ -70,9 +74,9 @@ Flags:
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name(ServiceName), nats.MaxReconnects(-1))
+	nc, err := service.ConnectNATS(*natsURL, natsx.RoleAuth, natsAuth, log)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", *natsURL, err)
+		return err
 	}
 	defer nc.Drain()
 	svc, err := New(Config{Orgs: orgs, NC: nc, Logger: log})

@@ -7,10 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgsync/orgsync/pkg/extid"
 	"github.com/orgsync/orgsync/pkg/genesys"
@@ -309,11 +307,6 @@ func (x *extraction) userConfig(ctx context.Context, u *genesys.User, inRequest 
 		Name:          u.Name,
 		Email:         u.Email,
 		SourceVersion: int64(u.Version),
-	}
-	// dateModified orders changes of equal version (gcsim bumps the version
-	// only on PATCH /users); absent or unparsable, only the version counts.
-	if t, err := time.Parse(time.RFC3339Nano, u.DateModified); err == nil {
-		cfg.DateModified = timestamppb.New(t)
 	}
 	var err error
 	if u.Division != nil && u.Division.ID != "" {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
@@ -48,6 +50,11 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 	cctx, counter := orgs.WithCounter(ctx)
 	var users []*orgsyncv1.UserConfig
 	err = ExtractParts(cctx, client, v.src, req.GetUsers(), req.GetOptions().GetInclude(), s.cfg.SnapshotUsers, func(ex *Extracted, part, parts int) error {
+		// The request was made before anything was read: what is read is at
+		// least that recent (and a replay stamps the same time).
+		if req.GetRequestedAt() != nil {
+			stampChangedAt(ex.Users, req.GetRequestedAt().AsTime())
+		}
 		snap, err := NewSnapshot(req.GetRequestId(), v.src, v.targets, req.GetOptions(), orgsyncv1.Trigger_TRIGGER_CLONE, ex, s.cfg.Now())
 		if err != nil {
 			return natsx.Permanent(err)
@@ -163,6 +170,9 @@ func (s *Service) handleChange(ctx context.Context, m natsx.Msg) error {
 		}
 		return err
 	}
+	if ev.GetOccurredAt() != nil {
+		stampChangedAt(ex.Users, ev.GetOccurredAt().AsTime())
+	}
 	trigger := orgsyncv1.Trigger_TRIGGER_CHANGE
 	if ev.GetSource() == orgsyncv1.ChangeSource_CHANGE_SOURCE_SWEEP {
 		trigger = orgsyncv1.Trigger_TRIGGER_SWEEP
@@ -172,6 +182,21 @@ func (s *Service) handleChange(ctx context.Context, m natsx.Msg) error {
 		return natsx.Permanent(err)
 	}
 	return s.publish(ctx, snap)
+}
+
+// stampChangedAt sets source_changed_at of users to t (zero: left unset):
+// the source state they were read in is at least as recent as t — the
+// eventTime of the audit event that triggered the read, the start of a
+// sweep, or when a clone request was made. Only the source's version and
+// this time order configurations; the Genesys User has no dateModified.
+func stampChangedAt(users []*orgsyncv1.UserConfig, t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	ts := timestamppb.New(t)
+	for _, u := range users {
+		u.SourceChangedAt = ts
+	}
 }
 
 func (s *Service) publish(ctx context.Context, snap *orgsyncv1.Snapshot) error {

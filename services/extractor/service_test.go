@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
@@ -26,6 +27,7 @@ func TestCloneRequestPublishesSnapshotOnce(t *testing.T) {
 	e := newEnv(t)
 	req := cloneRequest("req-demo", byID(johnID), byEmail(janeEmail))
 	req.Options = &orgsyncv1.CloneOptions{EmailMapping: map[string]*orgsyncv1.EmailMapping{"t2": {ToDomain: "t2.example"}}}
+	req.RequestedAt = timestamppb.New(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	e.publishClone(req, "req-demo")
 	e.waitSettled(natsx.StreamClone, extractor.CloneDurable)
 
@@ -41,6 +43,13 @@ func TestCloneRequestPublishesSnapshotOnce(t *testing.T) {
 	}
 	assertMatchesSim(t, snap, snap.GetUsers()[0], sourceUser(t, e.sim, johnEmail))
 	assertMatchesSim(t, snap, snap.GetUsers()[1], sourceUser(t, e.sim, janeEmail))
+	// Ordered by the request's time, not by a dateModified the real User lacks.
+	for _, u := range snap.GetUsers() {
+		if !u.GetSourceChangedAt().AsTime().Equal(req.GetRequestedAt().AsTime()) || u.GetDateModified() != nil {
+			t.Errorf("%s: source_changed_at %v, date_modified %v; want the request's requested_at %v and no date_modified",
+				u.GetEmail(), u.GetSourceChangedAt(), u.GetDateModified(), req.GetRequestedAt())
+		}
+	}
 
 	// The same request again under another message id (a replay beyond the
 	// CLONE dedupe window): same content → same snapshot id → JetStream
@@ -103,8 +112,9 @@ func TestChangeEventReextractsTrackedUser(t *testing.T) {
 	}
 
 	subj, _ := natsx.ChangeSubject("src")
+	eventTime := timestamppb.New(time.Date(2026, 3, 1, 10, 0, 0, 123e6, time.UTC)) // the audit event's eventTime
 	for _, ev := range []*orgsyncv1.ChangeEvent{
-		{EventId: "audit-1", SourceOrg: "src", UserId: janeID, Source: orgsyncv1.ChangeSource_CHANGE_SOURCE_NOTIFICATION},
+		{EventId: "audit-1", SourceOrg: "src", UserId: janeID, Source: orgsyncv1.ChangeSource_CHANGE_SOURCE_NOTIFICATION, OccurredAt: eventTime},
 		{EventId: "audit-2", SourceOrg: "src", UserId: johnID, Source: orgsyncv1.ChangeSource_CHANGE_SOURCE_WEBHOOK}, // untracked
 	} {
 		if err := natsx.Publish(ctx, e.js, subj, ev.GetEventId(), ev); err != nil {
@@ -128,6 +138,10 @@ func TestChangeEventReextractsTrackedUser(t *testing.T) {
 		len(change.GetUsers()) != 1 || change.GetUsers()[0].GetSourceUserId() != janeID ||
 		!slices.Equal(change.GetOptions().GetInclude(), []orgsyncv1.Component{orgsyncv1.Component_COMPONENT_SKILLS}) {
 		t.Errorf("change snapshot %v", change)
+	}
+	if u := change.GetUsers()[0]; !u.GetSourceChangedAt().AsTime().Equal(eventTime.AsTime()) || u.GetDateModified() != nil {
+		t.Errorf("change snapshot: source_changed_at %v, date_modified %v; want the event's occurred_at %v and no date_modified",
+			u.GetSourceChangedAt(), u.GetDateModified(), eventTime)
 	}
 }
 

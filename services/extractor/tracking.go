@@ -19,7 +19,7 @@ import (
 // TrackingBucket is the JetStream KV bucket that remembers which source users
 // orgsync clones into which targets, so a change of such a user (reconciler →
 // orgsync.change.<src>) is re-extracted and re-planned for those targets.
-const TrackingBucket = "orgsync-tracking"
+const TrackingBucket = natsx.TrackingBucket
 
 // trackingUpdateAttempts bounds the compare-and-set loop of Track: two
 // requests for the same user racing on one key both succeed in turn.

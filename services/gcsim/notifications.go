@@ -28,6 +28,9 @@ var auditTopicRE = regexp.MustCompile(`^v2\.audits\.entitytype\.([A-Z_]+)\.entit
 // UserAuditTopic is the topic carrying audit events of one user.
 func UserAuditTopic(userID string) string { return "v2.audits.entitytype.USER.entityid." + userID }
 
+// TeamAuditTopic is the topic carrying membership changes of one team.
+func TeamAuditTopic(teamID string) string { return "v2.audits.entitytype.TEAM.entityid." + teamID }
+
 // notifier holds the Notifications API state of all orgs: channels, their
 // subscriptions and their WebSocket connection. Lock order: org.mu (held by
 // API handlers) before notifier.mu; nothing holding notifier.mu takes an
@@ -307,16 +310,42 @@ func (s *Sim) availableTopics(r *http.Request, o *org) (int, any, *apiError) {
 	return http.StatusOK, map[string]any{"entities": []any{topic}}, nil
 }
 
-// auditServices names the audit serviceName per change aspect.
+// auditServices names the audit serviceName per change aspect (values of
+// the SDK's AuditTopicAuditLogMessage.serviceName enum); the rest is
+// Directory.
 var auditServices = map[string]string{
 	"skills": "Routing", "languages": "Routing", "utilization": "Routing", "queues": "Routing",
-	"grants": "Authorization", "licenses": "Licensing",
+	"grants": "PeoplePermissions",
 }
 
-// auditNotification renders a change of entity (type, id) as the message
-// the platform pushes on the entity's audit topic: the eventBody is an
-// AuditTopicAuditLogMessage.
-func auditNotification(ch UserChange, entityType, entityID, property string, oldValues, newValues []string) []byte {
+// auditLogMessage is the eventBody of an audit notification: the official
+// SDK's AuditTopicAuditLogMessage (purecloud-platform-client-v2 index.d.ts),
+// with the nested AuditTopicAddressableEntityRef, AuditTopicDomainEntityRef
+// and AuditTopicPropertyChange. The caller is an OAuth client (gcsim grants
+// client credentials only), so there is no userId/username/userDisplay.
+type auditLogMessage struct {
+	ID              string           `json:"id"`
+	UserHomeOrgID   string           `json:"userHomeOrgId"`
+	ClientID        *auditRef        `json:"clientId,omitempty"`
+	RemoteIP        []string         `json:"remoteIp,omitempty"`
+	ServiceName     string           `json:"serviceName"`
+	Level           string           `json:"level"`
+	EventTime       string           `json:"eventTime"`
+	Action          string           `json:"action"`
+	EntityType      string           `json:"entityType"`
+	Entity          auditRef         `json:"entity"`
+	PropertyChanges []PropertyChange `json:"propertyChanges"`
+}
+
+type auditRef struct {
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	SelfURI string `json:"selfUri"`
+}
+
+// auditNotification renders a user change as the message the platform
+// pushes on the user's audit topic.
+func auditNotification(ch UserChange) []byte {
 	action := "Update"
 	switch ch.Aspect {
 	case "created":
@@ -328,67 +357,95 @@ func auditNotification(ch UserChange, entityType, entityID, property string, old
 	if service == "" {
 		service = "Directory"
 	}
-	if oldValues == nil {
-		oldValues = []string{}
+	body := auditLogMessage{
+		ID: newID(), UserHomeOrgID: ch.OrgID,
+		ServiceName: service, Level: "USER", EventTime: fmtTime(ch.At),
+		Action: action, EntityType: "User",
+		Entity:          auditRef{ID: ch.UserID, Name: ch.UserName, SelfURI: "/api/v2/users/" + ch.UserID},
+		PropertyChanges: nonNil(ch.Changes),
 	}
-	if newValues == nil {
-		newValues = []string{}
+	return auditMessage(UserAuditTopic(ch.UserID), ch, body)
+}
+
+// auditMessage completes body with the caller of change ch and wraps it
+// as the notification of topic.
+func auditMessage(topic string, ch UserChange, body auditLogMessage) []byte {
+	if ch.ClientID != "" {
+		body.ClientID = &auditRef{ID: ch.ClientID, SelfURI: "/api/v2/oauth/clients/" + ch.ClientID}
 	}
-	self := "/api/v2/users/" + entityID
-	if entityType == "TEAM" {
-		self = "/api/v2/teams/" + entityID
+	if ch.RemoteIP != "" {
+		body.RemoteIP = []string{ch.RemoteIP}
 	}
-	msg := map[string]any{
-		"topicName": auditTopic(entityType, entityID),
+	b, _ := json.Marshal(map[string]any{
+		"topicName": topic,
 		"version":   "2",
-		"eventBody": map[string]any{
-			"id":            newID(),
-			"userHomeOrgId": ch.OrgID,
-			"serviceName":   service,
-			"level":         "USER",
-			"eventDate":     fmtTime(ch.At),
-			"action":        action,
-			"entity":        map[string]any{"id": entityID, "selfUri": self},
-			"entityType":    entityType,
-			"status":        "SUCCESS",
-			"propertyChanges": []any{map[string]any{
-				"property": property, "oldValues": oldValues, "newValues": newValues,
-			}},
-			"context": map[string]string{"aspect": ch.Aspect},
-		},
-		"metadata": map[string]any{"CorrelationId": newID()},
-	}
-	b, _ := json.Marshal(msg)
+		"eventBody": body,
+		"metadata":  map[string]any{"CorrelationId": newID()},
+	})
 	return b
 }
 
-func auditTopic(entityType, entityID string) string {
-	return "v2.audits.entitytype." + entityType + ".entityid." + entityID
+// auditWatched reports whether a connected channel of orgID listens to
+// userID's audit topic. Called with the org lock held (org.mu before
+// notifier.mu).
+func (s *Sim) auditWatched(orgID, userID string) bool {
+	return s.SocketsSubscribed(orgID, UserAuditTopic(userID)) > 0
+}
+
+// SocketsSubscribed is the number of channels of orgID with a connected
+// WebSocket that are subscribed to topic: a change raised now reaches
+// that many sockets.
+func (s *Sim) SocketsSubscribed(orgID, topic string) int {
+	n := s.notif
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now, count := s.now(), 0
+	for _, c := range n.channels {
+		if c.orgID == orgID && c.conn != nil && c.topics[topic] && now.Before(c.expires) {
+			count++
+		}
+	}
+	return count
 }
 
 // publishUserChange is the OnUserChanged listener: the change goes to every
 // live channel of the org subscribed to the user's audit topic that has a
 // connected socket. Channels without a socket miss it, as on the platform.
 // A team change also goes to the audit topics of the teams the user left
-// and joined (entity TEAM, property "members", the user's id), so a
-// subscriber of a team hears about members it did not know yet.
+// and joined (entity Team, property "members", the user's id), so a
+// subscriber of a team hears about members it did not know yet. That use
+// of the generic v2.audits.entitytype.{type}.entityid.{id} topic for team
+// membership is the simulator's modelling, not documented platform
+// behaviour.
 func (s *Sim) publishUserChange(ch UserChange) {
-	s.publishAudit(ch.OrgID, auditTopic("USER", ch.UserID), func() []byte {
-		return auditNotification(ch, "USER", ch.UserID, ch.Aspect, ch.OldValues, ch.NewValues)
-	})
+	s.publishAudit(ch.OrgID, UserAuditTopic(ch.UserID), func() []byte { return auditNotification(ch) })
 	if ch.Aspect != "team" {
 		return
 	}
-	for _, t := range ch.OldValues {
-		s.publishAudit(ch.OrgID, auditTopic("TEAM", t), func() []byte {
-			return auditNotification(ch, "TEAM", t, "members", []string{ch.UserID}, nil)
+	if ch.TeamLeft != "" {
+		s.publishAudit(ch.OrgID, TeamAuditTopic(ch.TeamLeft), func() []byte {
+			return teamAuditNotification(ch, ch.TeamLeft, PropertyChange{Property: "members", OldValues: []string{ch.UserID}, NewValues: []string{}})
 		})
 	}
-	for _, t := range ch.NewValues {
-		s.publishAudit(ch.OrgID, auditTopic("TEAM", t), func() []byte {
-			return auditNotification(ch, "TEAM", t, "members", nil, []string{ch.UserID})
+	if ch.TeamJoined != "" {
+		s.publishAudit(ch.OrgID, TeamAuditTopic(ch.TeamJoined), func() []byte {
+			return teamAuditNotification(ch, ch.TeamJoined, PropertyChange{Property: "members", OldValues: []string{}, NewValues: []string{ch.UserID}})
 		})
 	}
+}
+
+// teamAuditNotification renders a membership change of team teamID as the
+// message on the team's audit topic (an AuditTopicAuditLogMessage of
+// entityType Team).
+func teamAuditNotification(ch UserChange, teamID string, change PropertyChange) []byte {
+	body := auditLogMessage{
+		ID: newID(), UserHomeOrgID: ch.OrgID,
+		ServiceName: "Directory", Level: "USER", EventTime: fmtTime(ch.At),
+		Action: "Update", EntityType: "Team",
+		Entity:          auditRef{ID: teamID, SelfURI: "/api/v2/teams/" + teamID},
+		PropertyChanges: []PropertyChange{change},
+	}
+	return auditMessage(TeamAuditTopic(teamID), ch, body)
 }
 
 // publishAudit enqueues the message render makes on every connected channel

@@ -91,6 +91,65 @@ func (e *env) retitle(tok, userID, title string) {
 	e.expect(200, tok, "PATCH", "/api/v2/users/"+userID, map[string]any{"version": u["version"], "title": title})
 }
 
+// auditTopicMessage is the official SDK's AuditTopicAuditLogMessage
+// (purecloud-platform-client-v2 262.0.0, index.d.ts) with its nested models,
+// every property optional.
+type auditTopicMessage struct {
+	ID            string `json:"id"`
+	UserID        string `json:"userId"`
+	UserHomeOrgID string `json:"userHomeOrgId"`
+	Username      *struct {
+		ID      string `json:"id"`
+		Name    string `json:"name"`
+		SelfURI string `json:"selfUri"`
+	} `json:"username"`
+	UserDisplay string `json:"userDisplay"`
+	ClientID    *struct {
+		ID      string `json:"id"`
+		SelfURI string `json:"selfUri"`
+	} `json:"clientId"`
+	RemoteIP    []string `json:"remoteIp"`
+	ServiceName string   `json:"serviceName"`
+	Level       string   `json:"level"`
+	EventTime   string   `json:"eventTime"`
+	Message     *struct {
+		LocalizableMessageCode string            `json:"localizableMessageCode"`
+		Message                string            `json:"message"`
+		MessageWithParams      string            `json:"messageWithParams"`
+		MessageParams          map[string]string `json:"messageParams"`
+	} `json:"message"`
+	Action     string `json:"action"`
+	EntityType string `json:"entityType"`
+	Entity     *struct {
+		ID      string `json:"id"`
+		Name    string `json:"name"`
+		SelfURI string `json:"selfUri"`
+	} `json:"entity"`
+	PropertyChanges []struct {
+		Property  string   `json:"property"`
+		OldValues []string `json:"oldValues"`
+		NewValues []string `json:"newValues"`
+	} `json:"propertyChanges"`
+	Context map[string]string `json:"context"`
+}
+
+// decodeAuditTopicMessage decodes an eventBody strictly: a property the SDK
+// model does not declare fails the test.
+func decodeAuditTopicMessage(t *testing.T, body map[string]any) auditTopicMessage {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	var m auditTopicMessage
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("eventBody %s is not an AuditTopicAuditLogMessage: %v", raw, err)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m.EventTime); err != nil {
+		t.Fatalf("eventTime %q: %v", m.EventTime, err)
+	}
+	return m
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -264,23 +323,30 @@ func TestNotificationUserChangePushedToSubscribers(t *testing.T) {
 
 	m := nextEvent(t, janeWS)
 	body := m.EventBody
-	if m.TopicName != UserAuditTopic(janeID) || m.Version != "2" || body["entityType"] != "USER" || body["action"] != "Update" ||
-		body["serviceName"] != "Directory" || body["userHomeOrgId"] != srcOrg || body["eventDate"] == "" ||
-		body["entity"].(map[string]any)["id"] != janeID || m.Metadata["CorrelationId"] == "" {
-		t.Fatalf("audit notification: %+v", m)
+	if m.TopicName != UserAuditTopic(janeID) || m.Version != "2" || m.Metadata["CorrelationId"] == "" {
+		t.Fatalf("audit notification envelope: %+v", m)
 	}
-	changes := body["propertyChanges"].([]any)
-	if len(changes) != 1 || changes[0].(map[string]any)["property"] != "profile" {
-		t.Fatalf("propertyChanges: %v", changes)
+	audit := decodeAuditTopicMessage(t, body)
+	if audit.EntityType != "User" || audit.Action != "Update" || audit.ServiceName != "Directory" || audit.Level != "USER" ||
+		audit.UserHomeOrgID != srcOrg || audit.EventTime != "2025-03-01T12:00:00.000Z" ||
+		audit.Entity == nil || audit.Entity.ID != janeID || audit.Entity.Name != "Jane Doe" || audit.Entity.SelfURI != "/api/v2/users/"+janeID ||
+		audit.ClientID == nil || audit.ClientID.ID != srcCID || audit.ClientID.SelfURI != "/api/v2/oauth/clients/"+srcCID ||
+		len(audit.RemoteIP) != 1 || audit.RemoteIP[0] != "127.0.0.1" {
+		t.Fatalf("audit notification body: %+v", audit)
+	}
+	if got := fmt.Sprint(audit.PropertyChanges); got != "[{title [Billing Agent] [Billing Lead]}]" {
+		t.Fatalf("propertyChanges = %s, want the title from Billing Agent to Billing Lead", got)
 	}
 	firstAuditID := body["id"]
 
 	// John's channel's first event is John's: it never got Jane's.
 	e.expect(200, src, "POST", "/api/v2/users/"+johnID+"/routingskills",
 		map[string]any{"id": e.sim.mustSkillID(t, srcOrg, "Sales"), "proficiency": 2})
-	if m := nextEvent(t, johnWS); m.TopicName != UserAuditTopic(johnID) || m.EventBody["serviceName"] != "Routing" ||
-		m.EventBody["propertyChanges"].([]any)[0].(map[string]any)["property"] != "skills" {
+	if m := nextEvent(t, johnWS); m.TopicName != UserAuditTopic(johnID) || m.EventBody["serviceName"] != "Routing" {
 		t.Fatalf("john's channel got %+v", m)
+	} else if a := decodeAuditTopicMessage(t, m.EventBody); len(a.PropertyChanges) != 1 || a.PropertyChanges[0].Property != "skills" ||
+		!slices.Contains(a.PropertyChanges[0].NewValues, "Sales: 2") || slices.Contains(a.PropertyChanges[0].OldValues, "Sales: 2") {
+		t.Fatalf("john's skill change: %+v", a.PropertyChanges)
 	}
 	// The target channel's first event is its own user's change.
 	e.retitle(tgt, tgtUser, "Legacy")

@@ -11,7 +11,7 @@ type apiFunc func(r *http.Request, o *org) (int, any, *apiError)
 func (s *Sim) handle(pattern string, fn apiFunc) {
 	s.api.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		o := orgFrom(r)
-		unlock := s.lock(o)
+		unlock := s.lockCall(r, o)
 		status, body, err := fn(r, o)
 		unlock()
 		if err != nil {

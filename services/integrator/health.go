@@ -27,7 +27,7 @@ import (
 // user's external id>", value a SyncRecord (JSON). It is the source of the
 // per-org counts `orgsync integrations`, `orgsync status` and the metrics
 // show.
-const Bucket = "orgsync-crm"
+const Bucket = natsx.CRMHealthBucket
 
 // SyncRecord is the latest CRM sync state of one user in one target.
 type SyncRecord struct {

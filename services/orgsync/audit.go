@@ -38,7 +38,7 @@ func runAudit(ctx context.Context, args []string, out IO) int {
 	if err != nil {
 		return fail(out, "audit: %v", err)
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -9,8 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 )
 
@@ -55,6 +58,7 @@ func subcommands() []subcommand {
 		{"replay", replaySummary, runReplay},
 		{"failed", failedSummary, runFailed},
 		{"dev", "run everything in one process: embedded NATS, gcsim with the demo orgs (or --config), all services", runDev},
+		{"nats-creds", natsCredsSummary, runNATSCreds},
 		{"gcsim", "run the Genesys Cloud simulator alone (the one `dev` embeds): orgsync gcsim --help", runGcsim},
 		{"bench", "benchmark scenarios against gcsim: calls per user, rate efficiency, overhead, memory (table + JSON)", runBench},
 		{"demo", "start the dev environment, clone the demo users into 3 orgs, then again (changing nothing)", runDemo},
@@ -65,6 +69,11 @@ func subcommands() []subcommand {
 func Main(ctx context.Context, args []string, out IO) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A NATS permission violation cancels the command (see connect) and is
+	// what the user reads last, naming the refused subject.
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	ctx = context.WithValue(ctx, refuseKey{}, refuse)
 	if shutdown := setupTracing(ctx, out); shutdown != nil {
 		defer shutdown()
 	}
@@ -77,7 +86,12 @@ func Main(ctx context.Context, args []string, out IO) int {
 	}
 	for _, c := range subcommands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], out)
+			code := c.run(ctx, args[1:], out)
+			if perr := natsx.Refused(ctx); perr != nil {
+				fmt.Fprintf(out.Err, "orgsync %s: %v\n", c.name, perr)
+				code = max(code, ExitFailed)
+			}
+			return code
 		}
 	}
 	fmt.Fprintf(out.Err, "orgsync: unknown command %q\n\n", args[0])
@@ -146,25 +160,63 @@ func validOutput(command, output string, out IO) bool {
 	return false
 }
 
-// natsFlag registers --nats.
-func natsFlag(fs *flag.FlagSet) *string {
+// natsOptions are where and as whom a CLI command connects.
+type natsOptions struct {
+	url  string
+	auth natsx.ClientAuth
+}
+
+// natsFlag registers --nats and the NATS credential and TLS flags.
+func natsFlag(fs *flag.FlagSet) *natsOptions {
 	def := os.Getenv("ORGSYNC_NATS_URL")
 	if def == "" {
 		def = nats.DefaultURL
 	}
-	return fs.String("nats", def, "NATS server URL(s) of the orgsync deployment, e.g. the one `orgsync dev` prints (env ORGSYNC_NATS_URL)")
+	var o natsOptions
+	fs.StringVar(&o.url, "nats", def, "NATS server URL(s) of the orgsync deployment, e.g. the one `orgsync dev` prints (env ORGSYNC_NATS_URL)")
+	o.auth.Register(fs)
+	return &o
 }
 
-// connect opens NATS and JetStream for a CLI command.
-func connect(url string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name("orgsync-cli"), nats.Timeout(5*time.Second))
+// defaultStore is `orgsync dev`'s store; the CLI finds its credentials there.
+var defaultStore = filepath.Join(".orgsync", "dev")
+
+// cliCreds returns auth, or, when it names no credential, the CLI's nkey
+// seed of `orgsync dev`'s default store if there is one.
+func cliCreds(auth natsx.ClientAuth) natsx.ClientAuth {
+	if auth.Configured() {
+		return auth
+	}
+	if p := natsx.CredsFile(filepath.Join(defaultStore, "nats"), natsx.RoleCLI); fileExists(p) {
+		auth.Creds = p
+	}
+	return auth
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+type refuseKey struct{}
+
+// connect opens NATS and JetStream for a CLI command, as the CLI's NATS
+// user. A permission violation cancels ctx's command (Main reports it).
+func connect(ctx context.Context, o natsOptions) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := natsx.Connect(o.url, natsx.RoleCLI, cliCreds(o.auth), slog.New(slog.DiscardHandler),
+		nats.Name("orgsync-cli"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+		return nil, nil, err
+	}
+	if refuse, ok := ctx.Value(refuseKey{}).(context.CancelCauseFunc); ok {
+		refused, _ := natsx.Guard(context.Background(), nc, nil)
+		context.AfterFunc(refused, func() {
+			if perr := natsx.Refused(refused); perr != nil {
+				refuse(perr)
+			}
+		})
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("JetStream on %s: %w", url, err)
+		return nil, nil, fmt.Errorf("JetStream on %s: %w", natsx.RedactURL(o.url), err)
 	}
 	return nc, js, nil
 }

@@ -14,7 +14,7 @@ import (
 
 // cloneFlags are the flags of `orgsync clone` and `orgsync plan`.
 type cloneFlags struct {
-	nats      *string
+	nats      *natsOptions
 	source    string
 	users     listFlag
 	targets   listFlag
@@ -116,7 +116,7 @@ func cloneCommand(ctx context.Context, fs *flag.FlagSet, f *cloneFlags, out IO) 
 		fmt.Fprintf(out.Err, "%s: %v\n", fs.Name(), err)
 		return ExitUsage
 	}
-	nc, js, err := connect(*f.nats)
+	nc, js, err := connect(ctx, *f.nats)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -282,8 +282,8 @@ func checkCRMFile(t *testing.T, where string, data []byte, orgKeys []string) {
 }
 
 func TestNATSClusterConfigs(t *testing.T) {
-	t.Parallel()
-	files, _ := filepath.Glob(filepath.Join(repoRoot, "deploy", "nats", "*.conf"))
+	setNATSEnv(t) // the configs read the users' keys and the JetStream key from it
+	files, _ := filepath.Glob(filepath.Join(repoRoot, "deploy", "nats", "nats-*.conf"))
 	if len(files) != 3 {
 		t.Fatalf("deploy/nats: %d config files, want 3", len(files))
 	}
@@ -394,8 +394,14 @@ func TestKubernetesManifests(t *testing.T) {
 		where := o.Kind + "/" + o.Metadata.Name
 		switch {
 		case o.Kind == "ConfigMap" && o.Data["nats.conf"] != "":
-			t.Setenv("POD_NAME", "nats-0") // the config names the server after its pod
-			m, err := natsconf.Parse(o.Data["nats.conf"])
+			setNATSEnv(t)      // the server's name, users' keys and JetStream key
+			dir := t.TempDir() // nats.conf includes authorization.conf
+			for name, content := range o.Data {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, err := natsconf.ParseFile(filepath.Join(dir, "nats.conf"))
 			if err != nil {
 				t.Fatalf("%s nats.conf: %v", where, err)
 			}

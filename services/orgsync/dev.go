@@ -115,6 +115,9 @@ type Dev struct {
 	// Server is the embedded nats-server; NATSURL its client URL.
 	Server  *server.Server
 	NATSURL string
+	// CredsDir holds the nkey seed of every NATS identity (natsx.Roles),
+	// mode 0600; the server accepts those identities only.
+	CredsDir string
 	// Sim is gcsim (nil with real orgs); SimURL its base URL.
 	Sim    *gcsim.Sim
 	SimURL string
@@ -144,6 +147,8 @@ type runningService struct {
 	nc     *nats.Conn
 	cancel context.CancelFunc
 	done   chan error
+	// refused is cancelled with the first permission violation of nc.
+	refused context.Context
 }
 
 // StartDev starts the environment and returns once every service is ready.
@@ -168,7 +173,19 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 	if port == 0 {
 		port = -1
 	}
-	d.Server, err = natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: filepath.Join(cfg.StoreDir, "jetstream"), Port: port, ServerName: "orgsync-dev"})
+	// Secure by default, as deployed: one nkey user per service and the
+	// CLI with its permissions, JetStream encrypted at rest.
+	d.CredsDir = filepath.Join(cfg.StoreDir, "nats")
+	users, err := natsx.EnsureCreds(d.CredsDir)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	jsKey, err := natsx.EnsureKeyFile(filepath.Join(d.CredsDir, JetStreamKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	d.Server, err = natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: filepath.Join(cfg.StoreDir, "jetstream"), Port: port, ServerName: "orgsync-dev",
+		Users: users, JetStreamKey: jsKey})
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +211,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 // startDeadLetterCapture records the dead-letter advisories of every
 // service (`orgsync failed list` reads them) on a connection of its own.
 func (d *Dev) startDeadLetterCapture() error {
-	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-deadletter"), nats.MaxReconnects(-1))
+	// Any service identity may capture dead letters (a standalone binary
+	// captures under its own); the reconciler's is the operations-facing one.
+	nc, err := service.ConnectNATS(d.NATSURL, natsx.RoleReconciler, d.Creds(natsx.RoleReconciler), d.cfg.Logger, nats.Name("orgsync-dev-deadletter"))
 	if err != nil {
 		return fmt.Errorf("dev: connect the dead-letter capture to NATS: %w", err)
 	}
@@ -346,10 +365,12 @@ func (d *Dev) StartService(ctx context.Context, name string, extra ...string) er
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("dev: flags of %s %v: %w", name, args, err)
 	}
-	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-"+name), nats.MaxReconnects(-1))
+	logger := d.cfg.Logger.With("service", name)
+	nc, err := service.ConnectNATS(d.NATSURL, name, d.Creds(name), logger, nats.Name("orgsync-dev-"+name))
 	if err != nil {
-		return fmt.Errorf("dev: connect %s to NATS: %w", name, err)
+		return fmt.Errorf("dev: %w", err)
 	}
+	refused, _ := natsx.Guard(context.Background(), nc, nil) // released when nc closes
 	share, err := cmd.BudgetShare(shared.RateShare)
 	if err != nil {
 		return fmt.Errorf("dev: flags of %s: %w", name, err)
@@ -358,7 +379,6 @@ func (d *Dev) StartService(ctx context.Context, name string, extra ...string) er
 	if name != "auth" {
 		cfg = cfg.WithoutSecrets() // only the auth service holds credentials
 	}
-	logger := d.cfg.Logger.With("service", name)
 	env, err := service.NewEnv(ctx, nc, cfg, natsx.Topology{}, logger, d.cfg.RegistryOptions...)
 	if err != nil {
 		nc.Close()
@@ -370,7 +390,7 @@ func (d *Dev) StartService(ctx context.Context, name string, extra ...string) er
 		return fmt.Errorf("dev: build %s: %w", name, err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	rs := &runningService{name: name, svc: svc, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	rs := &runningService{name: name, svc: svc, nc: nc, cancel: cancel, done: make(chan error, 1), refused: refused}
 	go func() { rs.done <- svc.Run(runCtx) }()
 
 	deadline := time.NewTimer(d.cfg.ReadyTimeout)
@@ -431,15 +451,42 @@ func (d *Dev) Running() []string {
 	return names
 }
 
-// Connect opens a client connection to the embedded server (closed by the caller).
-func (d *Dev) Connect() (*nats.Conn, jetstream.JetStream, error) { return connect(d.NATSURL) }
+// JetStreamKeyFile is the name of the JetStream encryption key in CredsDir.
+const JetStreamKeyFile = "jetstream.key"
 
-// WriteOrgsFile writes the org registry as YAML (mode 0600: it holds the
-// gcsim credentials) so standalone service binaries can join with --orgs.
+// Creds are the NATS credentials of role (a service name or natsx.RoleCLI).
+func (d *Dev) Creds(role string) natsx.ClientAuth {
+	return natsx.ClientAuth{Creds: natsx.CredsFile(d.CredsDir, role)}
+}
+
+// Connect opens a client connection to the embedded server as the CLI
+// (closed by the caller).
+func (d *Dev) Connect() (*nats.Conn, jetstream.JetStream, error) {
+	return connect(context.Background(), natsOptions{url: d.NATSURL, auth: d.Creds(natsx.RoleCLI)})
+}
+
+// Refusals lists the permission violations the server reported to the
+// running services (the first of each): none in a healthy pipeline.
+func (d *Dev) Refusals() []error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, rs := range d.services {
+		if perr := natsx.Refused(rs.refused); perr != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", rs.name, perr))
+		}
+	}
+	return errs
+}
+
+// WriteOrgsFile writes the org registry as YAML, without any credential (the
+// auth service gets them in-process), so standalone service binaries can
+// join with --orgs.
 func (d *Dev) WriteOrgsFile(path string) error {
 	doc := map[string]map[string]orgconfig.Org{"orgs": {}}
-	for _, k := range d.Orgs.Keys() {
-		o, _ := d.Orgs.Entry(k)
+	public := d.Orgs.WithoutSecrets()
+	for _, k := range public.Keys() {
+		o, _ := public.Entry(k)
 		doc["orgs"][k] = o
 	}
 	b, err := yaml.Marshal(doc)

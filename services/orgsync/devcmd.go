@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgconfig"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	"github.com/orgsync/orgsync/services/gcsim"
@@ -18,7 +19,7 @@ var demoUsers = []string{"john.smith@acme.example", "jane.doe@acme.example"}
 
 func runDev(ctx context.Context, args []string, out IO) int {
 	fs := newFlagSet("dev", "[flags]", out)
-	store := fs.String("store", filepath.Join(".orgsync", "dev"), "directory of JetStream's store and the provisioner's bbolt file (kept across restarts)")
+	store := fs.String("store", defaultStore, "directory of JetStream's store, the provisioner's bbolt file and the NATS credentials (kept across restarts)")
 	config := fs.String("config", "", "org registry YAML of real orgs (credentials for the auth service; mode 0600); default: gcsim with the demo orgs")
 	crm := fs.String("crm", "", "the integrator's CRM adapters YAML (TARGET: {baseURL, apiKey, integrationName}; mode 0600); default with gcsim: its fake CRM")
 	gcsimAddr := fs.String("gcsim-addr", "127.0.0.1:8089", "gcsim listen address (without --config)")
@@ -68,15 +69,20 @@ func runDev(ctx context.Context, args []string, out IO) int {
 		return fail(out, "write %s: %v", orgsFile, err)
 	}
 	fmt.Fprintf(out.Out, "orgsync dev is running (Ctrl-C stops it)\n")
-	fmt.Fprintf(out.Out, "  NATS:      %s  (JetStream store %s)\n", d.NATSURL, filepath.Join(*store, "jetstream"))
+	fmt.Fprintf(out.Out, "  NATS:      %s  (JetStream store %s, encrypted)\n", d.NATSURL, filepath.Join(*store, "jetstream"))
+	fmt.Fprintf(out.Out, "  creds:     %s  (one nkey per service; the CLI's is %s)\n", d.CredsDir, natsx.CredsFile(d.CredsDir, natsx.RoleCLI))
 	if d.Sim != nil {
 		fmt.Fprintf(out.Out, "  gcsim:     %s  (demo orgs; admin under /_sim/)\n", d.SimURL)
 	}
-	fmt.Fprintf(out.Out, "  orgs:      %s  (written to %s)\n", strings.Join(d.Orgs.Keys(), ", "), orgsFile)
+	fmt.Fprintf(out.Out, "  orgs:      %s  (written to %s, without credentials)\n", strings.Join(d.Orgs.Keys(), ", "), orgsFile)
 	fmt.Fprintf(out.Out, "  services:  %s\n", strings.Join(d.Running(), ", "))
 	if d.Sim != nil {
-		fmt.Fprintf(out.Out, "\nIn another shell:\n  go run ./services/orgsync/cmd/orgsync clone --nats %s --source source --user %s --target target1,target2,target3 --wait\n",
-			d.NATSURL, strings.Join(demoUsers, " --user "))
+		creds := ""
+		if filepath.Clean(*store) != defaultStore { // the CLI finds the default store's by itself
+			creds = " --creds " + natsx.CredsFile(d.CredsDir, natsx.RoleCLI)
+		}
+		fmt.Fprintf(out.Out, "\nIn another shell:\n  go run ./services/orgsync/cmd/orgsync clone --nats %s%s --source source --user %s --target target1,target2,target3 --wait\n",
+			d.NATSURL, creds, strings.Join(demoUsers, " --user "))
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out.Err, "orgsync dev: stopping")

@@ -20,15 +20,23 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/orgsync/orgsync/pkg v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/services/auth v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/services/extractor v0.0.0-00010101000000-000000000000
 	github.com/orgsync/orgsync/services/gcsim v0.0.0
 	github.com/orgsync/orgsync/services/integrator v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/services/provisioner v0.0.0-00010101000000-000000000000
+	github.com/orgsync/orgsync/services/resolver v0.0.0
 	github.com/vbauerster/mpb/v8 v8.16.2
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	google.golang.org/protobuf v1.36.12
 	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 )
 
 require (
@@ -39,8 +47,8 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/clipperhouse/uax29/v2 v2.7.0 // indirect
-	github.com/coder/websocket v1.8.15 // indirect
-	github.com/creack/pty v1.1.24 // indirect
+	github.com/coder/websocket v1.8.15
+	github.com/creack/pty v1.1.24
 	github.com/getkin/kin-openapi v0.153.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -53,9 +61,9 @@ require (
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
-	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nkeys v0.4.16
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/orgsync/orgsync/services/reconciler v0.0.0-00010101000000-000000000000 // indirect
+	github.com/orgsync/orgsync/services/reconciler v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/orgsync/orgsync/pkg/apispec"
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgconfig"
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/pkg/telemetry"
@@ -97,6 +98,11 @@ func startHarnessConfig(t *testing.T, cfg DevConfig) *harness {
 		for _, v := range rec.Violations() {
 			t.Errorf("API spec violation: %s", v)
 		}
+		// Every service runs as its own NATS user: a subject it needs and
+		// is not allowed shows here.
+		for _, err := range d.Refusals() {
+			t.Errorf("NATS permission violation: %v", err)
+		}
 	})
 	nc, js, err := d.Connect()
 	if err != nil {
@@ -131,8 +137,14 @@ func (h *harness) clone(spec CloneSpec) (*Report, *Submitted) {
 // status, stdout, stderr.
 func (h *harness) cli(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := Main(context.Background(), append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
+	code := Main(context.Background(), append(args, h.natsArgs()...), IO{Out: &stdout, Err: &stderr})
 	return code, stdout.String(), stderr.String()
+}
+
+// natsArgs are the CLI's connection flags for this harness: its NATS URL and
+// the CLI identity orgsync dev generated.
+func (h *harness) natsArgs() []string {
+	return []string{"--nats", h.dev.NATSURL, "--creds", natsx.CredsFile(h.dev.CredsDir, natsx.RoleCLI)}
 }
 
 func (h *harness) orgID(key string) string {

@@ -37,7 +37,7 @@ func runIntegrations(ctx context.Context, args []string, out IO) int {
 		fmt.Fprintln(out.Err, "orgsync integrations: --state needs --org")
 		return ExitUsage
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -36,7 +36,7 @@ func TestCLIUserMistakes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		var stdout, stderr bytes.Buffer
-		code := Main(ctx, append(args, "--nats", h.dev.NATSURL), IO{Out: &stdout, Err: &stderr})
+		code := Main(ctx, append(args, h.natsArgs()...), IO{Out: &stdout, Err: &stderr})
 		if ctx.Err() != nil {
 			t.Fatalf("%v did not end within 60 s\nstdout %s\nstderr %s", args, stdout.String(), stderr.String())
 		}

@@ -45,7 +45,7 @@ func runReplay(ctx context.Context, args []string, out IO) int {
 		fmt.Fprintf(out.Err, "orgsync replay: %v (flags --stream, --from-seq, --since)\n", err)
 		return ExitUsage
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}
@@ -95,7 +95,7 @@ func runFailed(ctx context.Context, args []string, out IO) int {
 		fmt.Fprintln(out.Err, "orgsync failed retry: give one record key (STREAM.SEQ, from `orgsync failed list`) or --all")
 		return ExitUsage
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -48,7 +48,7 @@ func runReconcile(ctx context.Context, args []string, out IO) int {
 		fmt.Fprintf(out.Err, "orgsync reconcile: --org: %v\n", err)
 		return ExitUsage
 	}
-	nc, _, err := connect(*url)
+	nc, _, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}
@@ -100,7 +100,7 @@ func runDrift(ctx context.Context, args []string, out IO) int {
 	if !validOutput("drift", *output, out) {
 		return ExitUsage
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -21,7 +21,7 @@ func runStatus(ctx context.Context, args []string, out IO) int {
 	if !validOutput("status", *output, out) {
 		return ExitUsage
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -62,7 +62,7 @@ func syncSetCommand(ctx context.Context, name string, args []string, out IO) int
 		fmt.Fprintln(out.Err, err)
 		return ExitFailed
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

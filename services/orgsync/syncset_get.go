@@ -26,12 +26,12 @@ const getSummary = "list sync sets: orgsync get syncsets"
 const describeSummary = "a sync set's members, per-target status, last converge: orgsync describe syncset NAME"
 const deleteSummary = "stop following a sync set (nothing changes in the targets): orgsync delete syncset NAME"
 
-func syncSetArgs(name string, args []string, out IO, wantName bool) (url string, setName string, code int, ok bool) {
+func syncSetArgs(name string, args []string, out IO, wantName bool) (nopts natsOptions, setName string, code int, ok bool) {
 	fs := newFlagSet(name, "syncset[s] [NAME]", out)
 	u := natsFlag(fs)
 	pos, code, ok := parseInterspersed(fs, args)
 	if !ok {
-		return "", "", code, false
+		return natsOptions{}, "", code, false
 	}
 	if len(pos) == 0 || !strings.HasPrefix(pos[0], "syncset") || len(pos) != map[bool]int{true: 2, false: 1}[wantName] {
 		if wantName {
@@ -39,7 +39,7 @@ func syncSetArgs(name string, args []string, out IO, wantName bool) (url string,
 		} else {
 			fmt.Fprintf(out.Err, "orgsync %s: usage: orgsync %s syncsets\n", name, name)
 		}
-		return "", "", ExitUsage, false
+		return natsOptions{}, "", ExitUsage, false
 	}
 	if wantName {
 		setName = pos[1]
@@ -48,11 +48,11 @@ func syncSetArgs(name string, args []string, out IO, wantName bool) (url string,
 }
 
 func runGet(ctx context.Context, args []string, out IO) int {
-	url, _, code, ok := syncSetArgs("get", args, out, false)
+	nopts, _, code, ok := syncSetArgs("get", args, out, false)
 	if !ok {
 		return code
 	}
-	nc, js, err := connect(url)
+	nc, js, err := connect(ctx, nopts)
 	if err != nil {
 		return fail(out, "%v", err)
 	}
@@ -85,11 +85,11 @@ func runGet(ctx context.Context, args []string, out IO) int {
 }
 
 func runDescribe(ctx context.Context, args []string, out IO) int {
-	url, name, code, ok := syncSetArgs("describe", args, out, true)
+	nopts, name, code, ok := syncSetArgs("describe", args, out, true)
 	if !ok {
 		return code
 	}
-	nc, js, err := connect(url)
+	nc, js, err := connect(ctx, nopts)
 	if err != nil {
 		return fail(out, "%v", err)
 	}
@@ -164,11 +164,11 @@ func runDescribe(ctx context.Context, args []string, out IO) int {
 }
 
 func runDelete(ctx context.Context, args []string, out IO) int {
-	url, name, code, ok := syncSetArgs("delete", args, out, true)
+	nopts, name, code, ok := syncSetArgs("delete", args, out, true)
 	if !ok {
 		return code
 	}
-	nc, _, err := connect(url)
+	nc, _, err := connect(ctx, nopts)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

@@ -87,8 +87,9 @@ func (r *terminalRun) wait() (exitCode int, hung bool) {
 	return -1, true // killed: it did not end on its own
 }
 
-// waitingBar is a bar of a planned target the provisioner has not taken up.
-var waitingBar = regexp.MustCompile(`\]\s+` + phaseProvisioning + `\r?\n`)
+// waitingBar is a bar of a planned target the provisioner has not taken up
+// (status pending, or running once the resolver announced the plan).
+var waitingBar = regexp.MustCompile(`\]\s+(?:running · )?` + phaseProvisioning + `\r?\n`)
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
@@ -143,8 +144,8 @@ func TestCloneWaitOnTerminal(t *testing.T) {
 	var phases []string
 	for i := range runs {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		r := startOnTerminal(t, ctx, "clone", "--nats", h.dev.NATSURL, "--source", "source", "--user", strings.Join(e2eUsers, ","),
-			"--target", strings.Join(e2eTargets, ","), "--wait", "--timeout", "60s")
+		r := startOnTerminal(t, ctx, append([]string{"clone", "--source", "source", "--user", strings.Join(e2eUsers, ","),
+			"--target", strings.Join(e2eTargets, ","), "--wait", "--timeout", "60s"}, h.natsArgs()...)...)
 		code, hung := r.wait()
 		cancel()
 		out := r.output()
@@ -181,7 +182,7 @@ func TestCloneWaitInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := func(timeout string) []string {
-		return []string{"clone", "--nats", h.dev.NATSURL, "--source", "source", "--user", e2eUsers[0], "--target", "target1,target2", "--wait", "--timeout", timeout}
+		return append([]string{"clone", "--source", "source", "--user", e2eUsers[0], "--target", "target1,target2", "--wait", "--timeout", timeout}, h.natsArgs()...)
 	}
 	for _, tc := range []struct {
 		name   string

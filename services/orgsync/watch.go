@@ -26,7 +26,7 @@ func runWatch(ctx context.Context, args []string, out IO) int {
 	if !validOutput("watch", *output, out) {
 		return ExitUsage
 	}
-	nc, js, err := connect(*url)
+	nc, js, err := connect(ctx, *url)
 	if err != nil {
 		return fail(out, "%v", err)
 	}

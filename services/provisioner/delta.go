@@ -142,8 +142,10 @@ func (r *run) prepareUsers() {
 }
 
 // staleReason says why desired is older than the applied baseline, or "".
-// The source version decides; dateModified breaks ties (the version moves
-// only with profile changes). A plan without a version (0) is not judged.
+// The source version (User.version) decides; source_changed_at (the audit
+// event's eventTime, a sweep's or clone's start) breaks ties, because the
+// version moves only with profile changes. A plan without a version (0) is
+// not judged; the deprecated date_modified of older baselines is ignored.
 func staleReason(desired, applied *orgsyncv1.UserConfig) string {
 	if applied == nil || desired.GetSourceVersion() == 0 {
 		return ""
@@ -151,11 +153,10 @@ func staleReason(desired, applied *orgsyncv1.UserConfig) string {
 	if desired.GetSourceVersion() < applied.GetSourceVersion() {
 		return fmt.Sprintf("stale: source version %d < applied %d", desired.GetSourceVersion(), applied.GetSourceVersion())
 	}
-	if desired.GetSourceVersion() == applied.GetSourceVersion() && desired.GetDateModified() != nil && applied.GetDateModified() != nil &&
-		desired.GetDateModified().AsTime().Before(applied.GetDateModified().AsTime()) {
-		return fmt.Sprintf("stale: source modified %s < applied %s (version %d)",
-			desired.GetDateModified().AsTime().UTC().Format("2006-01-02T15:04:05.000Z"),
-			applied.GetDateModified().AsTime().UTC().Format("2006-01-02T15:04:05.000Z"), desired.GetSourceVersion())
+	d, a := desired.GetSourceChangedAt(), applied.GetSourceChangedAt()
+	if desired.GetSourceVersion() == applied.GetSourceVersion() && d != nil && a != nil && d.AsTime().Before(a.AsTime()) {
+		return fmt.Sprintf("stale: source changed %s < applied %s (version %d)",
+			d.AsTime().UTC().Format("2006-01-02T15:04:05.000Z"), a.AsTime().UTC().Format("2006-01-02T15:04:05.000Z"), desired.GetSourceVersion())
 	}
 	return ""
 }

@@ -22,7 +22,7 @@ import (
 // value a JSON DriftRecord. A key exists while the user's target state
 // differs from what orgsync applied (policy report, or an enforce that
 // failed); it is deleted when a sweep finds the user converged or restored.
-const DriftBucket = "orgsync-drift"
+const DriftBucket = natsx.DriftBucket
 
 // DriftRecord is the current drift of one user in one target org.
 type DriftRecord struct {

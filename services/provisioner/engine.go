@@ -178,6 +178,7 @@ type run struct {
 
 	resources map[string]*orgsyncv1.Resource // by external id
 	ids       map[string]string              // resource external id → target id
+	renewed   map[string]bool                // references whose target id changed during this attempt (heal.go)
 	idsMu     sync.Mutex
 
 	users []*userRun
@@ -203,7 +204,7 @@ func (e *Engine) newRun(plan *orgsyncv1.Plan) (*run, error) {
 		return nil, &planFailure{err: fmt.Errorf("provisioner: plan %s: %w", plan.GetPlanId(), err)}
 	}
 	r := &run{e: e, plan: plan, org: plan.GetTargetOrg(), c: c, m: newMeter(), dry: plan.GetDryRun(),
-		resources: map[string]*orgsyncv1.Resource{}, ids: map[string]string{}, byExt: map[string]*userRun{},
+		resources: map[string]*orgsyncv1.Resource{}, ids: map[string]string{}, renewed: map[string]bool{}, byExt: map[string]*userRun{},
 		managers: map[string]string{}}
 	for _, res := range plan.GetResources() {
 		r.resources[res.GetExternalId()] = res

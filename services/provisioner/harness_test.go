@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,8 @@ var targetIDs = map[string]string{
 // collector.
 type env struct {
 	t      *testing.T
-	sim    *gcsim.Sim
+	sim    *gcsim.Sim // the current instance (restartSim replaces it)
+	simCfg gcsim.Config
 	reg    *orgs.Registry
 	rec    *apispec.Recorder
 	nc     *nats.Conn
@@ -52,6 +54,11 @@ type env struct {
 
 	mu     sync.Mutex
 	events []*orgsyncv1.Event
+
+	// serving is the gcsim instance behind simURL; fault, when set, may
+	// answer a request in its place (a status code, 0 to let it through).
+	serving atomic.Pointer[gcsim.Sim]
+	fault   atomic.Pointer[func(*http.Request) int]
 }
 
 func newEnv(t *testing.T, cfg gcsim.Config) *env { return newEnvWith(t, cfg, nil) }
@@ -62,14 +69,20 @@ func newEnvWith(t *testing.T, cfg gcsim.Config, edit func(*genesys.OrgConfig)) *
 	if cfg.RateLimitPerMinute == 0 {
 		cfg.RateLimitPerMinute = -1
 	}
-	sim, err := gcsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.LoadFixture(gcsim.DemoFixture()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
+	e := &env{t: t, simCfg: cfg}
+	e.sim = newDemoSim(t, cfg)
+	e.serving.Store(e.sim)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := e.fault.Load(); f != nil {
+			if status := (*f)(r); status != 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(status)
+				fmt.Fprintf(w, `{"status":%d,"code":"injected.fault","message":"fault injected by the test"}`, status)
+				return
+			}
+		}
+		e.serving.Load().Handler().ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	rec := apispec.NewValidatingTransport(http.DefaultTransport)
 	org := func(n string) genesys.OrgConfig {
@@ -84,7 +97,7 @@ func newEnvWith(t *testing.T, cfg gcsim.Config, edit func(*genesys.OrgConfig)) *
 		src: org("source"), "t1": org("target1"), "t2": org("target2"), "t3": org("target3"),
 	}, orgs.WithTransport(rec))
 	nc, js := natsxtest.Start(t)
-	e := &env{t: t, sim: sim, reg: reg, rec: rec, nc: nc, js: js, state: filepath.Join(t.TempDir(), "provisioner.db"), simURL: srv.URL}
+	e.reg, e.rec, e.nc, e.js, e.state, e.simURL = reg, rec, nc, js, filepath.Join(t.TempDir(), "provisioner.db"), srv.URL
 	sub, err := nc.Subscribe("orgsync.event.>", func(m *nats.Msg) {
 		var ev orgsyncv1.Event
 		if err := proto.Unmarshal(m.Data, &ev); err == nil {
@@ -103,6 +116,28 @@ func newEnvWith(t *testing.T, cfg gcsim.Config, edit func(*genesys.OrgConfig)) *
 		}
 	})
 	return e
+}
+
+func newDemoSim(t *testing.T, cfg gcsim.Config) *gcsim.Sim {
+	t.Helper()
+	sim, err := gcsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.LoadFixture(gcsim.DemoFixture()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
+}
+
+// restartSim replaces gcsim by a new instance loaded with the same fixture,
+// at the same URL: what a restart of `orgsync dev` does to the targets (the
+// objects orgsync created are gone, the fixture's own keep their ids).
+func (e *env) restartSim() {
+	e.t.Helper()
+	e.sim = newDemoSim(e.t, e.simCfg)
+	e.serving.Store(e.sim)
 }
 
 func (e *env) start(cfg Config, obs StepObserver) *natsxtest.Running {

@@ -98,7 +98,7 @@ func permanentForUser(err error) bool {
 // runPhase runs one phase for every live user that has its step and has not
 // journaled it yet (in a dry run nothing is journaled).
 func (r *run) runPhase(ctx context.Context, ph phase) {
-	var pending []*userRun
+	var pending, journaled []*userRun
 	for _, u := range r.users {
 		stepID, ok := u.steps[ph.kind]
 		if !ok || !u.alive() {
@@ -112,25 +112,34 @@ func (r *run) runPhase(ctx context.Context, ph phase) {
 				u.retry = fmt.Errorf("read journal of step %s: %w", stepID, err)
 				continue
 			}
-			if done {
+			// A step done to another target user (since deleted) is not done.
+			if done && (entry.TargetUserID == "" || entry.TargetUserID == u.id) {
 				u.setStatus(stepID, entry.Status)
+				journaled = append(journaled, u)
 				continue
 			}
 		}
 		pending = append(pending, u)
 	}
-	if len(pending) == 0 {
+	// Steps an earlier attempt journaled with an id renewed since (heal.go) run again.
+	redo, journaled := r.redoJournaled(ph.kind, journaled)
+	if pending = append(pending, redo...); len(pending) == 0 {
 		return
 	}
 	ctx, span := tracer.Start(ctx, "provisioner.step."+stepName(ph.kind),
 		// one span per phase: the step across the plan's users
 		trace.WithAttributes(attribute.String("orgsync.plan_id", r.plan.GetPlanId()), attribute.Int("orgsync.users", len(pending))))
 	defer span.End()
-	var results map[*userRun]stepResult
-	if ph.batch != nil {
-		results = ph.batch(r, ctx, pending)
-	} else {
-		results = r.forEach(ctx, pending, func(ctx context.Context, u *userRun) stepResult { return ph.each(r, ctx, u) })
+	results := r.execPhase(ctx, ph, pending)
+	r.healStaleIDs(ctx, ph, pending, results)
+	if redo, _ = r.redoJournaled(ph.kind, journaled); len(redo) > 0 {
+		// This phase's healing renewed ids other users' journaled steps used.
+		again := r.execPhase(ctx, ph, redo)
+		r.healStaleIDs(ctx, ph, redo, again)
+		for u, res := range again {
+			results[u] = res
+		}
+		pending = append(pending, redo...)
 	}
 	for _, u := range pending {
 		if res, ok := results[u]; ok && res.err != nil {
@@ -138,6 +147,14 @@ func (r *run) runPhase(ctx context.Context, ph phase) {
 		}
 	}
 	r.finishSteps(ctx, ph.kind, pending, results)
+}
+
+// execPhase runs the step of phase ph for users.
+func (r *run) execPhase(ctx context.Context, ph phase, users []*userRun) map[*userRun]stepResult {
+	if ph.batch != nil {
+		return ph.batch(r, ctx, users)
+	}
+	return r.forEach(ctx, users, func(ctx context.Context, u *userRun) stepResult { return ph.each(r, ctx, u) })
 }
 
 // forEach runs fn for every user, UserConcurrency at a time.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
@@ -51,14 +50,21 @@ func (r *run) resolveResources(ctx context.Context) error {
 	return nil
 }
 
-// lookupExisting finds a resource that must pre-exist in the target.
+// lookupExisting finds a resource that must pre-exist in the target: its
+// translation, else by name.
 func (r *run) lookupExisting(ctx context.Context, res *orgsyncv1.Resource) (string, error) {
-	ext, name := res.GetExternalId(), res.GetName()
-	if id, ok, err := r.e.deps.Store.TargetID(r.org, ext); err != nil {
+	if id, ok, err := r.e.deps.Store.TargetID(r.org, res.GetExternalId()); err != nil {
 		return "", err
 	} else if ok {
 		return id, nil
 	}
+	return r.lookupByName(ctx, res)
+}
+
+// lookupByName finds a resource that must pre-exist in the target by its
+// exact name and records the translation; missing, the plan fails.
+func (r *run) lookupByName(ctx context.Context, res *orgsyncv1.Resource) (string, error) {
+	ext, name := res.GetExternalId(), res.GetName()
 	var id string
 	var found bool
 	err := r.m.call(ctx, nil, func(ctx context.Context) error {
@@ -126,7 +132,7 @@ func (r *run) ensureShared(ctx context.Context, res *orgsyncv1.Resource) (string
 		}
 		if !found {
 			r.planCreate(res)
-			return "new:" + res.GetName(), nil
+			return placeholder(res), nil
 		}
 		return id, nil
 	}
@@ -172,6 +178,13 @@ func (r *run) planCreate(res *orgsyncv1.Resource) {
 	r.creates = append(r.creates, d)
 }
 
+// placeholder stands, in a dry run, for the id of a resource to be created.
+func placeholder(res *orgsyncv1.Resource) string { return "new:" + res.GetName() }
+
+// isPlaceholder reports whether id is a placeholder: the target holds nothing under it.
+func isPlaceholder(id string) bool { return strings.HasPrefix(id, "new:") }
+
+// findShared looks a skill, language or team up by exact name.
 func (r *run) findShared(ctx context.Context, res *orgsyncv1.Resource) (id string, found bool, err error) {
 	err = r.m.call(ctx, nil, func(ctx context.Context) error {
 		switch res.GetType() {
@@ -207,27 +220,6 @@ func (r *run) ensureRemote(ctx context.Context, res *orgsyncv1.Resource) (string
 	}
 }
 
-// refreshShared forgets the translations of these shared resources (a write
-// referencing them answered 404/400: deleted behind our back) and resolves
-// them again, once.
-func (r *run) refreshShared(ctx context.Context, exts []string) error {
-	for _, ext := range exts {
-		res := r.resources[ext]
-		if res == nil {
-			continue
-		}
-		if err := r.e.deps.Store.ForgetTargetID(r.org, ext); err != nil {
-			return err
-		}
-		id, err := r.ensureShared(ctx, res)
-		if err != nil {
-			return err
-		}
-		r.setID(ext, id)
-	}
-	return nil
-}
-
 // resourceErr wraps a failed resource resolution: a 4xx answer can never
 // succeed (plan failure), anything else is transient.
 func (r *run) resourceErr(res *orgsyncv1.Resource, what string, err error) error {
@@ -241,5 +233,3 @@ func (r *run) resourceErr(res *orgsyncv1.Resource, what string, err error) error
 func typeWord(t orgsyncv1.ResourceType) string {
 	return strings.ToLower(strings.TrimPrefix(t.String(), "RESOURCE_TYPE_"))
 }
-
-var _ = genesys.ErrInvalidArgument

@@ -37,6 +37,10 @@ type userRun struct {
 	baseline *orgsyncv1.UserConfig // last applied configuration (nil: none)
 	act      actual
 	dx       deltaState // delta and drift bookkeeping (delta.go)
+	// doubt: the baseline is not what the user holds — an id its steps used
+	// was stale, or the user read back contradicts it (heal.go) — so it is
+	// not taken on trust.
+	doubt bool
 
 	mu      sync.Mutex
 	status  map[string]orgsyncv1.Status
@@ -88,11 +92,18 @@ func (u *userRun) included(c orgsyncv1.Component) bool {
 	return resolver.Included(u.up.GetInclude(), c)
 }
 
-// trusted reports whether the user's component c may be taken from the
-// baseline instead of read back: orgsync applied exactly this desired value
-// to this very user (found by translation, so the baseline is about it).
+// baselineHeld reports whether what the baseline names may be taken as held
+// by the user instead of read back: orgsync applied it to this very user
+// (found by translation, so the baseline is about it), no sweep asks for a
+// read, and nothing says the user lost it since (doubt).
+func (u *userRun) baselineHeld() bool {
+	return u.baseline != nil && !u.dx.verify && !u.doubt && (u.found == foundTranslation || u.found == foundJournal)
+}
+
+// trusted reports whether the user's component may be taken from the
+// baseline: baselineHeld, and the desired value is the applied one (same).
 func (u *userRun) trusted(same func(a, b *orgsyncv1.UserConfig) bool) bool {
-	return u.baseline != nil && !u.dx.verify && (u.found == foundTranslation || u.found == foundJournal) && same(u.baseline, u.d)
+	return u.baselineHeld() && same(u.baseline, u.d)
 }
 
 // actual is what the target holds for a user, as far as known. A nil map

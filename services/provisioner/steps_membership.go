@@ -49,7 +49,7 @@ func (r *run) applyQueues(ctx context.Context, pending []*userRun) map[*userRun]
 		case u.act.queues != nil:
 		case u.dx.verify:
 			readUser = append(readUser, u)
-		case hb && (u.found == foundTranslation || u.found == foundJournal):
+		case hb && u.baselineHeld():
 			u.act.queues = maps.Clone(b)
 		default:
 			for q := range w {
@@ -193,6 +193,9 @@ func (r *run) applyTeams(ctx context.Context, pending []*userRun) map[*userRun]s
 	out := map[*userRun]stepResult{}
 	listed := map[string]map[string]bool{}
 	isMember := func(u *userRun, t string) (bool, error) {
+		if isPlaceholder(t) {
+			return false, nil // dry run: a team to be created has no members
+		}
 		if _, ok := listed[t]; !ok {
 			err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
 				ms, err := r.c.ListTeamMembers(ctx, t)

@@ -13,26 +13,9 @@ import (
 
 // applyRouting brings the user's "routing profile" — skills with
 // proficiency, languages with proficiency, agent utilization — to the
-// desired state, writing only the parts that differ. A skill or language
-// translation that turns out stale (the write answers 404/400) is forgotten,
-// re-resolved and the step tried once more.
+// desired state, writing only the parts that differ. (A skill or language
+// id that turns out stale is healed by the phase runner, heal.go.)
 func (r *run) applyRouting(ctx context.Context, u *userRun) stepResult {
-	res := r.applyRoutingOnce(ctx, u)
-	if res.err != nil && !r.dry && (genesys.StatusOf(res.err) == 404 || genesys.StatusOf(res.err) == 400) {
-		var refs []string
-		for _, p := range append(append([]*orgsyncv1.Proficiency{}, u.d.GetSkills()...), u.d.GetLanguages()...) {
-			refs = append(refs, p.GetRef())
-		}
-		if err := r.refreshShared(ctx, refs); err != nil {
-			return failed(err)
-		}
-		u.act.skills, u.act.languages = nil, nil // re-read
-		return r.applyRoutingOnce(ctx, u)
-	}
-	return res
-}
-
-func (r *run) applyRoutingOnce(ctx context.Context, u *userRun) stepResult {
 	var diffs []*orgsyncv1.FieldDiff
 	changed := false
 	call := func(fn func(ctx context.Context) error) error { return r.m.call(ctx, []string{u.ext}, fn) }
@@ -218,7 +201,7 @@ func (r *run) applyGrants(ctx context.Context, u *userRun) stepResult {
 	if len(want) == 0 && len(u.baseline.GetGrants()) == 0 && !u.dx.verify {
 		return changedIf(false, nil, "no grants wanted")
 	}
-	if u.act.grants == nil && u.baseline != nil && !u.dx.verify && (u.found == foundTranslation || u.found == foundJournal) {
+	if u.act.grants == nil && u.baselineHeld() {
 		// orgsync applied the baseline's grants to this very user: take
 		// them as held (drift is the sweep's business), as for queues.
 		base, _, err := r.baseGrants(ctx, u)

@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,8 +31,13 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 	out := map[*userRun]stepResult{}
 	store := r.e.deps.Store
 
-	// 1. Known ids.
-	var known []*userRun
+	// 1. Known ids: the journal's (an earlier attempt of this plan) and the
+	// translation, read in one call; the first still there wins. A
+	// translation whose user is gone is forgotten.
+	type knownIDs struct{ journal, translation string }
+	cands := map[*userRun]knownIDs{}
+	gone := map[*userRun]string{} // translations of deleted users
+	var ids, exts []string
 	for _, u := range pending {
 		b, err := store.Baseline(r.org, u.ext)
 		if err != nil {
@@ -39,48 +45,58 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 			continue
 		}
 		u.baseline = b
-		if e, ok, err := store.StepDone(r.org, r.plan.GetPlanId(), u.ext, u.steps[orgsyncv1.StepKind_STEP_KIND_ENSURE_USER]); err == nil && ok && e.TargetUserID != "" {
-			u.id, u.found = e.TargetUserID, foundJournal
-		} else if id, ok, err := store.TargetID(r.org, u.ext); err != nil {
+		var k knownIDs
+		if e, ok, err := store.StepDone(r.org, r.plan.GetPlanId(), u.ext, u.steps[orgsyncv1.StepKind_STEP_KIND_ENSURE_USER]); err == nil && ok {
+			k.journal = e.TargetUserID
+		}
+		if k.translation, _, err = store.TargetID(r.org, u.ext); err != nil {
 			out[u] = failed(err)
 			continue
-		} else if ok {
-			u.id, u.found = id, foundTranslation
 		}
-		if u.id != "" {
-			known = append(known, u)
+		if k == (knownIDs{}) {
+			continue
+		}
+		cands[u] = k
+		exts = append(exts, u.ext)
+		for _, id := range []string{k.journal, k.translation} {
+			if id != "" && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
 		}
 	}
-	if len(known) > 0 {
-		ids := make([]string, len(known))
-		for i, u := range known {
-			ids[i] = u.id
-		}
+	if len(ids) > 0 {
 		var got []genesys.User
-		err := r.m.call(ctx, extsOf(known), func(ctx context.Context) (err error) {
+		err := r.m.call(ctx, exts, func(ctx context.Context) (err error) {
 			got, err = r.c.ListUsersByID(ctx, ids, userExpand...)
 			return err
 		})
 		if err != nil {
-			for _, u := range known {
+			for u := range cands {
 				out[u] = failed(fmt.Errorf("read users by id: %w", err))
 			}
 		} else {
 			byID := map[string]genesys.User{}
 			for _, gu := range got {
-				byID[gu.ID] = gu
+				if gu.State != "deleted" {
+					byID[gu.ID] = gu
+				}
 			}
-			for _, u := range known {
-				gu, ok := byID[u.id]
-				if !ok || gu.State == "deleted" {
-					// Deleted behind our back: forget and look it up again.
-					if err := store.ForgetTargetID(r.org, u.ext); err != nil {
+			for u, k := range cands {
+				if gu, ok := byID[k.journal]; ok {
+					u.found = foundJournal
+					u.setUser(&gu)
+					r.doubtBaseline(u)
+				} else if gu, ok := byID[k.translation]; ok {
+					u.found = foundTranslation
+					u.setUser(&gu)
+					r.doubtBaseline(u)
+				} else if k.translation != "" {
+					// Deleted behind our back: forget it; looked up again below.
+					gone[u] = k.translation
+					if err := store.ForgetTargetID(r.org, u.ext, k.translation); err != nil {
 						out[u] = failed(err)
 					}
-					u.id, u.found = "", ""
-					continue
 				}
-				u.setUser(&gu)
 			}
 		}
 	}
@@ -165,6 +181,14 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 	}
 
 	for _, u := range pending {
+		if k, ok := cands[u]; ok && u.id != "" && (k.journal != "" && u.id != k.journal || k.translation != "" && u.id != k.translation) {
+			r.renew(u.ext) // another user than the one steps were done to (a manager, say)
+		}
+		// The baseline is what orgsync applied to the user it translated;
+		// another user (that one was deleted) holds none of it.
+		if u.found == foundCreated || u.found == foundNew || (gone[u] != "" && u.id != gone[u]) {
+			u.baseline = nil
+		}
 		if _, done := out[u]; done {
 			continue
 		}
@@ -237,8 +261,23 @@ func extsOf(us []*userRun) []string {
 // stampExternalID puts orgsync's external id on the user unless it was found
 // by it, or orgsync completed this very user before (baseline via translation).
 func (r *run) stampExternalID(ctx context.Context, u *userRun) stepResult {
-	if u.found == foundExternalID || (u.baseline != nil && (u.found == foundTranslation || u.found == foundJournal)) {
+	if u.found == foundExternalID || u.baselineHeld() {
 		return changedIf(false, nil, "external id already stamped")
+	}
+	if u.found == foundTranslation || u.found == foundJournal {
+		// orgsync stamped it, unless its configuration never finished or
+		// was lost since (doubt): read rather than write blindly.
+		var ids []genesys.ExternalID
+		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+			ids, err = r.c.ListUserExternalIDs(ctx, u.id)
+			return err
+		})
+		if err != nil {
+			return failed(fmt.Errorf("read external ids: %w", err))
+		}
+		if slices.Contains(ids, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext}) {
+			return changedIf(false, nil, "external id already stamped")
+		}
 	}
 	if r.dry {
 		return changedIf(true, []*orgsyncv1.FieldDiff{{Field: "externalId." + extid.Authority, Want: u.ext}}, "external id would be stamped")

@@ -126,10 +126,14 @@ func (s *Store) PutTargetID(org, externalID, targetID string) error {
 	})
 }
 
-// ForgetTargetID drops a translation that turned out stale (the target object
-// was deleted behind our back); the next step looks it up again.
-func (s *Store) ForgetTargetID(org, externalID string) error {
+// ForgetTargetID drops the translation of externalID if it still is staleID
+// (the target object was deleted behind our back); the next step looks it
+// up again. A translation another plan recorded meanwhile is kept.
+func (s *Store) ForgetTargetID(org, externalID, staleID string) error {
 	return s.update(org, bucketIDs, func(b *bolt.Bucket) error {
+		if string(b.Get([]byte(externalID))) != staleID {
+			return nil
+		}
 		return b.Delete([]byte(externalID))
 	})
 }
@@ -258,10 +262,15 @@ func (s *Store) MarkStepsDone(org, planID string, recs ...StepRecord) error {
 			if err != nil {
 				return fmt.Errorf("journal of %s in plan %s: %w", rec.UserExtID, planID, err)
 			}
-			j.Steps[rec.StepID] = stepMark{Status: rec.Entry.Status, At: rec.Entry.At.UnixMilli()}
-			if rec.Entry.TargetUserID != "" {
-				j.TargetUserID = rec.Entry.TargetUserID
+			if id := rec.Entry.TargetUserID; id != "" && id != j.TargetUserID {
+				if j.TargetUserID != "" {
+					// The steps done were done to another user (deleted
+					// since): none of them holds for this one.
+					clear(j.Steps)
+				}
+				j.TargetUserID = id
 			}
+			j.Steps[rec.StepID] = stepMark{Status: rec.Entry.Status, At: rec.Entry.At.UnixMilli()}
 			if err := b.Put(key, j.encode()); err != nil {
 				return err
 			}

@@ -55,9 +55,23 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 	if b, _ := s.Baseline("t1", u.ExternalId); !proto.Equal(b, u) {
 		t.Errorf("Baseline = %v", b)
 	}
-	must(t, s.ForgetTargetID("t1", "src|SKILL|Billing"))
+	must(t, s.ForgetTargetID("t1", "src|SKILL|Billing", "skill-0"))
+	if id, _, _ := s.TargetID("t1", "src|SKILL|Billing"); id != "skill-1" {
+		t.Errorf("ForgetTargetID of another id dropped the translation: %q", id)
+	}
+	must(t, s.ForgetTargetID("t1", "src|SKILL|Billing", "skill-1"))
 	if _, ok, _ := s.TargetID("t1", "src|SKILL|Billing"); ok {
 		t.Error("ForgetTargetID kept the id")
+	}
+
+	// The journal is about one target user: another one (the first was
+	// deleted and re-created) starts it afresh.
+	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "ensure", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_CHANGED, TargetUserID: "u-2"}}))
+	if _, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "routing"); ok {
+		t.Error("a step done for user u-1 is still journaled after the user became u-2")
+	}
+	if e, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "ensure"); !ok || e.TargetUserID != "u-2" {
+		t.Errorf("StepDone(ensure) for the new user = %+v, %v", e, ok)
 	}
 }
 

@@ -14,14 +14,14 @@ import (
 type AuditEvent struct {
 	// ID of the audit record; becomes the ChangeEvent id and Nats-Msg-Id.
 	ID string
-	// EntityType, e.g. "USER".
+	// EntityType: "USER" for a user (the SDK's "User", any case).
 	EntityType string
 	// EntityID is the id of the changed entity (the user id for USER).
 	EntityID string
 	// OccurredAt is when the change happened at the source.
 	OccurredAt time.Time
-	// OrgID is the Genesys organization id the relay put in the record
-	// (empty when absent).
+	// OrgID is the Genesys organization id: the EventBridge source's, else
+	// the record's userHomeOrgId (empty when absent).
 	OrgID string
 }
 
@@ -41,42 +41,52 @@ var (
 	entityIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 )
 
-// auditRecord is the union of the audit shapes we accept: the Notifications
-// API AuditMessage (timestamp, entity.id), the audit query AuditLogMessage
-// (eventDate, entity.id) and the flat relay form (entityId, occurred).
+// auditRecord is the part of an audit notification's eventBody the
+// reconciler reads: the Genesys SDK model AuditTopicAuditLogMessage of topic
+// v2.audits.entitytype.{type}.entityid.{id}. It is not the audit query
+// API's AuditLogMessage (eventDate, status): no push source sends that one.
 type auditRecord struct {
 	ID         string `json:"id"`
 	EntityType string `json:"entityType"`
-	EntityID   string `json:"entityId"`
 	Entity     *struct {
 		ID string `json:"id"`
 	} `json:"entity"`
-	EventDate      string `json:"eventDate"`
-	Occurred       string `json:"occurred"`
-	Timestamp      string `json:"timestamp"`
-	OrgID          string `json:"orgId"`
-	OrganizationID string `json:"organizationId"`
-	UserHomeOrgID  string `json:"userHomeOrgId"`
+	EventTime     string `json:"eventTime"`
+	UserHomeOrgID string `json:"userHomeOrgId"`
+	// EventDate is only read to name the mistake of a relay that forwards
+	// audit query results.
+	EventDate string `json:"eventDate"`
 }
 
-// envelope covers the two wrappers around an audit record: a notification
-// ({"topicName", "eventBody"}) and an EventBridge event ({"detail":
-// {"topicName","eventBody"}}).
-type envelope struct {
+// notificationEnvelope is a message of the Notifications API (WebSocket),
+// as Genesys also puts it in an EventBridge event's detail.
+type notificationEnvelope struct {
 	TopicName string          `json:"topicName"`
 	EventBody json.RawMessage `json:"eventBody"`
-	Detail    *struct {
-		TopicName string          `json:"topicName"`
-		EventBody json.RawMessage `json:"eventBody"`
-	} `json:"detail"`
 }
 
-// ParseAuditWebhook parses a relayed audit event: a bare audit record, a
-// notification-shaped {"topicName","eventBody"} or an EventBridge event whose
-// detail holds one. Required: id, entityType, the entity id (entityId or
-// entity.id) and the time (eventDate, occurred or timestamp, RFC 3339).
-// Errors wrap ErrMalformedAudit, or ErrNotUserEntity for a valid record of
-// another entity type. It never panics, whatever the input.
+// envelope covers what a relay may deliver: a notification
+// ({"topicName","version","eventBody","metadata"}), an EventBridge event
+// of the Genesys Cloud integration ({"version":"0","id","detail-type",
+// "source":"aws.partner/genesys.com/cloud/<orgId>/<name>","detail":
+// <notification>}), or the eventBody alone.
+type envelope struct {
+	notificationEnvelope
+	Source string                `json:"source"`
+	Detail *notificationEnvelope `json:"detail"`
+}
+
+// eventBridgeSourcePrefix starts the source of an EventBridge event of the
+// Genesys Cloud integration; the organization id follows.
+const eventBridgeSourcePrefix = "aws.partner/genesys.com/cloud/"
+
+// ParseAuditWebhook parses a relayed audit event: an EventBridge event of
+// the Genesys Cloud integration, a notification, or a bare
+// AuditTopicAuditLogMessage. Required: the record's id and eventTime (RFC
+// 3339), its entity (entity.id and entityType, or the topic naming them).
+// The organization id comes from the EventBridge source, else the record's
+// userHomeOrgId. Errors wrap ErrMalformedAudit, or ErrNotUserEntity for a
+// valid record of another entity type. It never panics, whatever the input.
 func ParseAuditWebhook(body []byte) (AuditEvent, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
@@ -86,18 +96,28 @@ func ParseAuditWebhook(body []byte) (AuditEvent, error) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return AuditEvent{}, fmt.Errorf("%w: %v", ErrMalformedAudit, err)
 	}
-	record, topic := body, ""
+	record, topic, orgID := body, "", ""
 	switch {
-	case env.Detail != nil && len(env.Detail.EventBody) > 0:
+	case env.Detail != nil:
+		if len(env.Detail.EventBody) == 0 {
+			return AuditEvent{}, fmt.Errorf("%w: EventBridge event without detail.eventBody", ErrMalformedAudit)
+		}
 		record, topic = env.Detail.EventBody, env.Detail.TopicName
+		if rest, ok := strings.CutPrefix(env.Source, eventBridgeSourcePrefix); ok {
+			orgID, _, _ = strings.Cut(rest, "/")
+		}
 	case len(env.EventBody) > 0:
 		record, topic = env.EventBody, env.TopicName
 	}
-	return parseAuditRecord(record, topic)
+	ev, err := parseAuditRecord(record, topic)
+	if err == nil && orgID != "" {
+		ev.OrgID = orgID
+	}
+	return ev, err
 }
 
-// parseAuditRecord decodes one audit record; topic, when set, is the
-// notification topic it arrived on (its entity id must agree).
+// parseAuditRecord decodes one AuditTopicAuditLogMessage; topic, when set,
+// is the notification topic it arrived on (its entity id must agree).
 func parseAuditRecord(raw []byte, topic string) (AuditEvent, error) {
 	var rec auditRecord
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -107,8 +127,8 @@ func parseAuditRecord(raw []byte, topic string) (AuditEvent, error) {
 	if dec.More() {
 		return AuditEvent{}, fmt.Errorf("%w: trailing data after the audit record", ErrMalformedAudit)
 	}
-	ev := AuditEvent{ID: rec.ID, EntityType: rec.EntityType, EntityID: rec.EntityID}
-	if ev.EntityID == "" && rec.Entity != nil {
+	ev := AuditEvent{ID: rec.ID, EntityType: rec.EntityType, OrgID: rec.UserHomeOrgID}
+	if rec.Entity != nil {
 		ev.EntityID = rec.Entity.ID
 	}
 	topicType, topicEntity := parseAuditTopic(topic)
@@ -118,12 +138,6 @@ func parseAuditRecord(raw []byte, topic string) (AuditEvent, error) {
 	if ev.EntityID == "" {
 		ev.EntityID = topicEntity
 	}
-	for _, o := range []string{rec.OrgID, rec.OrganizationID, rec.UserHomeOrgID} {
-		if o != "" {
-			ev.OrgID = o
-			break
-		}
-	}
 	var missing []string
 	if ev.ID == "" {
 		missing = append(missing, "id")
@@ -132,14 +146,17 @@ func parseAuditRecord(raw []byte, topic string) (AuditEvent, error) {
 		missing = append(missing, "entityType")
 	}
 	if ev.EntityID == "" {
-		missing = append(missing, "entityId")
+		missing = append(missing, "entity.id")
 	}
-	date := firstNonEmpty(rec.EventDate, rec.Occurred, rec.Timestamp)
-	if date == "" {
-		missing = append(missing, "eventDate")
+	if rec.EventTime == "" {
+		missing = append(missing, "eventTime")
 	}
 	if len(missing) > 0 {
-		return AuditEvent{}, fmt.Errorf("%w: missing %s", ErrMalformedAudit, strings.Join(missing, ", "))
+		err := fmt.Errorf("%w: missing %s", ErrMalformedAudit, strings.Join(missing, ", "))
+		if rec.EventTime == "" && rec.EventDate != "" {
+			err = fmt.Errorf("%w (eventDate is the audit query API's AuditLogMessage; a notification's AuditTopicAuditLogMessage has eventTime)", err)
+		}
+		return AuditEvent{}, err
 	}
 	if !auditIDPattern.MatchString(ev.ID) {
 		return AuditEvent{}, fmt.Errorf("%w: id %q is not an id (letters, digits, . _ : -, at most 200)", ErrMalformedAudit, truncate(ev.ID, 64))
@@ -150,9 +167,9 @@ func parseAuditRecord(raw []byte, topic string) (AuditEvent, error) {
 	if topicEntity != "" && topicEntity != ev.EntityID {
 		return AuditEvent{}, fmt.Errorf("%w: entity id %s differs from topic %s", ErrMalformedAudit, ev.EntityID, truncate(topic, 128))
 	}
-	t, err := time.Parse(time.RFC3339Nano, date)
+	t, err := time.Parse(time.RFC3339Nano, rec.EventTime)
 	if err != nil {
-		return AuditEvent{}, fmt.Errorf("%w: eventDate %q is not RFC 3339", ErrMalformedAudit, truncate(date, 64))
+		return AuditEvent{}, fmt.Errorf("%w: eventTime %q is not RFC 3339", ErrMalformedAudit, truncate(rec.EventTime, 64))
 	}
 	ev.OccurredAt = t.UTC()
 	if !strings.EqualFold(ev.EntityType, "USER") {
@@ -177,15 +194,6 @@ func parseAuditTopic(topic string) (entityType, entityID string) {
 		return "", ""
 	}
 	return typ, id
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // truncate bounds attacker-controlled strings quoted in errors and logs.

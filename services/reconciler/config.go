@@ -43,9 +43,9 @@ type Config struct {
 	WebhookMaxBody int64
 	// WebhookDisabled turns the endpoint off (it answers 503).
 	WebhookDisabled bool
-	// WebhookOrgIDs maps Genesys organization ids (as relayed in an audit
-	// record's orgId) to orgsync org keys, for relays that cannot set the
-	// X-Orgsync-Org header.
+	// WebhookOrgIDs maps Genesys organization ids (of an EventBridge
+	// event's source, else the record's userHomeOrgId) to orgsync org keys,
+	// for relays that cannot set the X-Orgsync-Org header.
 	WebhookOrgIDs map[string]string
 
 	// SweepInterval between periodic sweeps of every source org; default

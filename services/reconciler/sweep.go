@@ -23,7 +23,7 @@ import (
 
 // CursorBucket is the reconciler's KV bucket; key "sweep.<src>" holds the
 // SweepCursor of source org src.
-const CursorBucket = "orgsync-reconciler"
+const CursorBucket = natsx.CursorBucket
 
 // Sweep triggers (SweepCursor.Trigger, run id prefix).
 const (
@@ -119,7 +119,9 @@ func (s *sweeper) Sweep(ctx context.Context, src, runID, trigger string) (SweepR
 	res := SweepResult{SourceOrg: src, RunID: runID, Trigger: trigger, Users: len(users), StartedAt: s.now().UTC()}
 	span.SetAttributes(attribute.String("orgsync.run_id", runID), attribute.Int("orgsync.users", len(users)))
 	for _, u := range users {
-		dup, err := publishChange(ctx, s.js, src, u, SweepEventID(src, runID, u), time.Time{}, orgsyncv1.ChangeSource_CHANGE_SOURCE_SWEEP)
+		// Dated by the sweep's start: the state the extractor reads is at
+		// least that recent, which orders it against audit events.
+		dup, err := publishChange(ctx, s.js, src, u, SweepEventID(src, runID, u), res.StartedAt, orgsyncv1.ChangeSource_CHANGE_SOURCE_SWEEP)
 		if err != nil {
 			return res, fmt.Errorf("reconciler: sweep %s of %s: %w", runID, src, err)
 		}

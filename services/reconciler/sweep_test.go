@@ -45,6 +45,10 @@ func TestSweepRequestPublishesOneChangePerTrackedUser(t *testing.T) {
 		if ev.UserId != users[i] || ev.Source != orgsyncv1.ChangeSource_CHANGE_SOURCE_SWEEP || ev.EventId != SweepEventID("src", "request-r1", users[i]) {
 			t.Errorf("event %d: %v", i, ev)
 		}
+		// Dated by the sweep's start, which orders it against audit events.
+		if ev.OccurredAt == nil || !ev.OccurredAt.AsTime().Equal(reply.Runs[0].StartedAt) {
+			t.Errorf("event %d: occurred_at %v, want the sweep's start %v", i, ev.OccurredAt, reply.Runs[0].StartedAt)
+		}
 	}
 	if got := e.changes(t, "other"); len(got) != 0 {
 		t.Fatalf("sweep of src published for other: %v", got)

@@ -40,14 +40,14 @@ import (
 const (
 	// SyncSetBucket holds the sets: key = name, value = protobuf SyncSet;
 	// the revision versions a set.
-	SyncSetBucket = "orgsync-syncsets"
+	SyncSetBucket = natsx.SyncSetBucket
 	// SyncSetStatusBucket holds each set's membership and last converge:
 	// key = name, value = JSON SyncSetStatus.
-	SyncSetStatusBucket = "orgsync-syncset-status"
+	SyncSetStatusBucket = natsx.SyncSetStatusBucket
 	// SyncSetApplySubject takes ApplySyncSetRequest (request/reply).
-	SyncSetApplySubject = "orgsync.syncset.apply"
+	SyncSetApplySubject = natsx.SyncSetApplySubject
 	// SyncSetDeleteSubject takes DeleteSyncSetRequest (request/reply).
-	SyncSetDeleteSubject = "orgsync.syncset.delete"
+	SyncSetDeleteSubject = natsx.SyncSetDeleteSubject
 	syncSetQueue         = "orgsync-syncset"
 	// DefaultSyncSetSweepInterval re-resolves every set this often.
 	DefaultSyncSetSweepInterval = 5 * time.Minute

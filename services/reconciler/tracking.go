@@ -18,7 +18,7 @@ import (
 // extractor: key "<src>.<userId>" per tracked user. The reconciler only
 // needs the keys (which user of which source org to watch), so it does not
 // depend on the value's format.
-const TrackingBucket = "orgsync-tracking"
+const TrackingBucket = natsx.TrackingBucket
 
 // TrackedSet is the live set of tracked reference users, kept current by
 // watching TrackingBucket. Safe for concurrent use.

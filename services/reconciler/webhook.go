@@ -29,8 +29,9 @@ const (
 	// HeaderSignature carries "sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>".
 	HeaderSignature = "X-Orgsync-Signature"
 	// HeaderOrg names the source org by orgsync org key; without it the
-	// record's orgId is mapped through Config.WebhookOrgIDs (or used as the
-	// key itself).
+	// Genesys organization id of the event (EventBridge source, else the
+	// record's userHomeOrgId) is mapped through Config.WebhookOrgIDs (or
+	// used as the key itself).
 	HeaderOrg = "X-Orgsync-Org"
 	// signaturePrefix names the algorithm in HeaderSignature.
 	signaturePrefix = "sha256="
@@ -163,7 +164,7 @@ func (h *webhook) handle(ctx context.Context, r *http.Request) (int, WebhookResp
 }
 
 // sourceOrg resolves the org key of a delivery: the header, else the
-// record's Genesys org id mapped through WebhookOrgIDs, else that id as a
+// event's Genesys org id mapped through WebhookOrgIDs, else that id as a
 // key.
 func (h *webhook) sourceOrg(header, recordOrg string) (string, error) {
 	key := header
@@ -174,7 +175,7 @@ func (h *webhook) sourceOrg(header, recordOrg string) (string, error) {
 		}
 	}
 	if key == "" {
-		return "", errors.New("source org unknown: set " + HeaderOrg + " or orgId in the record")
+		return "", errors.New("source org unknown: set " + HeaderOrg + " (the event names no Genesys organization id: no EventBridge source, no userHomeOrgId)")
 	}
 	if err := natsx.ValidateOrgKey(key); err != nil {
 		return "", errors.New("source org: invalid org key " + strconv.Quote(truncate(key, 64)))

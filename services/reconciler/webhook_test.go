@@ -17,10 +17,16 @@ const (
 	hookSrc  = "src"
 )
 
+// auditBody is a notification of an audit record (AuditTopicAuditLogMessage)
+// of an entity of entityType ("User", "Queue").
 func auditBody(id, entityType, entityID string) []byte {
 	b, _ := json.Marshal(map[string]any{
-		"id": id, "entityType": entityType, "entityId": entityID,
-		"eventDate": "2026-03-01T10:00:00.000Z", "action": "Update",
+		"topicName": "v2.audits.entitytype." + strings.ToUpper(entityType) + ".entityid." + entityID, "version": "2",
+		"eventBody": map[string]any{
+			"id": id, "entityType": entityType, "entity": map[string]any{"id": entityID},
+			"eventTime": "2026-03-01T10:00:00.000Z", "action": "Update", "serviceName": "Directory", "level": "USER",
+		},
+		"metadata": map[string]any{"CorrelationId": "c-" + id},
 	})
 	return b
 }
@@ -60,7 +66,7 @@ func (e *testEnv) post(t *testing.T, body []byte, ts time.Time, secret string, h
 func TestWebhookAcceptsSignedAuditEventOnce(t *testing.T) {
 	t.Parallel()
 	e := startEnv(t, Config{NotificationsDisabled: true, SweepInterval: -1, WebhookAddr: "127.0.0.1:0"}, nil, map[string][]string{hookSrc: {hookUser}})
-	body := auditBody("audit-1", "USER", hookUser)
+	body := auditBody("audit-1", "User", hookUser)
 	status, resp := e.post(t, body, time.Now(), testSecret, nil)
 	if status != http.StatusAccepted || resp.Status != "accepted" || resp.EventID != "audit-1" {
 		t.Fatalf("first delivery: %d %+v", status, resp)
@@ -88,9 +94,10 @@ func TestWebhookEventBridgeEnvelopeAndOrgIDMapping(t *testing.T) {
 		"version": "0", "id": "eb-envelope-id", "detail-type": "v2.audits.entitytype.USER.entityid." + hookUser,
 		"source": "aws.partner/genesys.com/cloud/genesys-org-uuid/orgsync",
 		"detail": map[string]any{
-			"topicName": "v2.audits.entitytype.USER.entityid." + hookUser,
-			"eventBody": map[string]any{"id": "audit-eb-1", "entityType": "USER", "entity": map[string]any{"id": hookUser},
-				"eventDate": "2026-03-01T10:00:00Z", "userHomeOrgId": "genesys-org-uuid"},
+			"topicName": "v2.audits.entitytype.USER.entityid." + hookUser, "version": "2",
+			"eventBody": map[string]any{"id": "audit-eb-1", "entityType": "User", "entity": map[string]any{"id": hookUser},
+				"eventTime": "2026-03-01T10:00:00Z", "userHomeOrgId": "genesys-org-uuid"},
+			"metadata": map[string]any{"CorrelationId": "c-eb-1"},
 		},
 	})
 	status, resp := e.post(t, body, time.Now(), testSecret, map[string]string{HeaderOrg: ""})
@@ -105,9 +112,9 @@ func TestWebhookEventBridgeEnvelopeAndOrgIDMapping(t *testing.T) {
 func TestWebhookRejections(t *testing.T) {
 	t.Parallel()
 	e := startEnv(t, Config{NotificationsDisabled: true, SweepInterval: -1, WebhookMaxBody: 4096}, nil, map[string][]string{hookSrc: {hookUser}})
-	good := auditBody("audit-x", "USER", hookUser)
+	good := auditBody("audit-x", "User", hookUser)
 	now := time.Now()
-	big := append(auditBody("audit-big", "USER", hookUser)[:0:0], []byte(`{"id":"audit-big","pad":"`+strings.Repeat("a", 5000)+`"}`)...)
+	big := append(auditBody("audit-big", "User", hookUser)[:0:0], []byte(`{"id":"audit-big","pad":"`+strings.Repeat("a", 5000)+`"}`)...)
 	cases := []struct {
 		name       string
 		body       []byte
@@ -126,13 +133,14 @@ func TestWebhookRejections(t *testing.T) {
 		{"timestamp from the future", good, now.Add(6 * time.Minute), testSecret, nil, 401, "stale timestamp", "rejected"},
 		{"oversized body", big, now, testSecret, nil, 413, "exceeds 4096", "rejected"},
 		{"malformed JSON", []byte(`{"id":"audit-y",`), now, testSecret, nil, 400, "malformed", "rejected"},
-		{"missing entity id", []byte(`{"id":"audit-z","entityType":"USER","eventDate":"2026-03-01T10:00:00Z"}`), now, testSecret, nil, 400, "missing entityId", "rejected"},
-		{"bad date", []byte(`{"id":"a","entityType":"USER","entityId":"u1","eventDate":"yesterday"}`), now, testSecret, nil, 400, "RFC 3339", "rejected"},
-		{"header injection in id", []byte(`{"id":"a\r\nNats-Msg-Id: x","entityType":"USER","entityId":"u1","eventDate":"2026-03-01T10:00:00Z"}`), now, testSecret, nil, 400, "is not an id", "rejected"},
+		{"missing entity id", []byte(`{"id":"audit-z","entityType":"User","eventTime":"2026-03-01T10:00:00Z"}`), now, testSecret, nil, 400, "missing entity.id", "rejected"},
+		{"bad date", []byte(`{"id":"a","entityType":"User","entity":{"id":"u1"},"eventTime":"yesterday"}`), now, testSecret, nil, 400, "RFC 3339", "rejected"},
+		{"header injection in id", []byte(`{"id":"a\r\nNats-Msg-Id: x","entityType":"User","entity":{"id":"u1"},"eventTime":"2026-03-01T10:00:00Z"}`), now, testSecret, nil, 400, "is not an id", "rejected"},
+		{"audit query record", []byte(`{"id":"a","entityType":"USER","entity":{"id":"u1"},"eventDate":"2026-03-01T10:00:00Z","status":"SUCCESS"}`), now, testSecret, nil, 400, "missing eventTime (eventDate is the audit query API's", "rejected"},
 		{"no source org", good, now, testSecret, map[string]string{HeaderOrg: ""}, 400, "source org unknown", "rejected"},
 		{"invalid org key", good, now, testSecret, map[string]string{HeaderOrg: "a.b"}, 400, "invalid org key", "rejected"},
-		{"not a user", auditBody("audit-q", "QUEUE", "q1"), now, testSecret, nil, 202, "not about a USER", "ignored"},
-		{"untracked user", auditBody("audit-u", "USER", "someone-else"), now, testSecret, nil, 202, "not tracked", "ignored"},
+		{"not a user", auditBody("audit-q", "Queue", "q1"), now, testSecret, nil, 202, "not about a USER", "ignored"},
+		{"untracked user", auditBody("audit-u", "User", "someone-else"), now, testSecret, nil, 202, "not tracked", "ignored"},
 	}
 	for _, tc := range cases {
 		status, resp := e.post(t, tc.body, tc.ts, tc.secret, tc.header)
@@ -151,7 +159,7 @@ func TestWebhookRejections(t *testing.T) {
 func TestWebhookDisabledAnswers503(t *testing.T) {
 	t.Parallel()
 	e := startEnv(t, Config{NotificationsDisabled: true, WebhookDisabled: true, SweepInterval: -1}, nil, map[string][]string{hookSrc: {hookUser}})
-	status, resp := e.post(t, auditBody("audit-1", "USER", hookUser), time.Now(), "any-secret-0123456789", nil)
+	status, resp := e.post(t, auditBody("audit-1", "User", hookUser), time.Now(), "any-secret-0123456789", nil)
 	if status != http.StatusServiceUnavailable || resp.Status != "rejected" {
 		t.Fatalf("disabled webhook: %d %+v", status, resp)
 	}
@@ -181,7 +189,10 @@ func TestConfigValidate(t *testing.T) {
 
 func FuzzParseAuditWebhook(f *testing.F) {
 	seeds := []string{
-		string(auditBody("audit-1", "USER", hookUser)),
+		string(auditBody("audit-1", "User", hookUser)),
+		realAuditBody, string(realNotification()), string(realEventBridge("o")),
+		`{"id":"a","entityType":"User","entity":{"id":"u1"},"eventTime":"2026-03-01T10:00:00Z"} trailing`,
+		// Shapes no real source sends (rejected):
 		`{"id":"a","entityType":"USER","entity":{"id":"u1"},"timestamp":"2026-03-01T10:00:00.123Z"}`,
 		`{"topicName":"v2.audits.entitytype.USER.entityid.u1","eventBody":{"id":"a","entityType":"USER","entity":{"id":"u1"},"eventDate":"2026-03-01T10:00:00Z"}}`,
 		`{"detail":{"topicName":"v2.audits.entitytype.USER.entityid.u1","eventBody":{"id":"a","eventDate":"2026-03-01T10:00:00Z"}}}`,

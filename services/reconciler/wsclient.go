@@ -316,15 +316,9 @@ func (c *channelConn) read(ctx context.Context, ws *websocket.Conn, ch *channel)
 	}
 }
 
-// notification is a message on a channel socket.
-type notification struct {
-	TopicName string          `json:"topicName"`
-	EventBody json.RawMessage `json:"eventBody"`
-}
-
 // handle processes one socket message; closing reports socket_closing.
 func (c *channelConn) handle(ctx context.Context, data []byte) (closing bool) {
-	var n notification
+	var n notificationEnvelope
 	if err := json.Unmarshal(data, &n); err != nil {
 		c.logger.Warn("notifications: unreadable message ignored", "err", err, "bytes", len(data))
 		return false

@@ -20,7 +20,7 @@ import (
 )
 
 // Start starts an embedded server, connects to it, creates the orgsync
-// topology (natsx.EnsureStreams with the default single-replica Topology)
+// topology (natsx.EnsureStreams and the token bucket, default single-replica Topology)
 // and returns the connection and its JetStream context.
 func Start(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
@@ -29,6 +29,9 @@ func Start(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := natsx.EnsureStreams(ctx, js, natsx.Topology{}); err != nil {
+		t.Fatalf("natsxtest: %v", err)
+	}
+	if _, err := natsx.EnsureTokenBucket(ctx, js, natsx.Topology{}); err != nil {
 		t.Fatalf("natsxtest: %v", err)
 	}
 	return nc, js

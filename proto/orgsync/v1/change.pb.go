@@ -89,7 +89,9 @@ type ChangeEvent struct {
 	SourceOrg string `protobuf:"bytes,2,opt,name=source_org,json=sourceOrg,proto3" json:"source_org,omitempty"`
 	// Genesys user id of the changed reference user.
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// When the change happened at the source.
+	// When the change happened at the source: the audit event's eventTime
+	// (notification, webhook); for a sweep, when the sweep started. The
+	// extractor stamps it on the snapshot as UserConfig.source_changed_at.
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// Where the event came from.
 	Source        ChangeSource `protobuf:"varint,5,opt,name=source,proto3,enum=orgsync.v1.ChangeSource" json:"source,omitempty"`

@@ -255,9 +255,14 @@ type UserConfig struct {
 	ManagerRef string `protobuf:"bytes,8,opt,name=manager_ref,json=managerRef,proto3" json:"manager_ref,omitempty"`
 	// Email of the manager in the source org, for the lookup above.
 	ManagerEmail string `protobuf:"bytes,9,opt,name=manager_email,json=managerEmail,proto3" json:"manager_email,omitempty"`
-	// The source user's version; newer versions win, older events are ignored.
+	// The source user's version (User.version); newer versions win, older
+	// events are ignored.
 	SourceVersion int64 `protobuf:"varint,10,opt,name=source_version,json=sourceVersion,proto3" json:"source_version,omitempty"`
-	// The source user's last modification time.
+	// Deprecated: the Genesys User has no dateModified, so nothing sets or
+	// reads it any more (source_changed_at orders changes of equal version).
+	// Kept so configurations stored by earlier releases still decode.
+	//
+	// Deprecated: Marked as deprecated in orgsync/v1/snapshot.proto.
 	DateModified *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=date_modified,json=dateModified,proto3" json:"date_modified,omitempty"`
 	// Routing skills with proficiency.
 	Skills []*Proficiency `protobuf:"bytes,12,rep,name=skills,proto3" json:"skills,omitempty"`
@@ -274,9 +279,15 @@ type UserConfig struct {
 	// Phone numbers, as logical aliases.
 	Phones []*Phone `protobuf:"bytes,18,rep,name=phones,proto3" json:"phones,omitempty"`
 	// External ids of the license definitions the user holds.
-	LicenseRefs   []string `protobuf:"bytes,19,rep,name=license_refs,json=licenseRefs,proto3" json:"license_refs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LicenseRefs []string `protobuf:"bytes,19,rep,name=license_refs,json=licenseRefs,proto3" json:"license_refs,omitempty"`
+	// A time the source state this configuration reflects is at least as
+	// recent as: the ChangeEvent's occurred_at (the audit event's eventTime, or
+	// a sweep's start), or the clone request's requested_at. It orders
+	// configurations of equal source_version (the version moves only with
+	// profile changes): an older one never replaces a newer one.
+	SourceChangedAt *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=source_changed_at,json=sourceChangedAt,proto3" json:"source_changed_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UserConfig) Reset() {
@@ -379,6 +390,7 @@ func (x *UserConfig) GetSourceVersion() int64 {
 	return 0
 }
 
+// Deprecated: Marked as deprecated in orgsync/v1/snapshot.proto.
 func (x *UserConfig) GetDateModified() *timestamppb.Timestamp {
 	if x != nil {
 		return x.DateModified
@@ -438,6 +450,13 @@ func (x *UserConfig) GetPhones() []*Phone {
 func (x *UserConfig) GetLicenseRefs() []string {
 	if x != nil {
 		return x.LicenseRefs
+	}
+	return nil
+}
+
+func (x *UserConfig) GetSourceChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SourceChangedAt
 	}
 	return nil
 }
@@ -759,7 +778,7 @@ const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"\x16source_org_utilization\x18\n" +
 	" \x01(\v2\x17.orgsync.v1.UtilizationR\x14sourceOrgUtilization\x12\x12\n" +
 	"\x04part\x18\v \x01(\x05R\x04part\x12\x14\n" +
-	"\x05parts\x18\f \x01(\x05R\x05parts\"\xda\x05\n" +
+	"\x05parts\x18\f \x01(\x05R\x05parts\"\xa6\x06\n" +
 	"\n" +
 	"UserConfig\x12\x1f\n" +
 	"\vexternal_id\x18\x01 \x01(\tR\n" +
@@ -776,8 +795,8 @@ const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"managerRef\x12#\n" +
 	"\rmanager_email\x18\t \x01(\tR\fmanagerEmail\x12%\n" +
 	"\x0esource_version\x18\n" +
-	" \x01(\x03R\rsourceVersion\x12?\n" +
-	"\rdate_modified\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fdateModified\x12/\n" +
+	" \x01(\x03R\rsourceVersion\x12C\n" +
+	"\rdate_modified\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\fdateModified\x12/\n" +
 	"\x06skills\x18\f \x03(\v2\x17.orgsync.v1.ProficiencyR\x06skills\x125\n" +
 	"\tlanguages\x18\r \x03(\v2\x17.orgsync.v1.ProficiencyR\tlanguages\x129\n" +
 	"\vutilization\x18\x0e \x01(\v2\x17.orgsync.v1.UtilizationR\vutilization\x12\x19\n" +
@@ -786,7 +805,8 @@ const file_orgsync_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"queue_refs\x18\x11 \x03(\tR\tqueueRefs\x12)\n" +
 	"\x06phones\x18\x12 \x03(\v2\x11.orgsync.v1.PhoneR\x06phones\x12!\n" +
-	"\flicense_refs\x18\x13 \x03(\tR\vlicenseRefs\"A\n" +
+	"\flicense_refs\x18\x13 \x03(\tR\vlicenseRefs\x12F\n" +
+	"\x11source_changed_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsourceChangedAt\"A\n" +
 	"\vProficiency\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12 \n" +
 	"\vproficiency\x18\x02 \x01(\x01R\vproficiency\">\n" +
@@ -851,12 +871,13 @@ var file_orgsync_v1_snapshot_proto_depIdxs = []int32{
 	4,  // 9: orgsync.v1.UserConfig.utilization:type_name -> orgsync.v1.Utilization
 	6,  // 10: orgsync.v1.UserConfig.grants:type_name -> orgsync.v1.Grant
 	7,  // 11: orgsync.v1.UserConfig.phones:type_name -> orgsync.v1.Phone
-	5,  // 12: orgsync.v1.Utilization.media:type_name -> orgsync.v1.MediaCapacity
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	9,  // 12: orgsync.v1.UserConfig.source_changed_at:type_name -> google.protobuf.Timestamp
+	5,  // 13: orgsync.v1.Utilization.media:type_name -> orgsync.v1.MediaCapacity
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_orgsync_v1_snapshot_proto_init() }

@@ -25,15 +25,6 @@ import (
 	"github.com/orgsync/orgsync/services/gcsim"
 )
 
-// knownFailures are sub-checks that fail on this branch for a reason another
-// branch fixes; such a check must still fail (the test says so when it
-// passes: remove the entry). The lead removes an entry at merge.
-var knownFailures = map[string]string{
-	// Branch `events` (issue 13 item 1) makes gcsim push the real
-	// AuditTopicAuditLogMessage body (eventTime, no eventDate/status).
-	"websocket audit event body": "events",
-}
-
 type line struct {
 	Declared []string          `json:"declared"`
 	Case     string            `json:"case"`
@@ -190,16 +181,10 @@ func checkAnswer(t *testing.T, models *apispec.SDKModels, l line) {
 	}
 }
 
-// expectOK fails on problems, or — for a known failure — on their absence.
+// expectOK fails on problems.
 func expectOK(t *testing.T, check string, problems []string) {
 	t.Helper()
-	branch, known := knownFailures[check]
-	switch {
-	case known && len(problems) == 0:
-		t.Errorf("%s passes now: remove its knownFailures entry (fixed on branch %s)", check, branch)
-	case known:
-		t.Logf("%s: known failure, fixed on branch %s: %s", check, branch, strings.Join(problems, "; "))
-	case len(problems) > 0:
+	if len(problems) > 0 {
 		t.Errorf("%s: %s", check, strings.Join(problems, "; "))
 	}
 }
