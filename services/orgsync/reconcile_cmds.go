@@ -19,7 +19,7 @@ import (
 //	{"reconcile", reconcileSummary, runReconcile},
 //	{"drift", driftSummary, runDrift},
 const (
-	reconcileSummary = "sweep tracked users now: re-extract them and converge every target (--org ORG, --now: wait for the sweep)"
+	reconcileSummary = "sweep tracked users and re-resolve sync sets now: re-extract them and converge every target (--org ORG, --now: wait for the sweep)"
 	driftSummary     = "list the current drift of cloned users in targets (--org ORG)"
 )
 
@@ -81,6 +81,7 @@ func runReconcile(ctx context.Context, args []string, out IO) int {
 			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", r.SourceOrg, r.RunID, r.Users, r.Published, r.Duplicates, state)
 		}
 		_ = w.Flush()
+		printSyncSetRuns(out.Out, reply.SyncSets)
 	}
 	if reply.Error != "" {
 		return fail(out, "reconcile: %s", reply.Error)

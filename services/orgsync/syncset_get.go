@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -124,6 +125,7 @@ func runDescribe(ctx context.Context, args []string, out IO) int {
 			for _, t := range rep.Targets {
 				per = append(per, t.Org+"="+t.Status)
 			}
+			sort.Strings(per)
 		}
 		fmt.Fprintf(w, "  %s %s  %d user(s)  %s  %s\n", r.At.Format(time.RFC3339), r.Kind, r.Users, r.ID, strings.Join(per, " "))
 	}
@@ -236,4 +238,24 @@ func ago(t time.Time) string {
 		return "never"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// printSyncSetRuns lists the sync sets a reconcile request re-resolved.
+func printSyncSetRuns(w io.Writer, runs []reconciler.SyncSetRun) {
+	if len(runs) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSYNC SET\tSOURCE\tJOINED\tLEFT\tSTATE")
+	for _, r := range runs {
+		state := "done"
+		switch {
+		case r.Queued:
+			state = "queued"
+		case r.Error != "":
+			state = "failed: " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.SourceOrg, r.Joined, r.Left, state)
+	}
+	_ = tw.Flush()
 }

@@ -171,6 +171,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { // a sweep may take a while; never block the subscription
 			defer wg.Done()
 			reply := s.sweeps.handleReconcile(ctx, m.Subject, m.Data, s.knownOrg)
+			if s.syncs != nil && reply.Error == "" {
+				reply.SyncSets = s.syncs.sweepRequested(ctx, reconcileOrgs(m.Subject), reconcileNow(m.Data))
+			}
 			if m.Reply != "" {
 				_ = m.Respond(mustJSON(reply))
 			}

@@ -543,6 +543,45 @@ func (s *syncSets) handleDelete(ctx context.Context, data []byte) proto.Message 
 	return &orgsyncv1.DeleteSyncSetReply{}
 }
 
+// SyncSetRun is one sync set a reconcile request re-resolved.
+type SyncSetRun struct {
+	Name      string `json:"name"`
+	SourceOrg string `json:"source_org"`
+	Queued    bool   `json:"queued,omitempty"`
+	// Joined and Left count the members the converge found joining and
+	// leaving (a clone request and onRemove were published for them).
+	Joined int    `json:"joined"`
+	Left   int    `json:"left"`
+	Error  string `json:"error,omitempty"`
+}
+
+// sweepRequested is a selection sweep of the sets of srcs (nil: every
+// set) asked by a reconcile request: run now, or queued.
+func (s *syncSets) sweepRequested(ctx context.Context, srcs []string, now bool) []SyncSetRun {
+	var runs []SyncSetRun
+	for _, name := range s.names() {
+		s.mu.Lock()
+		set := s.known[name]
+		s.mu.Unlock()
+		if set == nil || srcs != nil && !slices.Contains(srcs, set.GetSourceOrg()) {
+			continue
+		}
+		run := SyncSetRun{Name: name, SourceOrg: set.GetSourceOrg(), Queued: !now}
+		if !now {
+			s.queue(name, TriggerRequest)
+			runs = append(runs, run)
+			continue
+		}
+		reply, err := s.converge(ctx, name, TriggerRequest)
+		run.Joined, run.Left = len(reply.GetJoining()), len(reply.GetLeaving())
+		if err != nil {
+			run.Error = err.Error()
+		}
+		runs = append(runs, run)
+	}
+	return runs
+}
+
 // converge re-resolves the stored set name and acts on the difference.
 func (s *syncSets) converge(ctx context.Context, name, trigger string) (*orgsyncv1.ApplySyncSetReply, error) {
 	s.convergeMu.Lock()
