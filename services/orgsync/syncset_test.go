@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/orgsync/orgsync/pkg/orgconfig"
+	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
 // TestSyncSetFileErrors: every invalid file gets a precise error with its line.
@@ -66,5 +69,38 @@ func TestSyncSetApply(t *testing.T) {
 	}
 	if w := SimWrites(h.stats("target1")); w != writes {
 		t.Fatalf("re-apply wrote %d times in target1", w-writes)
+	}
+}
+
+// TestSyncSetExampleFile: the README's example file parses, every field
+// it shows lands in the SyncSet.
+func TestSyncSetExampleFile(t *testing.T) {
+	path := filepath.Join(repoRoot, "deploy", "syncset.example.yaml")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files, err := ParseSyncSets(path, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("%d sets, want 2", len(files))
+	}
+	s := files[0].Set
+	sel := s.GetSelect()
+	if s.GetName() != "billing-agents" || s.GetSourceOrg() != "source" || len(sel.GetTeams()) != 1 || len(sel.GetQueues()) != 1 ||
+		len(sel.GetDivisions()) != 1 || len(sel.GetEmails()) != 1 || len(sel.GetSearch()) != 2 || sel.GetSearch()[0].GetType() != "EXACT" ||
+		s.GetTargets().GetSelector() != "region in (emea us)" || len(s.GetTargets().GetOrgs()) != 1 ||
+		len(s.GetOptions().GetInclude()) != 9 || s.GetOptions().GetEmailMapping()["target1"].GetToDomain() != "acme-eu.example" ||
+		s.GetOnRemove() != orgsyncv1.OnRemove_ON_REMOVE_DEACTIVATE || s.GetMaxUsers() != 500 {
+		t.Errorf("first set: %v", s)
+	}
+	if s := files[1].Set; s.GetName() != "support-team" || len(s.GetTargets().GetOrgs()) != 2 || s.GetOnRemove() != orgsyncv1.OnRemove_ON_REMOVE_KEEP {
+		t.Errorf("second set: %v", s)
+	}
+	if _, err := orgconfig.ParseSelector(files[0].Set.GetTargets().GetSelector()); err != nil {
+		t.Errorf("selector: %v", err)
 	}
 }
