@@ -77,6 +77,7 @@ type UserPatch struct {
 	Email      *string
 	Manager    *string // user id of the manager; "" clears it
 	Addresses  *[]Contact
+	State      *string // "active" or "inactive" (a user is never deleted by orgsync)
 }
 
 // updateUser is the body of PATCH /api/v2/users/{userId} (spec UpdateUser).
@@ -87,6 +88,7 @@ type updateUser struct {
 	Email      *string    `json:"email,omitempty"`
 	Manager    *string    `json:"manager,omitempty"`
 	Addresses  *[]Contact `json:"addresses,omitempty"`
+	State      *string    `json:"state,omitempty"`
 	Version    int        `json:"version"`
 }
 

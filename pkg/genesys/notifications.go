@@ -16,7 +16,7 @@ var (
 )
 
 // UserAuditTopic is the notification topic of audit events of one user.
-func UserAuditTopic(userID string) string { return "v2.audits.entitytype.USER.entityid." + userID }
+func UserAuditTopic(userID string) string { return AuditTopic("USER", userID) }
 
 // CreateChannel opens a notifications channel. Creating one is not
 // idempotent and has no key to look it up by, so a lost answer is surfaced

@@ -212,7 +212,7 @@ func (c *Client) PatchUser(ctx context.Context, userID string, patch UserPatch) 
 			return nil, err
 		}
 		body := updateUser{Name: patch.Name, Title: patch.Title, Department: patch.Department, Email: patch.Email,
-			Manager: patch.Manager, Addresses: patch.Addresses, Version: cur.Version}
+			Manager: patch.Manager, Addresses: patch.Addresses, State: patch.State, Version: cur.Version}
 		var out User
 		err = c.do(ctx, request{op: opPatchUser, params: []string{userID}, body: body, out: &out, idempotent: true})
 		if err == nil {

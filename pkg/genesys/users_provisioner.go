@@ -116,7 +116,7 @@ func (c *Client) PatchUserAtVersion(ctx context.Context, userID string, version 
 		return c.PatchUser(ctx, userID, patch)
 	}
 	body := updateUser{Name: patch.Name, Title: patch.Title, Department: patch.Department, Email: patch.Email,
-		Manager: patch.Manager, Addresses: patch.Addresses, Version: version}
+		Manager: patch.Manager, Addresses: patch.Addresses, State: patch.State, Version: version}
 	var out User
 	err := c.do(ctx, request{op: opPatchUser, params: []string{userID}, body: body, out: &out, idempotent: true})
 	if err == nil {

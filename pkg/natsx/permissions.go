@@ -36,7 +36,18 @@ const (
 	CursorBucket    = "orgsync-reconciler" // reconciler's sweep cursor
 	DriftBucket     = "orgsync-drift"      // provisioner's drift baseline
 	CRMHealthBucket = "orgsync-crm"        // integrator's CRM sync results
+
+	// Sync sets: the reconciler alone writes them (it validates every
+	// apply); the CLI reads them for get/describe and changes them by
+	// request on SyncSetApplySubject / SyncSetDeleteSubject.
+	SyncSetBucket        = "orgsync-syncsets"       // the sets (protobuf SyncSet by name)
+	SyncSetStatusBucket  = "orgsync-syncset-status" // membership and last converge
+	SyncSetApplySubject  = "orgsync.syncset.apply"  // ApplySyncSetRequest, request/reply
+	SyncSetDeleteSubject = "orgsync.syncset.delete" // DeleteSyncSetRequest, request/reply
 )
+
+// syncSetBuckets are the buckets the reconciler writes and the CLI reads.
+func syncSetBuckets() []string { return []string{SyncSetBucket, SyncSetStatusBucket} }
 
 // workBuckets are the KV buckets every service may create, read and write.
 func workBuckets() []string {
@@ -103,9 +114,12 @@ var subj = struct{ clone, change, snapshot, plan, integration, event, reconcile,
 //     read the token bucket (pkg/authclient reads the cache before asking);
 //   - every service ensures and uses the work streams and buckets, and
 //     publishes what it produces;
+//   - the reconciler alone answers sync set requests and writes the sync
+//     set buckets; it publishes the clone requests of a set's joiners and
+//     the deactivate plans of its leavers;
 //   - the CLI publishes clone requests, changes and replays, asks the
-//     reconciler, reads every stream and work bucket and retries dead
-//     letters; it can neither request a token nor touch KV_orgsync-tokens,
+//     reconciler (reconcile, sync set apply/delete), reads every stream,
+//     work bucket and the sync set buckets, and retries dead letters; it can neither request a token nor touch KV_orgsync-tokens,
 //     and creates or updates no stream (a stream update could source the
 //     token bucket into a readable stream).
 func Permissions(role string) (*server.Permissions, error) {
@@ -143,15 +157,24 @@ func Permissions(role string) (*server.Permissions, error) {
 	case RoleIntegrator:
 		pub = append(pub, subj.event)
 	case RoleReconciler:
-		pub = append(pub, subj.change, subj.event)
-		sub = append(sub, subj.reconcile)
+		for _, b := range syncSetBuckets() {
+			pub = append(pub, jsManage(kvStream(b))...)
+			pub = append(pub, jsRead(kvStream(b))...)
+			pub = append(pub, "$KV."+b+".>")
+		}
+		pub = append(pub, subj.change, subj.event, subj.clone, subj.plan)
+		sub = append(sub, subj.reconcile, SyncSetApplySubject, SyncSetDeleteSubject)
 		responses = true
 	case RoleCLI:
 		for _, s := range workStreams() {
 			pub = append(pub, jsRead(s)...)
 		}
+		for _, b := range syncSetBuckets() {
+			pub = append(pub, jsRead(kvStream(b))...)
+		}
 		pub = append(pub, "$KV."+FailedBucket+".>", // failed --retry removes the record
-			subj.clone, subj.change, subj.snapshot, subj.plan, subj.integration, subj.reconcile, subj.orgsCheck)
+			subj.clone, subj.change, subj.snapshot, subj.plan, subj.integration, subj.reconcile, subj.orgsCheck,
+			SyncSetApplySubject, SyncSetDeleteSubject)
 	default:
 		return nil, fmt.Errorf("natsx: unknown NATS role %q (known: %s)", role, strings.Join(Roles(), ", "))
 	}

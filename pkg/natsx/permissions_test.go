@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -129,5 +130,44 @@ func TestClientAuthRefusesReadableCredsAndMixedSources(t *testing.T) {
 	}
 	if _, err := (natsx.ClientAuth{Creds: filepath.Join(dir, "none"), User: "u", Password: "p"}).Options(natsx.RoleCLI); err == nil || !strings.Contains(err.Error(), "give one of") {
 		t.Errorf("two credential sources: err = %v", err)
+	}
+}
+
+// TestOnlyReconcilerWritesSyncSets: the reconciler validates every sync
+// set, so it alone answers apply/delete and writes the two buckets; the
+// CLI (and other systems) request and read; the other services do neither.
+func TestOnlyReconcilerWritesSyncSets(t *testing.T) {
+	for _, role := range natsx.Roles() {
+		p, err := natsx.Permissions(role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, sub := p.Publish.Allow, p.Subscribe.Allow
+		answers := slices.Contains(sub, natsx.SyncSetApplySubject) && slices.Contains(sub, natsx.SyncSetDeleteSubject)
+		requests := slices.Contains(pub, natsx.SyncSetApplySubject) && slices.Contains(pub, natsx.SyncSetDeleteSubject)
+		for _, b := range []string{natsx.SyncSetBucket, natsx.SyncSetStatusBucket} {
+			writes := slices.Contains(pub, "$KV."+b+".>") || slices.Contains(pub, "$JS.API.STREAM.CREATE.KV_"+b)
+			reads := slices.Contains(pub, "$JS.API.DIRECT.GET.KV_"+b+".>") && slices.Contains(pub, "$JS.API.CONSUMER.*.KV_"+b+".>")
+			switch role {
+			case natsx.RoleReconciler:
+				if !writes || !reads || !answers || requests {
+					t.Errorf("reconciler on %s: writes %v reads %v answers %v requests %v", b, writes, reads, answers, requests)
+				}
+			case natsx.RoleCLI:
+				if writes || !reads || answers || !requests {
+					t.Errorf("cli on %s: writes %v reads %v answers %v requests %v", b, writes, reads, answers, requests)
+				}
+			default:
+				if writes || reads || answers || requests {
+					t.Errorf("%s on %s: writes %v reads %v answers %v requests %v", role, b, writes, reads, answers, requests)
+				}
+			}
+		}
+	}
+	// A set's joiners are clone requests and its leavers' deactivations
+	// plans: the reconciler publishes both.
+	p, _ := natsx.Permissions(natsx.RoleReconciler)
+	if !slices.Contains(p.Publish.Allow, "orgsync.clone.>") || !slices.Contains(p.Publish.Allow, "orgsync.plan.>") {
+		t.Errorf("reconciler cannot publish clone requests or plans: %v", p.Publish.Allow)
 	}
 }

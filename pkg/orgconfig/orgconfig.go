@@ -27,7 +27,6 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -57,7 +56,8 @@ type Org struct {
 	// the genesys defaults (10 and 10).
 	RateLimit float64 `yaml:"rateLimit"`
 	Burst     int     `yaml:"burst"`
-	// Labels classify the org (region: emea, tier: prod) for selectors.
+	// Labels group orgs for selectors (sync set targets, --target-selector):
+	// {region: emea, tier: regional}. See ParseSelector and Config.Select.
 	Labels map[string]string `yaml:"labels,omitempty"`
 }
 
@@ -361,21 +361,6 @@ func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// labelPart is what a label key or value may contain: one word of letters,
-// digits, '-', '_' and '.' (as Kubernetes label values), so a selector
-// needs no quoting.
-var labelPart = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
-
-func validLabel(k, v string) error {
-	if !labelPart.MatchString(k) {
-		return fmt.Errorf("label key %q: want letters, digits, '-', '_' or '.'", k)
-	}
-	if !labelPart.MatchString(v) {
-		return fmt.Errorf("label %s=%q: want letters, digits, '-', '_' or '.'", k, v)
-	}
-	return nil
-}
-
 // WithSets returns a copy of c with the named org sets (name → org keys),
 // validated like a file's "sets:".
 func (c *Config) WithSets(sets map[string][]string) (*Config, error) {
@@ -389,34 +374,16 @@ func (c *Config) WithSets(sets map[string][]string) (*Config, error) {
 // Sets returns the named org sets (name → org keys); do not modify it.
 func (c *Config) Sets() map[string][]string { return c.sets }
 
-// Select returns the keys (sorted) of the orgs whose labels match selector,
-// "key=value[,key2=value2…]": every pair must match. A malformed selector is
-// an error; one that matches no org returns none and an error naming the
-// labels in use, so a typo does not read as "nothing to do".
+// Select returns the keys (sorted) of the orgs whose labels match selector
+// (ParseSelector's syntax, e.g. "region=emea,tier=prod"). A malformed
+// selector is an error; one that matches no org returns none and an error
+// naming the labels in use, so a typo does not read as "nothing to do".
 func (c *Config) Select(selector string) ([]string, error) {
-	want := map[string]string{}
-	for _, pair := range strings.Split(selector, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if !ok {
-			return nil, fmt.Errorf("selector %q: %q is not key=value", selector, pair)
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if err := validLabel(k, v); err != nil {
-			return nil, fmt.Errorf("selector %q: %w", selector, err)
-		}
-		want[k] = v
+	sel, err := ParseSelector(selector)
+	if err != nil {
+		return nil, err
 	}
-	var out []string
-	for _, key := range c.Keys() {
-		labels := c.orgs[key].Labels
-		match := true
-		for k, v := range want {
-			match = match && labels[k] == v
-		}
-		if match {
-			out = append(out, key)
-		}
-	}
+	out := c.Matching(sel)
 	if len(out) == 0 {
 		return nil, fmt.Errorf("selector %q matches no org (labels in use: %s)", selector, c.labelsInUse())
 	}

@@ -195,13 +195,13 @@ func TestSelectAndExpandTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for sel, want := range map[string]string{"tier=prod": "t-ie,t-us", "region=emea,tier=prod": "t-ie", " region = emea ": "t-de,t-ie"} {
+	for sel, want := range map[string]string{"tier=prod": "t-ie,t-us", "region=emea,tier=prod": "t-ie", " region = emea ": "t-de,t-ie", "tier in (prod test),region!=amer": "t-de,t-ie"} {
 		got, err := c.Select(sel)
 		if err != nil || strings.Join(got, ",") != want {
 			t.Errorf("Select(%q) = %v, %v; want %s", sel, got, err, want)
 		}
 	}
-	for sel, want := range map[string]string{"tier=staging": "matches no org (labels in use: region=amer, region=emea, role=source, tier=prod, tier=test)", "tier": `"tier" is not key=value`, "tier=a b": `label tier="a b"`} {
+	for sel, want := range map[string]string{"tier=staging": "matches no org (labels in use: region=amer, region=emea, role=source, tier=prod, tier=test)", "tier=a b": `label tier: value "a b"`, "tier=": `value ""`} {
 		if _, err := c.Select(sel); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Select(%q) error %v; want %q", sel, err, want)
 		}

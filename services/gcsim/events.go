@@ -33,6 +33,10 @@ type UserChange struct {
 	// PUT /users/{userId}/routingskills/bulk, ...); for calls on a group
 	// (queue or team members, license batches) they are empty.
 	Changes []PropertyChange
+	// TeamLeft and TeamJoined are, for aspect "team", the ids of the teams
+	// the user left and joined (empty when none): the change also goes to
+	// those teams' audit topics.
+	TeamLeft, TeamJoined string
 }
 
 // PropertyChange is one changed property of an audit event, the SDK's
@@ -55,6 +59,13 @@ func (s *Sim) OnUserChanged(fn func(UserChange)) {
 // userChanged queues a change event; o.mu must be held.
 func (s *Sim) userChanged(o *org, userID, aspect string) {
 	o.pending = append(o.pending, UserChange{OrgID: o.id, UserID: userID, Aspect: aspect, At: s.now()})
+}
+
+// teamChanged queues the "team" change of a user moved from team old to
+// team new (either may be ""); o.mu must be held.
+func (s *Sim) teamChanged(o *org, userID, old, new string) {
+	o.pending = append(o.pending, UserChange{OrgID: o.id, UserID: userID, Aspect: "team", At: s.now(),
+		TeamLeft: old, TeamJoined: new})
 }
 
 // lock acquires o.mu and returns the matching unlock, which delivers the

@@ -20,12 +20,16 @@ const (
 )
 
 // auditTopicRE matches the audit topic v2.audits.entitytype.{TYPE}.entityid.{id}.
-// Only TYPE USER carries events in the simulator; other entity types are
-// valid subscriptions that never fire.
+// TYPE USER carries every change of a user, TYPE TEAM the membership
+// changes of a team; other entity types are valid subscriptions that never
+// fire.
 var auditTopicRE = regexp.MustCompile(`^v2\.audits\.entitytype\.([A-Z_]+)\.entityid\.([^.\s]+)$`)
 
 // UserAuditTopic is the topic carrying audit events of one user.
 func UserAuditTopic(userID string) string { return "v2.audits.entitytype.USER.entityid." + userID }
+
+// TeamAuditTopic is the topic carrying membership changes of one team.
+func TeamAuditTopic(teamID string) string { return "v2.audits.entitytype.TEAM.entityid." + teamID }
 
 // notifier holds the Notifications API state of all orgs: channels, their
 // subscriptions and their WebSocket connection. Lock order: org.mu (held by
@@ -285,7 +289,7 @@ func topicListing(c *channel, rejected []map[string]any) map[string]any {
 func (s *Sim) availableTopics(r *http.Request, o *org) (int, any, *apiError) {
 	expand := expandSet(r)
 	full := map[string]any{
-		"description":               "Audit events of an entity; gcsim raises them for entity type USER on every configuration change.",
+		"description":               "Audit events of an entity; gcsim raises them for entity type USER on every configuration change and for TEAM on membership changes.",
 		"enforced":                  true,
 		"visibility":                "Public",
 		"transports":                []string{"Websocket"},
@@ -360,6 +364,12 @@ func auditNotification(ch UserChange) []byte {
 		Entity:          auditRef{ID: ch.UserID, Name: ch.UserName, SelfURI: "/api/v2/users/" + ch.UserID},
 		PropertyChanges: nonNil(ch.Changes),
 	}
+	return auditMessage(UserAuditTopic(ch.UserID), ch, body)
+}
+
+// auditMessage completes body with the caller of change ch and wraps it
+// as the notification of topic.
+func auditMessage(topic string, ch UserChange, body auditLogMessage) []byte {
 	if ch.ClientID != "" {
 		body.ClientID = &auditRef{ID: ch.ClientID, SelfURI: "/api/v2/oauth/clients/" + ch.ClientID}
 	}
@@ -367,7 +377,7 @@ func auditNotification(ch UserChange) []byte {
 		body.RemoteIP = []string{ch.RemoteIP}
 	}
 	b, _ := json.Marshal(map[string]any{
-		"topicName": UserAuditTopic(ch.UserID),
+		"topicName": topic,
 		"version":   "2",
 		"eventBody": body,
 		"metadata":  map[string]any{"CorrelationId": newID()},
@@ -401,19 +411,57 @@ func (s *Sim) SocketsSubscribed(orgID, topic string) int {
 // publishUserChange is the OnUserChanged listener: the change goes to every
 // live channel of the org subscribed to the user's audit topic that has a
 // connected socket. Channels without a socket miss it, as on the platform.
+// A team change also goes to the audit topics of the teams the user left
+// and joined (entity Team, property "members", the user's id), so a
+// subscriber of a team hears about members it did not know yet. That use
+// of the generic v2.audits.entitytype.{type}.entityid.{id} topic for team
+// membership is the simulator's modelling, not documented platform
+// behaviour.
 func (s *Sim) publishUserChange(ch UserChange) {
-	topic := UserAuditTopic(ch.UserID)
+	s.publishAudit(ch.OrgID, UserAuditTopic(ch.UserID), func() []byte { return auditNotification(ch) })
+	if ch.Aspect != "team" {
+		return
+	}
+	if ch.TeamLeft != "" {
+		s.publishAudit(ch.OrgID, TeamAuditTopic(ch.TeamLeft), func() []byte {
+			return teamAuditNotification(ch, ch.TeamLeft, PropertyChange{Property: "members", OldValues: []string{ch.UserID}, NewValues: []string{}})
+		})
+	}
+	if ch.TeamJoined != "" {
+		s.publishAudit(ch.OrgID, TeamAuditTopic(ch.TeamJoined), func() []byte {
+			return teamAuditNotification(ch, ch.TeamJoined, PropertyChange{Property: "members", OldValues: []string{}, NewValues: []string{ch.UserID}})
+		})
+	}
+}
+
+// teamAuditNotification renders a membership change of team teamID as the
+// message on the team's audit topic (an AuditTopicAuditLogMessage of
+// entityType Team).
+func teamAuditNotification(ch UserChange, teamID string, change PropertyChange) []byte {
+	body := auditLogMessage{
+		ID: newID(), UserHomeOrgID: ch.OrgID,
+		ServiceName: "Directory", Level: "USER", EventTime: fmtTime(ch.At),
+		Action: "Update", EntityType: "Team",
+		Entity:          auditRef{ID: teamID, SelfURI: "/api/v2/teams/" + teamID},
+		PropertyChanges: []PropertyChange{change},
+	}
+	return auditMessage(TeamAuditTopic(teamID), ch, body)
+}
+
+// publishAudit enqueues the message render makes on every connected channel
+// of orgID subscribed to topic.
+func (s *Sim) publishAudit(orgID, topic string, render func() []byte) {
 	var payload []byte
 	n := s.notif
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.sweepLocked(s.now())
 	for _, c := range n.channels {
-		if c.orgID != ch.OrgID || !c.topics[topic] || c.conn == nil {
+		if c.orgID != orgID || !c.topics[topic] || c.conn == nil {
 			continue
 		}
 		if payload == nil {
-			payload = auditNotification(ch)
+			payload = render()
 		}
 		c.conn.enqueue(payload, true)
 	}

@@ -143,6 +143,7 @@ type user struct {
 	languages                          map[string]float64          // languageId -> proficiency
 	utilization                        map[string]mediaUtilization // nil: org level
 	teamID                             string
+	deactivated                        bool // PATCH state inactive
 	grants                             []grant
 	licenses                           map[string]bool
 	externalIDs                        []externalID
@@ -452,9 +453,10 @@ func (o *org) indexExternalIDs(u *user, add bool) {
 // hasLicense reports whether u holds any license (the license gate).
 func (u *user) hasLicense() bool { return len(u.licenses) > 0 }
 
-// stateAt is the user's state at time now: inactive until activeAt.
+// stateAt is the user's state at time now: inactive until activeAt, and
+// after a PATCH to state inactive until one to active.
 func (u *user) stateAt(now time.Time) string {
-	if now.Before(u.activeAt) {
+	if u.deactivated || now.Before(u.activeAt) {
 		return "inactive"
 	}
 	return "active"

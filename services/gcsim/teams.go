@@ -140,7 +140,7 @@ func (s *Sim) deleteTeam(r *http.Request, o *org) (int, any, *apiError) {
 	}
 	for id := range t.members {
 		o.setTeam(o.users[id], "")
-		s.userChanged(o, id, "team")
+		s.teamChanged(o, id, t.id, "")
 	}
 	delete(o.teams, t.id)
 	return 204, nil, nil
@@ -195,9 +195,9 @@ func (s *Sim) addTeamMembers(r *http.Request, o *org) (int, any, *apiError) {
 			failures = append(failures, map[string]any{"id": id, "reason": "UserNotFound"})
 			continue
 		}
-		if u.teamID != t.id {
+		if old := u.teamID; old != t.id {
 			o.setTeam(u, t.id)
-			s.userChanged(o, u.id, "team")
+			s.teamChanged(o, u.id, old, t.id)
 		}
 		added = append(added, map[string]any{"id": u.id, "selfUri": "/api/v2/users/" + u.id})
 	}
@@ -220,7 +220,7 @@ func (s *Sim) removeTeamMembers(r *http.Request, o *org) (int, any, *apiError) {
 	for id := range ids {
 		if u := o.users[id]; u != nil && u.teamID == t.id {
 			o.setTeam(u, "")
-			s.userChanged(o, u.id, "team")
+			s.teamChanged(o, u.id, t.id, "")
 		}
 	}
 	return 204, nil, nil

@@ -290,6 +290,7 @@ func (s *Sim) patchUser(r *http.Request, o *org) (int, any, *apiError) {
 		if *b.State == "active" && s.now().Before(u.activeAt) {
 			u.activeAt = s.now()
 		}
+		u.deactivated = *b.State == "inactive"
 	}
 	if b.Name != nil || b.Email != nil || b.Title != nil || b.Department != nil || b.Manager != nil || b.State != nil {
 		s.userChanged(o, u.id, "profile")
@@ -385,7 +386,7 @@ func (c searchCriteria) compile() criterion {
 }
 
 // match evaluates the criterion against u (fields are ORed, values ORed).
-func (cc *criterion) match(u *user) (bool, *apiError) {
+func (cc *criterion) match(u *user, now time.Time) (bool, *apiError) {
 	if cc.err != nil {
 		return false, cc.err
 	}
@@ -402,8 +403,14 @@ func (cc *criterion) match(u *user) (bool, *apiError) {
 			field = u.title
 		case "department":
 			field = u.department
+		case "divisionId":
+			field = u.divisionID
+		case "teamId":
+			field = u.teamID
+		case "state":
+			field = u.stateAt(now)
 		default:
-			return false, badRequest("search field %q is not supported (email, name, id, title, department)", f)
+			return false, badRequest("search field %q is not supported (email, name, id, title, department, divisionId, teamId, state)", f)
 		}
 		lf := strings.ToLower(field)
 		switch cc.c.Type {
@@ -475,6 +482,7 @@ func (s *Sim) search(o *org, b userSearchBody) (int, any, *apiError) {
 	for _, e := range b.Expand {
 		expand[e] = true
 	}
+	now := s.now()
 	crit := make([]criterion, len(b.Query))
 	for i, c := range b.Query {
 		crit[i] = c.compile()
@@ -489,7 +497,7 @@ func (s *Sim) search(o *org, b userSearchBody) (int, any, *apiError) {
 		var err *apiError
 		for i := range crit {
 			var m bool
-			if m, err = crit[i].match(u); err != nil {
+			if m, err = crit[i].match(u, now); err != nil {
 				break
 			}
 			ok = ok && m

@@ -71,7 +71,8 @@ type IO struct {
 // the command list.
 func commands() []func(*app) *cobra.Command {
 	return []func(*app) *cobra.Command{
-		newCloneCmd, newPlanCmd, newStatusCmd, newWatchCmd,
+		newCloneCmd, newPlanCmd, newApplyCmd, newDiffCmd, newGetCmd, newDescribeCmd, newDeleteCmd,
+		newStatusCmd, newWatchCmd,
 		newReconcileCmd, newDriftCmd, newAuditCmd, newIntegrationsCmd,
 		newReplayCmd, newFailedCmd, newOrgsCmd,
 		newDevCmd, newNATSCredsCmd, newGcsimCmd, newBenchCmd, newDemoCmd,

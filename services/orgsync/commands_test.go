@@ -38,12 +38,15 @@ func TestDemo(t *testing.T) {
 	out := stdout.String()
 	for _, want := range []string{"1) clone", "2) the same clone again", "target1  unchanged", "second run changed nothing",
 		"3) continuous sync", "target3: skills of john.smith@acme.example match the source", "every target converged",
-		"4) CRM integration sync", "target3  0        2            0       0        0%"} {
+		"4) CRM integration sync", "target3  0        2            0       0        0%",
+		"5) sync set", "write requests in gcsim: target1 0, target2 0, target3 0", "target3: nina.newhire@acme.example, active, team Billing Team",
+		"the new team member reached every target"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
 	t.Logf("demo output:\n%s", out)
+	t.Logf("sync set new hire in every target %v after the team add", res.HireConverged)
 }
 
 // TestCLICloneAndStatus drives the CLI commands themselves against a

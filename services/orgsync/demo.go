@@ -81,13 +81,18 @@ type DemoResult struct {
 	ChangeConverged time.Duration
 	// CRM is the CRM sync counts per target once none is pending.
 	CRM map[string]integrator.Counts
+	// HireJoinedAt is when step 5's new hire was put in the sync set's
+	// team, HireConverged the time until every target had them.
+	HireJoinedAt  time.Time
+	HireConverged time.Duration
 }
 
 // Demo starts the dev environment with gcsim's demo orgs, clones the
 // reference users into the three target orgs with progress and a summary,
 // then runs the same clone again under a new request id and shows that
 // nothing changed, then changes a reference user at the source and shows
-// every target following. It fails when a run fails, the second run changed
+// every target following, then applies a sync set following the source's
+// team and shows a new hire in the team reaching every target. It fails when a run fails, the second run changed
 // anything (in the report or in gcsim's write counters), or the targets do
 // not converge on the change.
 func Demo(ctx context.Context, opts DemoOptions, out IO) error {
@@ -199,6 +204,9 @@ func RunDemo(ctx context.Context, opts DemoOptions, out IO) (*DemoResult, error)
 		return res, err
 	}
 	if err := writeCRMCounts(out.Out, res.CRM, demoTargets); err != nil {
+		return res, err
+	}
+	if err := demoSyncSetStep(ctx, d, opts.StoreDir, res, out); err != nil {
 		return res, err
 	}
 	if opts.KeptLog {

@@ -121,9 +121,15 @@ func TestPipelineEndToEnd(t *testing.T) {
 // the target's own DID pool, active; and the report names the same user id.
 func assertClonedState(t *testing.T, h *harness, rep *Report, target string) {
 	t.Helper()
+	assertClonedUsers(t, h, rep, target, e2eUsers)
+}
+
+// assertClonedUsers is assertClonedState for the source users emails.
+func assertClonedUsers(t *testing.T, h *harness, rep *Report, target string, emails []string) {
+	t.Helper()
 	src, tgt := h.orgID("source"), h.orgID(target)
 	numbers := map[string]string{}
-	for _, email := range e2eUsers {
+	for _, email := range emails {
 		want, ok := h.dev.Sim.UserByEmail(src, email)
 		if !ok {
 			t.Fatalf("source has no %s", email)

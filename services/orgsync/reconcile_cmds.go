@@ -19,7 +19,7 @@ import (
 func newReconcileCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reconcile [--org SOURCE_ORG] [--now] [flags]",
-		Short: "sweep tracked users now: re-extract them and converge every target (--now: wait for the sweep)",
+		Short: "sweep tracked users and re-resolve sync sets now: re-extract them and converge every target (--now: wait for the sweep)",
 		Args:  cobra.NoArgs,
 	}
 	d := a.deploymentFlags(cmd)
@@ -82,6 +82,7 @@ func runReconcile(ctx context.Context, d *deployment, target string, now bool, t
 			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", r.SourceOrg, r.RunID, r.Users, r.Published, r.Duplicates, state)
 		}
 		_ = w.Flush()
+		printSyncSetRuns(out.Out, reply.SyncSets)
 	}
 	if reply.Error != "" {
 		return errors.New(reply.Error)

@@ -123,6 +123,9 @@ func failPlan(format string, args ...any) error {
 func (e *Engine) Apply(ctx context.Context, plan *orgsyncv1.Plan) (*PlanResult, error) {
 	ctx, span := tracer.Start(ctx, "provisioner.apply")
 	defer span.End()
+	if isDeactivatePlan(plan) {
+		return e.applyDeactivate(ctx, plan)
+	}
 	r, err := e.newRun(plan)
 	if err != nil {
 		e.emitTargetFailed(ctx, plan, err)
@@ -229,7 +232,7 @@ func validatePlan(p *orgsyncv1.Plan) error {
 		}
 		seen[d.GetExternalId()] = true
 		for _, s := range up.GetSteps() {
-			if _, ok := phaseByKind[s.GetKind()]; !ok {
+			if _, ok := phaseByKind[s.GetKind()]; !ok && s.GetKind() != orgsyncv1.StepKind_STEP_KIND_DEACTIVATE {
 				return fmt.Errorf("provisioner: plan %s: user %s: unknown step kind %v", p.GetPlanId(), d.GetExternalId(), s.GetKind())
 			}
 		}

@@ -268,6 +268,8 @@ func stepName(k orgsyncv1.StepKind) string {
 		return "phone"
 	case orgsyncv1.StepKind_STEP_KIND_VERIFY:
 		return "verify"
+	case orgsyncv1.StepKind_STEP_KIND_DEACTIVATE:
+		return "deactivate"
 	}
 	return k.String()
 }

@@ -28,11 +28,13 @@ func Command() service.Command {
 			fs.BoolVar(&cfg.WebhookDisabled, "no-webhook", false, "disable the webhook endpoint")
 			fs.DurationVar(&cfg.SweepInterval, "sweep-interval", DefaultSweepInterval, "interval of the periodic sweep of every tracked user; negative disables it")
 			fs.BoolVar(&cfg.NotificationsDisabled, "no-notifications", false, "disable the Notifications API subscriber")
+			fs.DurationVar(&cfg.SyncSets.SweepInterval, "selection-sweep-interval", DefaultSyncSetSweepInterval, "re-resolve every sync set's selection this often (joins the Notifications API does not report); negative: never")
+			fs.BoolVar(&cfg.SyncSets.Disabled, "no-syncsets", false, "do not serve sync sets ("+SyncSetApplySubject+")")
 			fs.DurationVar(&cfg.ChannelRenewMargin, "channel-renew-margin", DefaultChannelRenewMargin, "renew notification channels this long before they expire")
 			return func(env *service.Env) (service.Runnable, error) {
 				cfg.WebhookSecret = os.Getenv(EnvWebhookSecret)
 				cfg.Replicas = env.Topology.Replicas
-				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger})
+				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger, Orgs: env.Orgs})
 			}
 		},
 	}

@@ -71,6 +71,9 @@ type Config struct {
 
 	// Replicas of the KV buckets the reconciler creates (1 or 3).
 	Replicas int
+
+	// SyncSets configures sync set membership (syncset.go).
+	SyncSets SyncSetConfig
 }
 
 // WithDefaults returns c with zero fields replaced by defaults.

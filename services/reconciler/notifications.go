@@ -85,6 +85,11 @@ type notifier struct {
 	dirty map[string]bool
 	wake  chan struct{}
 	subs  map[string]*orgSubscriber
+
+	// extra lists more topics to watch in a source org (the sync sets'
+	// TEAM topics), onAudit hears every audit notification; both optional.
+	extra   func(src string) []string
+	onAudit func(src, entityType, entityID string)
 }
 
 func newNotifier(cfg Config, clients orgs.Clients, js jetstream.JetStream, tracked *TrackedSet, sweeps *sweeper, logger *slog.Logger) *notifier {
@@ -123,7 +128,11 @@ func (n *notifier) run(ctx context.Context) {
 				sub = &orgSubscriber{n: n, src: src, client: client, ctx: ctx, wg: &wg, catchUp: n.tracked.TrackedAtLoad(src)}
 				n.subs[src] = sub
 			}
-			sub.sync(n.tracked.Users(src))
+			var extra []string
+			if n.extra != nil {
+				extra = n.extra(src)
+			}
+			sub.sync(n.tracked.Users(src), extra)
 		}
 		select {
 		case <-ctx.Done():
@@ -170,11 +179,12 @@ type orgSubscriber struct {
 
 // sync repacks the org's topics for users and starts, updates or stops
 // channel connections accordingly.
-func (o *orgSubscriber) sync(users []string) {
-	wanted := make([]string, len(users))
+func (o *orgSubscriber) sync(users, extra []string) {
+	wanted := make([]string, len(users), len(users)+len(extra))
 	for i, u := range users {
 		wanted[i] = genesys.UserAuditTopic(u)
 	}
+	wanted = append(wanted, extra...)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	current := make([][]string, len(o.conns))
@@ -201,6 +211,7 @@ func (o *orgSubscriber) sync(users []string) {
 			continue
 		}
 		c := newChannelConn(o.n.cfg, o.src, o.client, o.n.js, o.n.tracked, o.n.sweeps, o.n.logger, topics, o.catchUp)
+		c.onAudit = o.n.onAudit
 		keep = append(keep, c)
 		o.wg.Add(1)
 		go func() { defer o.wg.Done(); c.run(o.ctx) }()

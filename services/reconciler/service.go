@@ -33,6 +33,7 @@ import (
 
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/orgconfig"
 	"github.com/orgsync/orgsync/pkg/orgs"
 )
 
@@ -43,6 +44,9 @@ type Deps struct {
 	Clients orgs.Clients // Genesys clients of the source orgs (Notifications API)
 	Events  *events.Emitter
 	Logger  *slog.Logger
+	// Orgs is the org registry: target keys and labels of sync sets
+	// (nil: sync sets accept any org key and no label selector matches).
+	Orgs *orgconfig.Config
 }
 
 // Service is the reconciler.
@@ -54,6 +58,7 @@ type Service struct {
 	sweeps  *sweeper
 	hook    *webhook
 	notif   *notifier
+	syncs   *syncSets
 
 	ready       atomic.Bool
 	webhookAddr atomic.Value // string, once listening
@@ -81,6 +86,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.hook = &webhook{cfg: cfg, secret: []byte(cfg.WebhookSecret), js: deps.JS, tracked: s.tracked, logger: logger, now: time.Now}
 	if !cfg.NotificationsDisabled {
 		s.notif = newNotifier(cfg, deps.Clients, deps.JS, s.tracked, s.sweeps, logger)
+	}
+	if !cfg.SyncSets.Disabled && deps.Clients != nil {
+		s.syncs = newSyncSets(cfg.SyncSets, deps, deps.Orgs, logger)
+		if s.notif != nil {
+			s.notif.extra, s.notif.onAudit = s.syncs.Topics, s.syncs.onAudit
+			s.syncs.notify = s.notif.orgChanged
+		}
 	}
 	return s, nil
 }
@@ -159,6 +171,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { // a sweep may take a while; never block the subscription
 			defer wg.Done()
 			reply := s.sweeps.handleReconcile(ctx, m.Subject, m.Data, s.knownOrg)
+			if s.syncs != nil && reply.Error == "" {
+				reply.SyncSets = s.syncs.sweepRequested(ctx, reconcileOrgs(m.Subject), reconcileNow(m.Data))
+			}
 			if m.Reply != "" {
 				_ = m.Respond(mustJSON(reply))
 			}
@@ -178,6 +193,24 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		defer stop()
+	}
+
+	if s.syncs != nil {
+		syncReady := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.syncs.run(ctx, s.cfg.Replicas, syncReady); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
+		select {
+		case <-syncReady:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
 	}
 
 	wg.Add(1)

@@ -299,8 +299,11 @@ type ReconcileRequest struct {
 
 // ReconcileReply answers a ReconcileRequest.
 type ReconcileReply struct {
-	Runs  []SweepResult `json:"runs"`
-	Error string        `json:"error,omitempty"`
+	Runs []SweepResult `json:"runs"`
+	// SyncSets are the sync sets of the swept orgs, re-resolved like a
+	// selection sweep (queued unless the request says now).
+	SyncSets []SyncSetRun `json:"sync_sets,omitempty"`
+	Error    string       `json:"error,omitempty"`
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -377,4 +380,21 @@ func orNone(xs []string) string {
 		return "none"
 	}
 	return strings.Join(xs, ", ")
+}
+
+// reconcileOrgs are the source orgs a valid reconcile request on subject
+// names; nil for all.
+func reconcileOrgs(subject string) []string {
+	target, _ := cutPrefix(subject, reconcilePrefix)
+	if target == ReconcileAll {
+		return nil
+	}
+	return []string{target}
+}
+
+// reconcileNow reports whether a valid reconcile request asks to run now.
+func reconcileNow(data []byte) bool {
+	var req ReconcileRequest
+	_ = json.Unmarshal(data, &req)
+	return req.Now
 }

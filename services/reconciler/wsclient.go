@@ -52,6 +52,9 @@ type channelConn struct {
 	sweeps  *sweeper
 	logger  *slog.Logger
 
+	// onAudit, when set, hears every audit notification (sync sets).
+	onAudit func(src, entityType, entityID string)
+
 	mu      sync.Mutex
 	topics  []string
 	st      ChannelStatus
@@ -326,9 +329,13 @@ func (c *channelConn) handle(ctx context.Context, data []byte) (closing bool) {
 	case n.TopicName == topicSocketClosing:
 		return true
 	}
-	if typ, _ := parseAuditTopic(n.TopicName); typ == "" {
+	typ, entity := parseAuditTopic(n.TopicName)
+	if typ == "" {
 		c.logger.Debug("notifications: message of unexpected topic ignored", "topic", truncate(n.TopicName, 128))
 		return false
+	}
+	if c.onAudit != nil {
+		c.onAudit(c.src, typ, entity)
 	}
 	ev, err := parseAuditRecord(n.EventBody, n.TopicName)
 	if errors.Is(err, ErrNotUserEntity) {

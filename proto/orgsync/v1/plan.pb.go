@@ -51,6 +51,9 @@ const (
 	// receive work (skills and proficiency, capacity per media type, queue
 	// membership); fails with field-level differences otherwise.
 	StepKind_STEP_KIND_VERIFY StepKind = 11
+	// Set the user's state to inactive (a sync set's on_remove deactivate).
+	// Finds the user by external id only; never creates, never deletes.
+	StepKind_STEP_KIND_DEACTIVATE StepKind = 12
 )
 
 // Enum value maps for StepKind.
@@ -68,6 +71,7 @@ var (
 		9:  "STEP_KIND_TEAM",
 		10: "STEP_KIND_PHONE",
 		11: "STEP_KIND_VERIFY",
+		12: "STEP_KIND_DEACTIVATE",
 	}
 	StepKind_value = map[string]int32{
 		"STEP_KIND_UNSPECIFIED":       0,
@@ -82,6 +86,7 @@ var (
 		"STEP_KIND_TEAM":              9,
 		"STEP_KIND_PHONE":             10,
 		"STEP_KIND_VERIFY":            11,
+		"STEP_KIND_DEACTIVATE":        12,
 	}
 )
 
@@ -659,7 +664,7 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.orgsync.v1.StepKindR\x04kind\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x03 \x03(\tR\tdependsOn*\xac\x02\n" +
+	"depends_on\x18\x03 \x03(\tR\tdependsOn*\xc6\x02\n" +
 	"\bStepKind\x12\x19\n" +
 	"\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STEP_KIND_ENSURE_USER\x10\x01\x12\x1f\n" +
@@ -673,7 +678,8 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x0eSTEP_KIND_TEAM\x10\t\x12\x13\n" +
 	"\x0fSTEP_KIND_PHONE\x10\n" +
 	"\x12\x14\n" +
-	"\x10STEP_KIND_VERIFY\x10\vB7Z5github.com/orgsync/orgsync/proto/orgsync/v1;orgsyncv1b\x06proto3"
+	"\x10STEP_KIND_VERIFY\x10\v\x12\x18\n" +
+	"\x14STEP_KIND_DEACTIVATE\x10\fB7Z5github.com/orgsync/orgsync/proto/orgsync/v1;orgsyncv1b\x06proto3"
 
 var (
 	file_orgsync_v1_plan_proto_rawDescOnce sync.Once
