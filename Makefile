@@ -11,7 +11,7 @@ GOTESTFLAGS ?= -count=1 -timeout 15m
 BIN         := bin
 CONTRACT    := services/gcsim/contract
 
-.PHONY: all build test gotest contract-deps proto proto-check lint tidy-check fmt demo bench clean
+.PHONY: all build test gotest contract-deps proto proto-check lint tidy-check layer-check fmt demo bench clean
 
 all: build
 
@@ -49,8 +49,8 @@ proto-check:
 	    echo "proto-check: generated code is stale: run 'make proto' and commit"; exit 1; \
 	  fi && echo "proto-check: buf lint ok, generated code up to date"
 
-## lint: gofmt, go mod tidy (every module of go.work unchanged), go vet, buf lint
-lint: tidy-check
+## lint: gofmt, go mod tidy (every module of go.work unchanged), pkg/ never depends on services/, go vet, buf lint
+lint: tidy-check layer-check
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
@@ -67,6 +67,12 @@ tidy-check:
 	  fi; \
 	done; \
 	if [ $$status = 0 ]; then echo "tidy-check: every module tidy"; fi; exit $$status
+
+## layer-check: fail when pkg/ depends on services/, even in tests (layers point down)
+layer-check:
+	@out=$$(go list -deps -test -f '{{.ImportPath}}' github.com/orgsync/orgsync/pkg/... | grep '^github.com/orgsync/orgsync/services/'); \
+	  if [ -n "$$out" ]; then echo "layer-check: pkg/ depends on services/ (move the code or test that needs it out of pkg):"; echo "$$out"; exit 1; fi; \
+	  echo "layer-check: pkg/ depends on no service"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')

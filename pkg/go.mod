@@ -4,10 +4,7 @@ go 1.26.0
 
 replace github.com/orgsync/orgsync/proto => ../proto
 
-require (
-	github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
-	github.com/orgsync/orgsync/services/gcsim v0.0.0
-)
+require github.com/orgsync/orgsync/proto v0.0.0-00010101000000-000000000000
 
 require (
 	github.com/go-openapi/jsonpointer v1.0.0 // indirect
@@ -21,7 +18,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/coder/websocket v1.8.15 // indirect
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -65,5 +61,3 @@ require (
 	google.golang.org/protobuf v1.36.12
 	gopkg.in/yaml.v3 v3.0.1
 )
-
-replace github.com/orgsync/orgsync/services/gcsim => ../services/gcsim

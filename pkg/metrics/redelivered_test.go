@@ -4,11 +4,16 @@ import (
 	"context"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/orgsync/orgsync/pkg/metrics"
+	"github.com/orgsync/orgsync/pkg/metrics/metricstest"
 	"github.com/orgsync/orgsync/pkg/natsx"
 )
+
+// Metrics are process-wide: names unique to this run keep -count=N honest.
+var runs atomic.Int32
 
 // TestRedeliveriesAreCounted: a delivery after the first (a retry, or a
 // plan taken over from a dead instance) shows in
@@ -26,7 +31,7 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 		metrics.Delivery(ctx, d)
 	}
 	labels := map[string]string{"stream": "PLANS", "consumer": consumer, "subject": "orgsync.plan.t1"}
-	if got := value(scrape(t, srv.URL), "orgsync_messages_redelivered_total", labels); got != 2 {
+	if got := metricstest.Value(metricstest.Scrape(t, srv.URL), "orgsync_messages_redelivered_total", labels); got != 2 {
 		t.Errorf("orgsync_messages_redelivered_total = %v, want 2", got)
 	}
 }

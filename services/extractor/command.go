@@ -16,9 +16,7 @@ func Command() service.Command {
 		RateShare: 0.5,
 		Flags: func(fs *flag.FlagSet) service.Builder {
 			var cfg Config
-			fs.DurationVar(&cfg.AckWait, "ack-wait", DefaultAckWait, "how long a crashed instance holds a message before it is redelivered (progress is reported while extracting)")
-			fs.IntVar(&cfg.MaxDeliver, "max-deliver", DefaultMaxDeliver, "delivery attempts of a request failing with transient errors before it is reported failed")
-			fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests extracted at once per consumer")
+			cfg.RegisterFlags(fs, ConsumerDefaults)
 			fs.IntVar(&cfg.SnapshotUsers, "snapshot-users", DefaultSnapshotUsers, "most users per snapshot: larger requests are published in parts as they are read, so provisioning starts early")
 			return func(env *service.Env) (service.Runnable, error) {
 				cfg.Topology = env.Topology

@@ -16,6 +16,7 @@ import (
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/extractor"
@@ -76,7 +77,7 @@ func newEnv(t *testing.T) *env {
 	}, orgs.WithTransport(rec), orgs.WithClientOptions(genesys.WithRetryPolicy(genesys.RetryPolicy{
 		MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond})))
 
-	svc, err := extractor.New(extractor.Config{Backoff: []time.Duration{50 * time.Millisecond}},
+	svc, err := extractor.New(extractor.Config{Consumer: service.Consumer{Backoff: []time.Duration{50 * time.Millisecond}}},
 		extractor.Deps{JS: js, Clients: clients, Events: events.New(js), Logger: telemetry.NopLogger()})
 	if err != nil {
 		t.Fatal(err)

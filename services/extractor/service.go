@@ -19,6 +19,7 @@ import (
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
 )
 
 // Durable consumer names.
@@ -27,34 +28,23 @@ const (
 	ChangesDurable = "extractor-changes"
 )
 
-// Defaults of Config.
-const (
-	DefaultAckWait         = 30 * time.Second
-	DefaultInProgressEvery = 10 * time.Second
-	DefaultMaxDeliver      = 5
-	DefaultConcurrency     = 4
-	// DefaultSnapshotUsers is the largest snapshot part of a clone request:
-	// a request of more users is published in parts, so the targets start
-	// provisioning while the rest of the users are still being read.
-	DefaultSnapshotUsers = 20
-)
+// ConsumerDefaults are the extractor's defaults of the shared consumer settings.
+var ConsumerDefaults = service.ConsumerDefaults{
+	AckWait: 30 * time.Second, MaxInProgressEvery: 10 * time.Second, MaxDeliver: 5, Concurrency: 4,
+	Work: "request", ConcurrencyHelp: "requests extracted at once per consumer",
+}
+
+// DefaultSnapshotUsers is the largest snapshot part of a clone request: a
+// request of more users is published in parts, so the targets start
+// provisioning while the rest of the users are still being read.
+const DefaultSnapshotUsers = 20
 
 // Config tunes the extractor. The zero value is valid (see WithDefaults).
 type Config struct {
-	// Topology of streams and buckets (replicas also apply to the tracking bucket).
-	Topology natsx.Topology
-	// AckWait of both consumers; extraction reports progress every
-	// InProgressEvery, so AckWait only bounds how long a crashed instance
-	// holds a message.
-	AckWait         time.Duration
-	InProgressEvery time.Duration
-	// MaxDeliver bounds redeliveries of transient failures (API 5xx, 429
-	// beyond the client's retries, NATS hiccups).
-	MaxDeliver int
-	// Backoff between redeliveries (natsx default when empty).
-	Backoff []time.Duration
-	// Concurrency: messages handled at once per consumer.
-	Concurrency int
+	// Consumer: topology, and both consumers (clone requests, changes).
+	// Extraction reports progress every InProgressEvery, so AckWait only
+	// bounds how long a crashed instance holds a message.
+	service.Consumer
 	// SnapshotUsers is the most users one snapshot of a clone request
 	// carries (default DefaultSnapshotUsers).
 	SnapshotUsers int
@@ -64,18 +54,7 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.InProgressEvery == 0 {
-		c.InProgressEvery = min(DefaultInProgressEvery, c.AckWait/3)
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
+	c.Consumer = c.Consumer.WithDefaults(ConsumerDefaults)
 	if c.SnapshotUsers == 0 {
 		c.SnapshotUsers = DefaultSnapshotUsers
 	}
@@ -88,18 +67,12 @@ func (c Config) WithDefaults() Config {
 // Validate reports every invalid field (after defaults).
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
-	if err := c.Topology.Validate(); err != nil {
-		errs = append(errs, err)
+	errs := []error{c.Consumer.Validate(ConsumerDefaults)}
+	if c.SnapshotUsers < 1 {
+		errs = append(errs, fmt.Errorf("SnapshotUsers must be >= 1, got %d", c.SnapshotUsers))
 	}
-	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 || c.SnapshotUsers < 1 {
-		errs = append(errs, fmt.Errorf("AckWait and InProgressEvery must be >= 0, MaxDeliver, Concurrency and SnapshotUsers >= 1"))
-	}
-	if c.InProgressEvery >= c.AckWait {
-		errs = append(errs, fmt.Errorf("InProgressEvery %v must be shorter than AckWait %v", c.InProgressEvery, c.AckWait))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("extractor: invalid config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("extractor: invalid config: %w", err)
 	}
 	return nil
 }
@@ -147,16 +120,12 @@ func (s *Service) Ready() bool { return s.ready.Load() }
 func (s *Service) Tracking() *Tracking { return s.tracking.Load() }
 
 func (s *Service) specs() (natsx.ConsumerSpec, natsx.ConsumerSpec) {
-	base := natsx.ConsumerSpec{
-		AckWait: s.cfg.AckWait, InProgressEvery: s.cfg.InProgressEvery, MaxDeliver: s.cfg.MaxDeliver,
-		Backoff: s.cfg.Backoff, Concurrency: s.cfg.Concurrency, Logger: s.log,
-	}
-	clone := base
-	clone.Stream, clone.Durable = natsx.StreamClone, CloneDurable
+	clone := s.cfg.Spec(natsx.StreamClone, CloneDurable)
+	clone.Logger = s.log
 	clone.FilterSubjects = []string{natsx.SubjectRoot + ".clone.>"}
 	clone.OnTerminate = s.onCloneTerminated
-	changes := base
-	changes.Stream, changes.Durable = natsx.StreamChanges, ChangesDurable
+	changes := s.cfg.Spec(natsx.StreamChanges, ChangesDurable)
+	changes.Logger = s.log
 	changes.FilterSubjects = []string{natsx.SubjectRoot + ".change.>"}
 	changes.OnTerminate = s.onChangeTerminated
 	return clone, changes

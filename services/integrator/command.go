@@ -28,6 +28,7 @@ func Command() service.Command {
 			var cfg Config
 			var crmFile string
 			fs.StringVar(&crmFile, "crm", os.Getenv("ORGSYNC_CRM"), "YAML file of CRM adapters per target org: TARGET: {baseURL, apiKey, integrationName}; apiKey may come from env ORGSYNC_CRM_<TARGET>_API_KEY instead, else the file must be mode 0600 (env ORGSYNC_CRM)")
+			cfg.RegisterFlags(fs, ConsumerDefaults)
 			fs.DurationVar(&cfg.Deadline, "deadline", DefaultDeadline, "how long one CRM sync may take before it counts as failed")
 			fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", DefaultInitialBackoff, "first wait between status polls (doubles, with jitter)")
 			fs.DurationVar(&cfg.MaxBackoff, "max-backoff", DefaultMaxBackoff, "longest wait between status polls")

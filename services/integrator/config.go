@@ -26,6 +26,7 @@ import (
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
 )
 
 // Durable is the integrator's consumer on INTEGRATIONS.
@@ -38,12 +39,16 @@ const (
 	DefaultMaxBackoff           = 15 * time.Second
 	DefaultFailureRateThreshold = 0.2
 	DefaultMinSamples           = 5
-	DefaultAckWait              = 30 * time.Second
-	DefaultMaxDeliver           = 5
-	DefaultConcurrency          = 8
 	DefaultIntegrationName      = "Acme CRM"
 	DefaultIntegrationCheckTTL  = time.Minute
 )
+
+// ConsumerDefaults are the integrator's defaults of the shared consumer
+// settings (progress every third of AckWait while a sync polls).
+var ConsumerDefaults = service.ConsumerDefaults{
+	AckWait: 30 * time.Second, MinAckWait: 3 * time.Second, MaxDeliver: 5, Concurrency: 8,
+	Work: "CRM sync request", ConcurrencyHelp: "CRM syncs run at once",
+}
 
 // CRMTarget is how one target org reaches its CRM.
 type CRMTarget struct {
@@ -85,13 +90,8 @@ type Config struct {
 	// trusted before GET /api/v2/integrations is asked again (one call per
 	// target and TTL instead of one per user). Negative: check every sync.
 	IntegrationCheckTTL time.Duration
-	// Topology of the streams (EnsureStreams at start).
-	Topology natsx.Topology
-	// AckWait, MaxDeliver, Backoff, Concurrency: the request consumer.
-	AckWait     time.Duration
-	MaxDeliver  int
-	Backoff     []time.Duration
-	Concurrency int
+	// Consumer: topology and the request consumer.
+	service.Consumer
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -114,15 +114,7 @@ func (c Config) WithDefaults() Config {
 	if c.IntegrationCheckTTL == 0 {
 		c.IntegrationCheckTTL = DefaultIntegrationCheckTTL
 	}
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
+	c.Consumer = c.Consumer.WithDefaults(ConsumerDefaults)
 	targets := make(map[string]CRMTarget, len(c.Targets))
 	for k, t := range c.Targets {
 		if t.IntegrationName == "" {
@@ -137,10 +129,7 @@ func (c Config) WithDefaults() Config {
 // Validate reports every invalid field (after defaults).
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
-	if err := c.Topology.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{c.Consumer.Validate(ConsumerDefaults)}
 	keys := make([]string, 0, len(c.Targets))
 	for k := range c.Targets {
 		keys = append(keys, k)
@@ -165,11 +154,8 @@ func (c Config) Validate() error {
 	if c.FailureRateThreshold <= 0 || c.FailureRateThreshold > 1 || c.MinSamples < 1 {
 		errs = append(errs, fmt.Errorf("FailureRateThreshold must be in (0, 1] and MinSamples >= 1 (got %g, %d)", c.FailureRateThreshold, c.MinSamples))
 	}
-	if c.AckWait < 3*time.Second || c.MaxDeliver < 1 || c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("AckWait must be >= 3s, MaxDeliver and Concurrency >= 1 (got %v, %d, %d)", c.AckWait, c.MaxDeliver, c.Concurrency))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("integrator: invalid config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("integrator: invalid config: %w", err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
@@ -75,7 +76,7 @@ func (e *env) config() Config {
 		targets[e.key(n)] = CRMTarget{BaseURL: e.simURL, APIKey: "target" + strconv.Itoa(n) + "-crm-key"}
 	}
 	return Config{Targets: targets, Deadline: 5 * time.Second, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Backoff: []time.Duration{50 * time.Millisecond}}
+		Consumer: service.Consumer{Backoff: []time.Duration{50 * time.Millisecond}}}
 }
 
 func (e *env) start(cfg Config) *natsxtest.Running {

@@ -70,13 +70,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 func (s *Service) Ready() bool { return s.ready.Load() }
 
 func (s *Service) spec() natsx.ConsumerSpec {
-	return natsx.ConsumerSpec{
-		Stream: natsx.StreamIntegrations, Durable: Durable,
-		FilterSubjects: []string{natsx.SubjectRoot + ".integration.>"},
-		AckWait:        s.cfg.AckWait, InProgressEvery: s.cfg.AckWait / 3, MaxDeliver: s.cfg.MaxDeliver,
-		Backoff: s.cfg.Backoff, Concurrency: s.cfg.Concurrency, Logger: s.log,
-		OnTerminate: s.onTerminated,
-	}
+	spec := s.cfg.Spec(natsx.StreamIntegrations, Durable)
+	spec.FilterSubjects = []string{natsx.SubjectRoot + ".integration.>"}
+	spec.Logger, spec.OnTerminate = s.log, s.onTerminated
+	return spec
 }
 
 // Run ensures the streams and the state bucket, binds the consumer and

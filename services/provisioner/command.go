@@ -19,10 +19,8 @@ func Command() service.Command {
 			own := fs.String("own", "all", `target org keys this instance owns, comma-separated, or "all" (every org in --orgs); a second instance owning the same org is its hot standby`)
 			fs.StringVar(&cfg.StatePath, "state", "provisioner.db", "bbolt file of this instance (ID translation, step journal, baselines); one file per process")
 			fs.StringVar(&cfg.Instance, "instance", "provisioner", "instance name in logs")
-			fs.IntVar(&cfg.MaxConcurrentPlans, "max-concurrent-plans", 0, "plans of one org run at once (0: default)")
+			cfg.RegisterFlags(fs, ConsumerDefaults)
 			fs.IntVar(&cfg.UserConcurrency, "user-concurrency", 0, "users of one plan worked on at once within a step (0: default)")
-			fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "redelivery timeout of an unacknowledged plan; progress is reported every third of it (0: default)")
-			fs.IntVar(&cfg.MaxDeliver, "max-deliver", 0, "delivery attempts of a plan failing with transient errors (0: default)")
 			fs.DurationVar(&cfg.PinnedTTL, "pinned-ttl", 0, "how long the active instance of an org keeps it after it stops pulling (dies); the standby takes over after this, and the interrupted plan is redelivered after --ack-wait (0: natsx default 30s)")
 			drift := fs.String("drift-policy", "", `per target org, what a sweep does with manual edits of cloned users: "org=enforce|report,..." (unlisted orgs: enforce, restore the source configuration)`)
 			return func(env *service.Env) (service.Runnable, error) {

@@ -17,16 +17,23 @@ import (
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
 )
 
 // Defaults of Config.
 const (
-	DefaultMaxConcurrentPlans = 4
-	DefaultAckWait            = 60 * time.Second
-	DefaultMaxDeliver         = 5
-	DefaultUserConcurrency    = 4
-	DefaultInstance           = "provisioner"
+	DefaultUserConcurrency = 4
+	DefaultInstance        = "provisioner"
 )
+
+// ConsumerDefaults are the provisioner's defaults of the shared consumer
+// settings, for each org's plan consumer: Concurrency is how many plans of
+// one org run at once (plans sharing a user still run one after the other
+// for that user); progress is reported every third of AckWait.
+var ConsumerDefaults = service.ConsumerDefaults{
+	AckWait: 60 * time.Second, MinAckWait: 3 * time.Second, MaxDeliver: 5, UnlimitedDeliveries: true, Concurrency: 4,
+	Work: "plan", ConcurrencyFlag: "max-concurrent-plans", ConcurrencyHelp: "plans of one org run at once",
+}
 
 // Config tunes the provisioner service.
 type Config struct {
@@ -38,19 +45,9 @@ type Config struct {
 	StatePath string
 	// Instance names this provisioner in logs (default "provisioner").
 	Instance string
-	// MaxConcurrentPlans is how many plans of one org run at once (default 4).
-	// Plans sharing a user still run one after the other for that user.
-	MaxConcurrentPlans int
 	// UserConcurrency is how many users of one plan are worked on at once
 	// within a step (default 4); the org's rate limiter is the real bound.
 	UserConcurrency int
-	// AckWait before an unacknowledged plan is redelivered (default 60s); the
-	// runner sends InProgress every AckWait/3 while a plan runs.
-	AckWait time.Duration
-	// MaxDeliver bounds delivery attempts of a plan (default 5).
-	MaxDeliver int
-	// Backoff overrides the Nak delays of transient failures (natsx default when nil).
-	Backoff []time.Duration
 	// PinnedTTL: how long a silent pinned instance keeps an org (natsx default when 0).
 	PinnedTTL time.Duration
 	// DriftPolicy per target org key: DriftEnforce ("enforce", the default
@@ -62,10 +59,9 @@ type Config struct {
 	// NoIntegrationRequests stops publishing CRM sync requests
 	// (orgsync.integration.<target>) for provisioned users.
 	NoIntegrationRequests bool
-	// Topology of the streams and of the drift bucket, ensured at start
-	// (replicas: R1 default, R3 on a cluster). It must be the deployment's:
-	// ensuring with fewer replicas scales the existing streams down.
-	Topology natsx.Topology
+	// Consumer: topology (streams and the drift bucket) and each org's plan
+	// consumer (see ConsumerDefaults).
+	service.Consumer
 }
 
 // WithDefaults returns c with zero fields replaced by defaults.
@@ -73,25 +69,17 @@ func (c Config) WithDefaults() Config {
 	if c.Instance == "" {
 		c.Instance = DefaultInstance
 	}
-	if c.MaxConcurrentPlans == 0 {
-		c.MaxConcurrentPlans = DefaultMaxConcurrentPlans
-	}
 	if c.UserConcurrency == 0 {
 		c.UserConcurrency = DefaultUserConcurrency
 	}
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
+	c.Consumer = c.Consumer.WithDefaults(ConsumerDefaults)
 	return c
 }
 
 // Validate reports every invalid field (after defaults).
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
+	errs := []error{c.Consumer.Validate(ConsumerDefaults)}
 	if c.StatePath == "" {
 		errs = append(errs, errors.New("StatePath is required"))
 	}
@@ -103,11 +91,8 @@ func (c Config) Validate() error {
 	if err := validatePhones(c.Phones); err != nil {
 		errs = append(errs, err)
 	}
-	if c.MaxConcurrentPlans < 1 || c.UserConcurrency < 1 {
-		errs = append(errs, errors.New("MaxConcurrentPlans and UserConcurrency must be >= 1"))
-	}
-	if c.AckWait < 3*time.Second {
-		errs = append(errs, fmt.Errorf("AckWait must be >= 3s, got %v", c.AckWait))
+	if c.UserConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("UserConcurrency must be >= 1, got %d", c.UserConcurrency))
 	}
 	for org, p := range c.DriftPolicy {
 		if err := natsx.ValidateOrgKey(org); err != nil {
@@ -117,11 +102,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("DriftPolicy[%s]: %q is not %q or %q", org, p, DriftEnforce, DriftReport))
 		}
 	}
-	if c.MaxDeliver < 1 && c.MaxDeliver != -1 {
-		errs = append(errs, fmt.Errorf("MaxDeliver must be >= 1 or -1, got %d", c.MaxDeliver))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("provisioner: invalid config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("provisioner: invalid config: %w", err)
 	}
 	return nil
 }

@@ -110,10 +110,10 @@ func (s *Service) Run(ctx context.Context) error {
 			AckWait:         s.cfg.AckWait,
 			MaxDeliver:      s.cfg.MaxDeliver,
 			Backoff:         s.cfg.Backoff,
-			Concurrency:     s.cfg.MaxConcurrentPlans,
+			Concurrency:     s.cfg.Concurrency,
 			Pinned:          true,
 			PinnedTTL:       s.cfg.PinnedTTL,
-			InProgressEvery: s.cfg.AckWait / 3,
+			InProgressEvery: s.cfg.InProgressEvery,
 			OnTerminate:     s.onTerminate(org),
 			Logger:          s.log,
 		}

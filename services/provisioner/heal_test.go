@@ -14,6 +14,7 @@ import (
 
 	"github.com/orgsync/orgsync/pkg/extid"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
+	"github.com/orgsync/orgsync/pkg/service"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
@@ -217,7 +218,7 @@ func TestHalfConfiguredUserIsFinished(t *testing.T) {
 		return 0
 	}
 	e.fault.Store(&fault)
-	cfg := Config{Orgs: []string{"t3"}, AckWait: 3 * time.Second, MaxDeliver: -1, Backoff: []time.Duration{50 * time.Millisecond}}
+	cfg := Config{Orgs: []string{"t3"}, Consumer: service.Consumer{AckWait: 3 * time.Second, MaxDeliver: -1, Backoff: []time.Duration{50 * time.Millisecond}}}
 	first := e.start(cfg, nil)
 	p := planFor(t, demoSnapshot("req-half"), "t3")
 	e.publish(p)

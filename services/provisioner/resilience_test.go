@@ -11,6 +11,7 @@ import (
 
 	"github.com/orgsync/orgsync/pkg/extid"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
+	"github.com/orgsync/orgsync/pkg/service"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
@@ -68,7 +69,7 @@ func TestConcurrentPlansShareUsersAndSkills(t *testing.T) {
 	type span struct{ first, last time.Time }
 	var mu sync.Mutex
 	spans := map[string]map[string]*span{} // user → plan → span of its steps
-	e.start(Config{Orgs: []string{"t3"}, MaxConcurrentPlans: 4}, func(_ context.Context, _, planID, user, _ string, _ orgsyncv1.Status) {
+	e.start(Config{Orgs: []string{"t3"}, Consumer: service.Consumer{Concurrency: 4}}, func(_ context.Context, _, planID, user, _ string, _ orgsyncv1.Status) {
 		mu.Lock()
 		defer mu.Unlock()
 		if spans[user] == nil {
@@ -127,7 +128,7 @@ func TestConcurrentPlansShareUsersAndSkills(t *testing.T) {
 func TestBadPlansFailWithReason(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, gcsim.Config{})
-	e.start(Config{Orgs: []string{"t2"}, Backoff: []time.Duration{10 * time.Millisecond}}, nil)
+	e.start(Config{Orgs: []string{"t2"}, Consumer: service.Consumer{Backoff: []time.Duration{10 * time.Millisecond}}}, nil)
 
 	if _, err := e.js.Publish(context.Background(), "orgsync.plan.t2", []byte("\xff not protobuf")); err != nil {
 		t.Fatal(err)

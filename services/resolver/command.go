@@ -23,9 +23,7 @@ func Command() service.Command {
 			policies := capacityPolicies{}
 			fs.Var(policies, "capacity-policy", "capacity pre-flight policy of a target org: TARGET=repair|reject (default repair); repeatable")
 			fs.Var(rules, "email-map", "email rule of a target org: TARGET=FROM_DOMAIN:TO_DOMAIN (or TARGET=TO_DOMAIN for any domain); repeatable; a request's own mapping wins")
-			fs.DurationVar(&cfg.AckWait, "ack-wait", DefaultAckWait, "how long a crashed instance holds a snapshot before it is redelivered")
-			fs.IntVar(&cfg.MaxDeliver, "max-deliver", DefaultMaxDeliver, "delivery attempts of a snapshot failing with transient errors")
-			fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "snapshots planned at once")
+			cfg.RegisterFlags(fs, ConsumerDefaults)
 			fs.DurationVar(&cfg.LookupTTL, "lookup-ttl", DefaultLookupTTL, "pre-flight reuses a role, queue, division or license it found this recently (negative: always look up)")
 			return func(env *service.Env) (service.Runnable, error) {
 				cfg.Topology = env.Topology

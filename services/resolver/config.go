@@ -12,21 +12,21 @@ import (
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/orgs"
+	"github.com/orgsync/orgsync/pkg/service"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
 // Durable is the resolver's consumer on SNAPSHOTS.
 const Durable = "resolver"
 
-// Defaults of Config.
-const (
-	DefaultAckWait         = 30 * time.Second
-	DefaultInProgressEvery = 10 * time.Second
-	DefaultMaxDeliver      = 5
-	DefaultConcurrency     = 4
-	// DefaultLookupTTL is how long pre-flight trusts an object it found.
-	DefaultLookupTTL = time.Minute
-)
+// ConsumerDefaults are the resolver's defaults of the shared consumer settings.
+var ConsumerDefaults = service.ConsumerDefaults{
+	AckWait: 30 * time.Second, MaxInProgressEvery: 10 * time.Second, MaxDeliver: 5, Concurrency: 4,
+	Work: "snapshot", ConcurrencyHelp: "snapshots planned at once",
+}
+
+// DefaultLookupTTL is how long pre-flight trusts an object it found.
+const DefaultLookupTTL = time.Minute
 
 // Config tunes the resolver. The zero value is valid.
 type Config struct {
@@ -37,15 +37,8 @@ type Config struct {
 	// CapacityPolicy is the capacity pre-flight policy per target org key:
 	// CapacityRepair (default for targets not listed) or CapacityReject.
 	CapacityPolicy map[string]string
-	// Topology of the streams (EnsureStreams at start).
-	Topology natsx.Topology
-	// AckWait, InProgressEvery, MaxDeliver, Backoff, Concurrency: the
-	// snapshot consumer (see natsx.ConsumerSpec).
-	AckWait         time.Duration
-	InProgressEvery time.Duration
-	MaxDeliver      int
-	Backoff         []time.Duration
-	Concurrency     int
+	// Consumer: topology and the snapshot consumer.
+	service.Consumer
 	// LookupTTL: pre-flight reuses the target id of a role, queue, division
 	// or license definition it found this recently (default
 	// DefaultLookupTTL; negative: always look up).
@@ -54,18 +47,7 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.InProgressEvery == 0 {
-		c.InProgressEvery = min(DefaultInProgressEvery, c.AckWait/3)
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
+	c.Consumer = c.Consumer.WithDefaults(ConsumerDefaults)
 	if c.LookupTTL == 0 {
 		c.LookupTTL = DefaultLookupTTL
 	}
@@ -77,10 +59,7 @@ func (c Config) WithDefaults() Config {
 // failing plans later.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
-	if err := c.Topology.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{c.Consumer.Validate(ConsumerDefaults)}
 	for target, rule := range c.EmailMapping {
 		if err := natsx.ValidateOrgKey(target); err != nil {
 			errs = append(errs, fmt.Errorf("EmailMapping: %w", err))
@@ -97,14 +76,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("CapacityPolicy[%s]: %q is neither %q nor %q", target, p, CapacityRepair, CapacityReject))
 		}
 	}
-	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 {
-		errs = append(errs, errors.New("AckWait and InProgressEvery must be >= 0, MaxDeliver and Concurrency >= 1"))
-	}
-	if c.InProgressEvery >= c.AckWait {
-		errs = append(errs, fmt.Errorf("InProgressEvery %v must be shorter than AckWait %v", c.InProgressEvery, c.AckWait))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("resolver: invalid config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("resolver: invalid config: %w", err)
 	}
 	return nil
 }

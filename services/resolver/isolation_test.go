@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/orgsync/orgsync/pkg/natsx"
+	"github.com/orgsync/orgsync/pkg/service"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
 	"github.com/orgsync/orgsync/services/resolver"
@@ -26,7 +27,7 @@ func targetEvent(requestID, org string, status orgsyncv1.Status) func(*orgsyncv1
 func TestOneFailingTargetDoesNotHoldBackTheOthers(t *testing.T) {
 	t.Parallel()
 	// LookupTTL < 0: a re-resolved t1 would show in its request counts.
-	e := newEnv(t, resolver.Config{MaxDeliver: 3, LookupTTL: -1}, func(fx *gcsim.Fixture) {
+	e := newEnv(t, resolver.Config{Consumer: service.Consumer{MaxDeliver: 3}, LookupTTL: -1}, func(fx *gcsim.Fixture) {
 		for i := range fx.Orgs {
 			if fx.Orgs[i].Name == "Acme Target 3" {
 				fx.Orgs[i].Clients[0].ClientSecret = "rotated-target3-secret"

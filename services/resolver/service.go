@@ -50,13 +50,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 func (s *Service) Ready() bool { return s.ready.Load() }
 
 func (s *Service) spec() natsx.ConsumerSpec {
-	return natsx.ConsumerSpec{
-		Stream: natsx.StreamSnapshots, Durable: Durable,
-		FilterSubjects: []string{natsx.SubjectRoot + ".snapshot.>"},
-		AckWait:        s.cfg.AckWait, InProgressEvery: s.cfg.InProgressEvery, MaxDeliver: s.cfg.MaxDeliver,
-		Backoff: s.cfg.Backoff, Concurrency: s.cfg.Concurrency, Logger: s.log,
-		OnTerminate: s.onTerminated,
-	}
+	spec := s.cfg.Spec(natsx.StreamSnapshots, Durable)
+	spec.FilterSubjects = []string{natsx.SubjectRoot + ".snapshot.>"}
+	spec.Logger, spec.OnTerminate = s.log, s.onTerminated
+	return spec
 }
 
 // Run ensures the streams, binds the consumer and handles snapshots until

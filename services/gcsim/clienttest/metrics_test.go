@@ -1,12 +1,10 @@
-package metrics_test
+package clienttest_test
 
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,50 +17,12 @@ import (
 
 	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/pkg/metrics"
+	"github.com/orgsync/orgsync/pkg/metrics/metricstest"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
-
-// scrape fetches /metrics over real HTTP and returns the body.
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics = %d: %s", res.StatusCode, body)
-	}
-	return string(body)
-}
-
-// value returns the value of the first series whose name is name and whose
-// labels include every want label, or -1 when none matches.
-func value(body, name string, want map[string]string) float64 {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `\{([^}]*)\} (\S+)$`)
-	for _, line := range strings.Split(body, "\n") {
-		m := re.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		ok := true
-		for k, v := range want {
-			if !strings.Contains(m[1], k+`="`+v+`"`) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			f, _ := strconv.ParseFloat(m[2], 64)
-			return f
-		}
-	}
-	return -1
-}
 
 var runs atomic.Int32
 
@@ -99,9 +59,9 @@ func TestScrapeAfterWork(t *testing.T) {
 	}()
 	labels := map[string]string{"stream": "PLANS", "consumer": consumer, "subject": "orgsync.plan.metricsorg"}
 	natsxtest.Eventually(t, 10*time.Second, "3 deliveries observed", func() bool {
-		body := scrape(t, srv.URL)
-		return value(body, "orgsync_messages_processed_total", labels) == 2 &&
-			value(body, "orgsync_messages_failed_total", map[string]string{"consumer": consumer, "outcome": "terminated"}) == 1
+		body := metricstest.Scrape(t, srv.URL)
+		return metricstest.Value(body, "orgsync_messages_processed_total", labels) == 2 &&
+			metricstest.Value(body, "orgsync_messages_failed_total", map[string]string{"consumer": consumer, "outcome": "terminated"}) == 1
 	})
 	stop()
 	if err := <-done; err != nil {
@@ -156,7 +116,7 @@ func TestScrapeAfterWork(t *testing.T) {
 	metrics.TokenRefreshed(ctx, orgKey, true)
 	metrics.DeadLetterCaptured(ctx, "PLANS", consumer, "terminated")
 
-	body := scrape(t, srv.URL)
+	body := metricstest.Scrape(t, srv.URL)
 	org := map[string]string{"org": orgKey}
 	checks := []struct {
 		name   string
@@ -177,12 +137,12 @@ func TestScrapeAfterWork(t *testing.T) {
 		{"orgsync_message_handle_duration_seconds_count", map[string]string{"consumer": consumer, "outcome": "acked"}, 2},
 	}
 	for _, c := range checks {
-		got := value(body, c.name, c.labels)
+		got := metricstest.Value(body, c.name, c.labels)
 		if got < 0 || (c.want >= 0 && got != c.want) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if value(body, "orgsync_genesys_ratelimit_rate", org) <= 0 {
+	if metricstest.Value(body, "orgsync_genesys_ratelimit_rate", org) <= 0 {
 		t.Errorf("rate-limit budget of %s not exported as a positive rate", orgKey)
 	}
 	if !strings.Contains(body, "go_goroutines") {

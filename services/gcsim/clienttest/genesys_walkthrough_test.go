@@ -1,10 +1,11 @@
-package genesys
+package clienttest_test
 
 import (
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/orgsync/orgsync/pkg/genesys"
 	"github.com/orgsync/orgsync/services/gcsim"
 )
 
@@ -54,7 +55,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	}
 	users, err := c.ListUsers(ctx)
 	must(err)
-	managerIdx := slices.IndexFunc(users, func(u User) bool { return u.Email == "ann@acme.example" })
+	managerIdx := slices.IndexFunc(users, func(u genesys.User) bool { return u.Email == "ann@acme.example" })
 	if managerIdx < 0 {
 		t.Fatalf("manager not listed among %d users", len(users))
 	}
@@ -72,11 +73,11 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	must(err)
 
 	// Find or create the user, stamp the external id.
-	ext := ExternalID{AuthorityName: "orgsync", ExternalKey: "SRC|USER|jane"}
-	if _, err := c.GetUserByExternalID(ctx, ext.AuthorityName, ext.ExternalKey); !IsNotFound(err) {
+	ext := genesys.ExternalID{AuthorityName: "orgsync", ExternalKey: "SRC|USER|jane"}
+	if _, err := c.GetUserByExternalID(ctx, ext.AuthorityName, ext.ExternalKey); !genesys.IsNotFound(err) {
 		t.Fatalf("external id lookup before stamping: %v", err)
 	}
-	jane, err := c.CreateUser(ctx, CreateUser{Name: "Jane Doe", Email: "jane.doe@acme.example", DivisionID: home.ID, Title: "Agent"})
+	jane, err := c.CreateUser(ctx, genesys.CreateUser{Name: "Jane Doe", Email: "jane.doe@acme.example", DivisionID: home.ID, Title: "Agent"})
 	must(err)
 	_, err = c.AddUserExternalID(ctx, jane.ID, ext)
 	must(err)
@@ -92,17 +93,17 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	}
 
 	// License, wait for active.
-	_, err = c.AssignLicenses(ctx, []LicenseAssignment{{LicenseID: lics[0].ID, UserIDsAdd: []string{jane.ID, manager.ID}}})
+	_, err = c.AssignLicenses(ctx, []genesys.LicenseAssignment{{LicenseID: lics[0].ID, UserIDsAdd: []string{jane.ID, manager.ID}}})
 	must(err)
 	lu, err := c.GetUserLicenses(ctx, jane.ID)
 	must(err)
-	if !slices.ContainsFunc(lu.Licenses, func(l LicenseDefinition) bool { return l.ID == lics[0].ID }) {
+	if !slices.ContainsFunc(lu.Licenses, func(l genesys.LicenseDefinition) bool { return l.ID == lics[0].ID }) {
 		t.Fatalf("licenses %+v", lu)
 	}
 	batch, err := c.GetUsersLicenses(ctx, []string{jane.ID, manager.ID})
 	must(err)
 	for _, id := range []string{jane.ID, manager.ID} {
-		if !slices.ContainsFunc(batch[id].Licenses, func(l LicenseDefinition) bool { return l.ID == lics[0].ID }) {
+		if !slices.ContainsFunc(batch[id].Licenses, func(l genesys.LicenseDefinition) bool { return l.ID == lics[0].ID }) {
 			t.Fatalf("batched licenses of %s: %+v", id, batch)
 		}
 	}
@@ -110,15 +111,15 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	must(err)
 
 	// Profile fields, with the manager.
-	_, err = c.PatchUser(ctx, jane.ID, UserPatch{Department: ptr("Sales"), Manager: ptr(manager.ID)})
+	_, err = c.PatchUser(ctx, jane.ID, genesys.UserPatch{Department: ptr("Sales"), Manager: ptr(manager.ID)})
 	must(err)
 
 	// Routing profile: skills (replace, add, remove), languages, utilization.
 	billing, _, err := c.FindSkillByName(ctx, "Billing")
 	must(err)
-	_, err = c.ReplaceUserRoutingSkills(ctx, jane.ID, []SkillProficiency{{ID: skill.ID, Proficiency: 4}})
+	_, err = c.ReplaceUserRoutingSkills(ctx, jane.ID, []genesys.SkillProficiency{{ID: skill.ID, Proficiency: 4}})
 	must(err)
-	_, err = c.AddUserRoutingSkills(ctx, jane.ID, []SkillProficiency{{ID: billing.ID, Proficiency: 2}})
+	_, err = c.AddUserRoutingSkills(ctx, jane.ID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 2}})
 	must(err)
 	skills, err := c.ListUserRoutingSkills(ctx, jane.ID)
 	must(err)
@@ -133,7 +134,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	}
 	english, _, err := c.FindLanguageByName(ctx, "English")
 	must(err)
-	_, err = c.AddUserRoutingLanguages(ctx, jane.ID, []SkillProficiency{{ID: lang.ID, Proficiency: 3}, {ID: english.ID, Proficiency: 5}})
+	_, err = c.AddUserRoutingLanguages(ctx, jane.ID, []genesys.SkillProficiency{{ID: lang.ID, Proficiency: 3}, {ID: english.ID, Proficiency: 5}})
 	must(err)
 	must(c.RemoveUserRoutingLanguage(ctx, jane.ID, english.ID))
 	langs, err := c.ListUserRoutingLanguages(ctx, jane.ID)
@@ -141,7 +142,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	if len(langs) != 1 || langs[0].ID != lang.ID {
 		t.Fatalf("languages: %+v", langs)
 	}
-	_, err = c.SetUserUtilization(ctx, jane.ID, Utilization{Utilization: map[string]MediaUtilization{"call": {MaximumCapacity: 1}, "chat": {MaximumCapacity: 3}}})
+	_, err = c.SetUserUtilization(ctx, jane.ID, genesys.Utilization{Utilization: map[string]genesys.MediaUtilization{"call": {MaximumCapacity: 1}, "chat": {MaximumCapacity: 3}}})
 	must(err)
 	util, err := c.GetUserUtilization(ctx, jane.ID)
 	must(err)
@@ -154,8 +155,8 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	must(err)
 	lead, _, err := c.FindRoleByName(ctx, "Agent Lead")
 	must(err)
-	must(c.GrantRoles(ctx, jane.ID, []RoleDivision{{RoleID: role.ID, DivisionID: home.ID}, {RoleID: lead.ID, DivisionID: home.ID}}))
-	must(c.RevokeRoles(ctx, jane.ID, []RoleDivision{{RoleID: lead.ID, DivisionID: home.ID}}))
+	must(c.GrantRoles(ctx, jane.ID, []genesys.RoleDivision{{RoleID: role.ID, DivisionID: home.ID}, {RoleID: lead.ID, DivisionID: home.ID}}))
+	must(c.RevokeRoles(ctx, jane.ID, []genesys.RoleDivision{{RoleID: lead.ID, DivisionID: home.ID}}))
 	subj, err := c.GetSubject(ctx, jane.ID)
 	must(err)
 	if len(subj.Grants) != 1 || subj.Grants[0].Role.ID != role.ID {
@@ -196,11 +197,11 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	if len(pools) != 1 || len(free) == 0 {
 		t.Fatalf("pools %d free %d", len(pools), len(free))
 	}
-	_, err = c.PatchUser(ctx, jane.ID, UserPatch{Addresses: &[]Contact{{Address: free[0].Number, MediaType: "PHONE", Type: "WORK"}}})
+	_, err = c.PatchUser(ctx, jane.ID, genesys.UserPatch{Addresses: &[]genesys.Contact{{Address: free[0].Number, MediaType: "PHONE", Type: "WORK"}}})
 	must(err)
 	after, err := c.ListUnassignedDIDs(ctx)
 	must(err)
-	if slices.ContainsFunc(after, func(d DIDNumber) bool { return d.Number == free[0].Number }) {
+	if slices.ContainsFunc(after, func(d genesys.DIDNumber) bool { return d.Number == free[0].Number }) {
 		t.Errorf("DID %s still unassigned after giving it to the user", free[0].Number)
 	}
 

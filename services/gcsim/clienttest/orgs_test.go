@@ -1,4 +1,4 @@
-package orgs_test
+package clienttest_test
 
 import (
 	"context"
