@@ -11,8 +11,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/orgsync/orgsync/services/reconciler"
 
@@ -96,6 +99,19 @@ func runSyncSetCommand(ctx context.Context, d *deployment, name, file string, au
 		if len(reply.GetJoining()) > 0 || len(reply.GetLeaving()) > 0 {
 			changes = true
 		}
+		// A changed definition (onRemove, options, targets…) is a change
+		// even when nobody joins or leaves: it decides what happens later.
+		defDiff, err := syncSetDefinitionDiff(ctx, js, f.Set)
+		if err != nil {
+			return err
+		}
+		if len(defDiff) > 0 {
+			changes = true
+			fmt.Fprintf(out.Out, "~ sync set %s definition:\n", f.Set.GetName())
+			for _, l := range defDiff {
+				fmt.Fprintf(out.Out, "    %s\n", l)
+			}
+		}
 		if len(reply.GetJoining()) > 0 {
 			// The field diff of `orgsync plan`: a dry-run clone of the joiners.
 			req := joinersRequest(f.Set, reply, "")
@@ -109,7 +125,7 @@ func runSyncSetCommand(ctx context.Context, d *deployment, name, file string, au
 		return nil
 	}
 	if !changes {
-		fmt.Fprintln(out.Out, "\nNo membership changes; storing the set(s) (their revision moves, the targets do not).")
+		fmt.Fprintln(out.Out, "\nNo changes: neither membership nor definition; storing the set(s) (their revision moves, the targets do not).")
 	} else if !auto {
 		if !isTerminal(out.Err) {
 			return usageErr("not a terminal: pass --auto-approve to apply without a prompt")
@@ -255,4 +271,66 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// syncSetDefinitionDiff compares set with the stored set of that name, field
+// by field ("~ field: old → new"; "+ new set" when none is stored). Only
+// the declaration counts, not the revision or who applied it.
+func syncSetDefinitionDiff(ctx context.Context, js jetstream.JetStream, set *orgsyncv1.SyncSet) ([]string, error) {
+	kv, err := js.KeyValue(ctx, reconciler.SyncSetBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return []string{"+ new sync set"}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", reconciler.SyncSetBucket, err)
+	}
+	e, err := kv.Get(ctx, set.GetName())
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return []string{"+ new sync set"}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read sync set %s: %w", set.GetName(), err)
+	}
+	var stored orgsyncv1.SyncSet
+	if err := proto.Unmarshal(e.Value(), &stored); err != nil {
+		return nil, fmt.Errorf("decode sync set %s: %w", set.GetName(), err)
+	}
+	var out []string
+	want, have := set.ProtoReflect(), stored.ProtoReflect()
+	fields := want.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch fd.Name() {
+		case "revision", "applied_at", "applied_by":
+			continue
+		}
+		if !fieldEqual(want, have, fd) {
+			out = append(out, fmt.Sprintf("~ %s: %s → %s", fd.JSONName(), fieldText(have, fd), fieldText(want, fd)))
+		}
+	}
+	return out, nil
+}
+
+func fieldEqual(a, b protoreflect.Message, fd protoreflect.FieldDescriptor) bool {
+	if a.Has(fd) != b.Has(fd) {
+		return false
+	}
+	return a.Get(fd).Equal(b.Get(fd))
+}
+
+// fieldText renders one field of m compactly (its JSON), "<unset>" when unset.
+func fieldText(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+	if !m.Has(fd) {
+		return "<unset>"
+	}
+	if fd.Kind() == protoreflect.EnumKind && fd.Cardinality() != protoreflect.Repeated {
+		return string(fd.Enum().Values().ByNumber(m.Get(fd).Enum()).Name())
+	}
+	if fd.Kind() == protoreflect.MessageKind && fd.Cardinality() != protoreflect.Repeated && !fd.IsMap() {
+		b, err := protojson.MarshalOptions{}.Marshal(m.Get(fd).Message().Interface())
+		if err == nil {
+			return string(b)
+		}
+	}
+	return fmt.Sprint(m.Get(fd).Interface())
 }

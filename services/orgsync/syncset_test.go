@@ -64,11 +64,26 @@ func TestSyncSetApply(t *testing.T) {
 	t.Logf("describe:\n%s", stdout)
 	writes := SimWrites(h.stats("target1"))
 	code, stdout, _ = h.cli("apply", "-f", good, "--auto-approve")
-	if code != 0 || !strings.Contains(stdout, "No membership changes") {
+	if code != 0 || !strings.Contains(stdout, "No changes") || strings.Contains(stdout, "definition:") {
 		t.Fatalf("re-apply: exit %d\n%s", code, stdout)
 	}
 	if w := SimWrites(h.stats("target1")); w != writes {
 		t.Fatalf("re-apply wrote %d times in target1", w-writes)
+	}
+	// A definition change without membership change is a change: shown
+	// field by field, and not stored without confirmation.
+	keep := write("name: billing\nsource: source\nselect:\n  search: [{field: department, values: [Billing]}]\ntargets: [target1, target2, target3]\nonRemove: keep\n")
+	code, stdout, stderr = h.cli("apply", "-f", keep)
+	if code != ExitUsage || !strings.Contains(stdout, "~ onRemove: ON_REMOVE_DEACTIVATE → ON_REMOVE_KEEP") || !strings.Contains(stderr, "--auto-approve") {
+		t.Fatalf("apply of a changed definition without a terminal: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, _ = h.cli("describe", "syncset", "billing"); code != 0 || !strings.Contains(stdout, "On remove:      deactivate") {
+		t.Fatalf("the unconfirmed definition was stored:\n%s", stdout)
+	}
+	// The shipped example runs against the dev orgs as they are.
+	example := filepath.Join(repoRoot, "deploy", "syncset.example.yaml")
+	if code, stdout, stderr = h.cli("diff", "-f", example); code != 0 {
+		t.Fatalf("diff -f %s: exit %d\n%s\n%s", example, code, stdout, stderr)
 	}
 }
 
@@ -97,7 +112,7 @@ func TestSyncSetExampleFile(t *testing.T) {
 		s.GetOnRemove() != orgsyncv1.OnRemove_ON_REMOVE_DEACTIVATE || s.GetMaxUsers() != 500 {
 		t.Errorf("first set: %v", s)
 	}
-	if s := files[1].Set; s.GetName() != "support-team" || len(s.GetTargets().GetOrgs()) != 2 || s.GetOnRemove() != orgsyncv1.OnRemove_ON_REMOVE_KEEP {
+	if s := files[1].Set; s.GetName() != "support-queue" || len(s.GetTargets().GetOrgs()) != 2 || s.GetOnRemove() != orgsyncv1.OnRemove_ON_REMOVE_KEEP {
 		t.Errorf("second set: %v", s)
 	}
 	if _, err := orgconfig.ParseSelector(files[0].Set.GetTargets().GetSelector()); err != nil {
