@@ -25,7 +25,17 @@ import (
 
 // admin calls the target's Platform API as an administrator would (its own
 // token, straight HTTP) and returns the decoded JSON answer, if any.
-func (e *env) admin(target, method, path string) map[string]any {
+func (e *env) admin(target, method, path string, body ...string) map[string]any {
+	e.t.Helper()
+	status, out := e.adminTry(target, method, path, body...)
+	if status >= 300 {
+		e.t.Fatalf("%s %s: %d", method, path, status)
+	}
+	return out
+}
+
+// adminTry is admin's request, answering its status instead of failing.
+func (e *env) adminTry(target, method, path string, body ...string) (int, map[string]any) {
 	e.t.Helper()
 	n := strings.TrimPrefix(target, "t")
 	form := url.Values{"grant_type": {"client_credentials"}}
@@ -36,11 +46,21 @@ func (e *env) admin(target, method, path string) map[string]any {
 		AccessToken string `json:"access_token"`
 	}
 	e.adminDo(req, &tok)
-	req, _ = http.NewRequest(method, e.simURL+path, nil)
+	req, _ = http.NewRequest(method, e.simURL+path, strings.NewReader(strings.Join(body, "")))
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
 	var out map[string]any
-	e.adminDo(req, &out)
-	return out
+	if resp.StatusCode < 300 && resp.StatusCode != http.StatusNoContent {
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+	}
+	return resp.StatusCode, out
 }
 
 func (e *env) adminDo(req *http.Request, out any) {
@@ -374,4 +394,49 @@ func TestManagerInAnEarlierPartIsWaitedFor(t *testing.T) {
 	if gJane.Manager != gJohn.Email {
 		t.Errorf("Jane's manager in t3 is %q, want John (%s)", gJane.Manager, gJohn.Email)
 	}
+}
+
+// TestDeactivatedUserIsReactivated: a user deactivated in the target (a
+// sync set's onRemove: deactivate, or an admin) and cloned again is shown
+// by plan as "~ state: inactive → active" and made active by the clone,
+// instead of every later clone waiting for an activation that never comes.
+func TestDeactivatedUserIsReactivated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	e.start(Config{Orgs: []string{"t3"}}, nil)
+	e.cloneOK("req-react-1", "t3", nil)
+	org := targetIDs["t3"]
+	jane, _ := e.sim.UserByEmail(org, "jane.doe@acme.example")
+	var cur map[string]any
+	natsxtest.Eventually(t, 10*time.Second, "Jane readable through the API (404 window after create)", func() bool {
+		var status int
+		status, cur = e.adminTry("t3", http.MethodGet, "/api/v2/users/"+jane.ID)
+		return status == http.StatusOK
+	})
+	e.admin("t3", http.MethodPatch, "/api/v2/users/"+jane.ID, fmt.Sprintf(`{"state":"inactive","version":%v}`, cur["version"]))
+	if u, _ := e.sim.UserByEmail(org, "jane.doe@acme.example"); u.State != "inactive" {
+		t.Fatalf("setup: Jane is %q, want inactive", u.State)
+	}
+
+	dry := planFor(t, demoSnapshot("req-react-dry"), "t3")
+	dry.DryRun = true
+	e.publish(dry)
+	if ev := e.waitTarget(dry.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_PLANNED {
+		t.Fatalf("dry run: TARGET %v %q, want PLANNED (Jane is inactive)", ev.GetStatus(), ev.GetReason())
+	}
+	var shown bool
+	for _, s := range e.eventsOf(dry.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_STEP) {
+		for _, d := range s.GetDiffs() {
+			shown = shown || (s.GetUserExternalId() == extid.User(src, "jane.doe@acme.example") && d.GetField() == "state" && d.GetGot() == "inactive" && d.GetWant() == "active")
+		}
+	}
+	if !shown {
+		t.Error("the dry run does not show Jane's state: inactive → active")
+	}
+
+	e.cloneOK("req-react-2", "t3", nil)
+	if u, _ := e.sim.UserByEmail(org, "jane.doe@acme.example"); u.State != "active" || u.ID != jane.ID {
+		t.Fatalf("after the clone Jane is %q (%s), want the same user active", u.State, u.ID)
+	}
+	expectNoDuplicates(t, e, "t3")
 }

@@ -404,10 +404,36 @@ func (r *run) assignLicenses(ctx context.Context, pending []*userRun) map[*userR
 func (r *run) waitActive(ctx context.Context, pending []*userRun) map[*userRun]stepResult {
 	out := map[*userRun]stepResult{}
 	var wait []*userRun
+	reactivated := map[*userRun]*orgsyncv1.FieldDiff{}
 	for _, u := range pending {
 		switch {
 		case u.user != nil && u.user.State == "active":
 			out[u] = changedIf(false, nil, "user is active")
+		case u.user != nil && u.user.State == "inactive" && u.found != foundCreated && u.found != foundJournal:
+			// An existing user deactivated in the target (a sync set's
+			// onRemove, or an admin) while the request clones the user:
+			// active again, or every later step and clone would wait for
+			// nothing. (A user this plan created is inactive until the
+			// platform activates it: that is waited for, not patched.)
+			d := &orgsyncv1.FieldDiff{Field: "state", Want: "active", Got: "inactive"}
+			if r.dry {
+				out[u] = changedIf(true, []*orgsyncv1.FieldDiff{d}, "user would be reactivated")
+				continue
+			}
+			active := "active"
+			err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
+				gu, err := r.c.PatchUserAtVersion(ctx, u.id, u.user.Version, genesys.UserPatch{State: &active})
+				if err == nil {
+					u.user.Version = gu.Version
+				}
+				return err
+			})
+			if err != nil {
+				out[u] = failed(fmt.Errorf("reactivate user %s: %w", u.id, err))
+				continue
+			}
+			reactivated[u] = d
+			wait = append(wait, u)
 		case r.dry:
 			out[u] = changedIf(false, nil, "user would be waited for")
 		default:
@@ -436,6 +462,10 @@ func (r *run) waitActive(ctx context.Context, pending []*userRun) map[*userRun]s
 			continue
 		}
 		u.user.State, u.user.Version = gu.State, gu.Version
+		if d := reactivated[u]; d != nil {
+			out[u] = changedIf(true, []*orgsyncv1.FieldDiff{d}, "user reactivated")
+			continue
+		}
 		out[u] = changedIf(false, nil, "user became active")
 	}
 	return out
