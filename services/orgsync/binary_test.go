@@ -188,7 +188,8 @@ func TestBinaryVersion(t *testing.T) {
 }
 
 // TestBinaryExitCodes produces each exit status of the table in --help
-// (1 with a job's failed target: TestCLICloneAndStatus).
+// (1 with a job's failed target: TestCLICloneAndStatus; 4, stopped
+// following: TestCloneWaitInterrupted).
 func TestBinaryExitCodes(t *testing.T) {
 	t.Parallel()
 	blocker := filepath.Join(t.TempDir(), "file")

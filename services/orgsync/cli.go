@@ -53,13 +53,15 @@ const (
 	ExitFailed      = 1 // the job or a target failed, or an operation failed
 	ExitUsage       = 2 // bad command, flags or arguments
 	ExitUnreachable = 3 // NATS or the orgsync services cannot be reached
+	ExitNotFinished = 4 // stopped following (--timeout, Ctrl-C): the job goes on, its outcome is not known yet
 )
 
 const exitCodesHelp = `Exit status:
   0  success
   1  the job or a target failed (or the operation did)
   2  usage: unknown command, bad flag or argument
-  3  cannot reach NATS or the orgsync services`
+  3  cannot reach NATS or the orgsync services
+  4  stopped following (--timeout, Ctrl-C, SIGTERM): the job goes on (orgsync status ID)`
 
 // IO is where a command writes: Out for results (summary, JSON, help), Err
 // for progress and diagnostics.

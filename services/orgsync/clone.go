@@ -198,9 +198,9 @@ func RunClone(ctx context.Context, c *Client, req *orgsyncv1.CloneRequest, opts 
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			err = fmt.Errorf("request %s not complete after %v (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), timeout, req.GetRequestId(), err)
+			err = &exitError{code: ExitNotFinished, err: fmt.Errorf("request %s not complete after %v (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), timeout, req.GetRequestId(), err)}
 		case ctx.Err() != nil: // Ctrl-C, SIGTERM
-			err = fmt.Errorf("stopped following request %s (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), req.GetRequestId(), context.Cause(ctx))
+			err = &exitError{code: ExitNotFinished, err: fmt.Errorf("stopped following request %s (it goes on; check with `orgsync status %s`): %w", req.GetRequestId(), req.GetRequestId(), context.Cause(ctx))}
 		}
 		if rep != nil {
 			_ = writeReport(out.Out, rep, opts.JSON)

@@ -211,8 +211,8 @@ func TestCloneWaitInterrupted(t *testing.T) {
 			}
 			code, hung := r.wait()
 			out := r.output()
-			if hung || code != ExitFailed || !strings.Contains(out, tc.want) {
-				t.Fatalf("exit %d (hung %v), want %d and %q; terminal output:\n%s", code, hung, ExitFailed, tc.want, out)
+			if hung || code != ExitNotFinished || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d (hung %v), want %d and %q; terminal output:\n%s", code, hung, ExitNotFinished, tc.want, out)
 			}
 			if strings.Contains(out, "orgsync orgsync") {
 				t.Errorf("doubled prefix in:\n%s", out)
