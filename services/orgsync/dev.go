@@ -211,7 +211,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (d *Dev, err error) {
 // startDeadLetterCapture records the dead-letter advisories of every
 // service (`orgsync failed list` reads them) on a connection of its own.
 func (d *Dev) startDeadLetterCapture() error {
-	nc, err := nats.Connect(d.NATSURL, nats.Name("orgsync-dev-deadletter"), nats.MaxReconnects(-1))
+	// Any service identity may read the advisories and write the failed
+	// bucket; the provisioner's is the one whose dead letters matter most.
+	nc, err := service.ConnectNATS(d.NATSURL, natsx.RoleProvisioner, d.Creds(natsx.RoleProvisioner), d.cfg.Logger, nats.Name("orgsync-dev-deadletter"))
 	if err != nil {
 		return fmt.Errorf("dev: connect the dead-letter capture to NATS: %w", err)
 	}
