@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/integrator"
 )
@@ -285,6 +286,14 @@ func (t *TargetReport) User(extID string) *UserReport { return t.usersByExtID[ex
 // re-announces itself).
 func (r *Report) Apply(e *orgsyncv1.Event) {
 	if e.GetRequestId() != r.RequestID {
+		return
+	}
+	if len(e.GetRows()) > 0 {
+		// A batch (a phase's steps, a plan's users): its rows, each as
+		// the event it stands for.
+		for _, row := range events.Expand(e) {
+			r.Apply(row)
+		}
 		return
 	}
 	if r.SourceOrg == "" {
