@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string, out IO) int {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	provArgs := fs.String("provisioner-args", "", `extra provisioner flags for every scenario, e.g. "--max-concurrent-plans 8 --user-concurrency 8"`)
 	heapProfile := fs.String("memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak)")
-	sizes := fs.String("sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs)`)
+	sizes := fs.String("sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs); issue 17's S6: "S6=10000x20"`)
 	// 240 MiB leaves room under the 300 MB RSS budget for the ~55 MB that
 	// Go does not manage: the binary's pages and the bbolt file mapped.
 	memLimit := fs.Int64("memory-limit-mb", 240, "Go soft memory limit of this process in MiB (debug.SetMemoryLimit, as GOMEMLIMIT sets it; 0: none), unless GOMEMLIMIT is set")
@@ -107,7 +107,7 @@ func runBench(ctx context.Context, args []string, out IO) int {
 }
 
 func sizesString(z BenchSizes) string {
-	return fmt.Sprintf("S1 1×%d, S2/S3 %d×%d, S4 %d×%d", z.S1Targets, z.S2Users, z.S2Targets, z.S4Users, z.S4Targets)
+	return fmt.Sprintf("S1 1×%d, S2/S3 %d×%d, S4 %d×%d, S6 %d×%d", z.S1Targets, z.S2Users, z.S2Targets, z.S4Users, z.S4Targets, z.S6Users, z.S6Targets)
 }
 
 // parseBenchSizes applies "S2=100x5,S4=400x10,S1=3" to base.
@@ -133,8 +133,10 @@ func parseBenchSizes(spec string, base BenchSizes) (BenchSizes, error) {
 			base.S2Users, base.S2Targets = users, orgs
 		case ScenarioS4:
 			base.S4Users, base.S4Targets = users, orgs
+		case ScenarioS6:
+			base.S6Users, base.S6Targets = users, orgs
 		default:
-			return base, fmt.Errorf("%q: sizes apply to S1, S2 (and S3) and S4", item)
+			return base, fmt.Errorf("%q: sizes apply to S1, S2 (and S3), S4 and S6", item)
 		}
 	}
 	return base, nil
