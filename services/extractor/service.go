@@ -37,6 +37,9 @@ const (
 	// a request of more users is published in parts, so the targets start
 	// provisioning while the rest of the users are still being read.
 	DefaultSnapshotUsers = 20
+	// DefaultSnapshotUsersMax is the largest later part: parts double from
+	// DefaultSnapshotUsers up to it (PartSizes).
+	DefaultSnapshotUsersMax = 100
 )
 
 // Config tunes the extractor. The zero value is valid (see WithDefaults).
@@ -58,6 +61,10 @@ type Config struct {
 	// SnapshotUsers is the most users one snapshot of a clone request
 	// carries (default DefaultSnapshotUsers).
 	SnapshotUsers int
+	// SnapshotUsersMax is the most users a later part carries: parts
+	// double in size from SnapshotUsers up to it (default
+	// DefaultSnapshotUsersMax, at least SnapshotUsers).
+	SnapshotUsersMax int
 	// Now is the clock (extracted_at, tracking timestamps); default time.Now.
 	Now func() time.Time
 }
@@ -79,6 +86,9 @@ func (c Config) WithDefaults() Config {
 	if c.SnapshotUsers == 0 {
 		c.SnapshotUsers = DefaultSnapshotUsers
 	}
+	if c.SnapshotUsersMax == 0 {
+		c.SnapshotUsersMax = max(DefaultSnapshotUsersMax, c.SnapshotUsers)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -94,6 +104,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait < 0 || c.InProgressEvery < 0 || c.MaxDeliver < 1 || c.Concurrency < 1 || c.SnapshotUsers < 1 {
 		errs = append(errs, fmt.Errorf("AckWait and InProgressEvery must be >= 0, MaxDeliver, Concurrency and SnapshotUsers >= 1"))
+	}
+	if c.SnapshotUsersMax < c.SnapshotUsers {
+		errs = append(errs, fmt.Errorf("SnapshotUsersMax %d must be >= SnapshotUsers %d", c.SnapshotUsersMax, c.SnapshotUsers))
 	}
 	if c.InProgressEvery >= c.AckWait {
 		errs = append(errs, fmt.Errorf("InProgressEvery %v must be shorter than AckWait %v", c.InProgressEvery, c.AckWait))

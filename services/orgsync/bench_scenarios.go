@@ -96,11 +96,15 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 // orgsync's own overhead.
 func s4SimArgs() []string { return []string{"--rate-limit", "-1"} }
 
-// S4ProvisionerArgs are the provisioner flags of S4: with no rate limit the
-// per-org concurrency is what bounds a clone (defaults 4 plans × 4 users;
-// measured at 1,000 × 10: 1,044 → 1,616 calls/s with these).
+// S4ProvisionerArgs are the provisioner flags of S4 and S6: with no rate
+// limit the per-org concurrency is what bounds a clone (defaults 4 plans ×
+// 4 users; measured at 1,000 × 10: 1,044 → 1,616 calls/s with 12 × 8).
+// With snapshot parts growing to 100 users, 5 plans hold as many users in
+// flight as 12 plans of 20 did; 12 of 100 held 12,000 users at 2,000 × 10
+// and the heap outgrew the memory limit (GC a third of the CPU, 155 s
+// instead of 46 s).
 func S4ProvisionerArgs() []string {
-	return []string{"--max-concurrent-plans", "12", "--user-concurrency", "8"}
+	return []string{"--max-concurrent-plans", "5", "--user-concurrency", "8"}
 }
 
 // startLimitsOff starts gcsim with fx in its own process, limits off
