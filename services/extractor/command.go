@@ -21,7 +21,7 @@ func Command() service.Command {
 			fs.IntVar(&cfg.MaxDeliver, "max-deliver", DefaultMaxDeliver, "delivery attempts of a request failing with transient errors before it is reported failed")
 			fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests extracted at once per consumer")
 			fs.IntVar(&cfg.SnapshotUsers, "snapshot-users", DefaultSnapshotUsers, "most users of a request's first snapshot: larger requests are published in parts as they are read, so provisioning starts early")
-			fs.IntVar(&cfg.SnapshotUsersMax, "snapshot-users-max", 0, "most users of a later snapshot part: parts double from --snapshot-users up to this (default "+strconv.Itoa(DefaultSnapshotUsersMax)+", at least --snapshot-users)")
+			fs.IntVar(&cfg.SnapshotUsersMax, "snapshot-users-max", 0, "most users of a later snapshot part: parts grow fourfold from --snapshot-users up to this (default "+strconv.Itoa(DefaultSnapshotUsersMax)+", at least --snapshot-users)")
 			return func(env *service.Env) (service.Runnable, error) {
 				cfg.Topology = env.Topology
 				return New(cfg, Deps{JS: env.JS, NC: env.NC, Clients: env.Clients, Events: env.Events, Logger: env.Logger})

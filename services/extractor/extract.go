@@ -65,8 +65,8 @@ func Extract(ctx context.Context, c *genesys.Client, sourceOrg string, selectors
 }
 
 // PartSizes bound the snapshot parts of a request: the first part holds
-// at most First users (0: all users in one part), each next part twice the
-// previous, up to Max (default First). The first part is small so the
+// at most First users (0: all users in one part), each next part four
+// times the previous, up to Max (default First). The first part is small so the
 // targets start early; the later ones grow because every plan pays its
 // batched calls once — a member call per queue and team, the email search,
 // the license batch, the activation poll, the read-back — whatever its
@@ -83,7 +83,7 @@ func (z PartSizes) Ends(n int) []int {
 	for end := 0; end < n; {
 		end = min(end+size, n)
 		ends = append(ends, end)
-		size = min(size*2, max(z.Max, z.First))
+		size = min(size*4, max(z.Max, z.First))
 	}
 	return ends
 }

@@ -37,8 +37,8 @@ const (
 	// a request of more users is published in parts, so the targets start
 	// provisioning while the rest of the users are still being read.
 	DefaultSnapshotUsers = 20
-	// DefaultSnapshotUsersMax is the largest later part: parts double from
-	// DefaultSnapshotUsers up to it (PartSizes).
+	// DefaultSnapshotUsersMax is the largest later part: parts grow
+	// fourfold from DefaultSnapshotUsers up to it (PartSizes).
 	DefaultSnapshotUsersMax = 100
 )
 
@@ -62,7 +62,7 @@ type Config struct {
 	// carries (default DefaultSnapshotUsers).
 	SnapshotUsers int
 	// SnapshotUsersMax is the most users a later part carries: parts
-	// double in size from SnapshotUsers up to it (default
+	// grow fourfold from SnapshotUsers up to it (default
 	// DefaultSnapshotUsersMax, at least SnapshotUsers).
 	SnapshotUsersMax int
 	// Now is the clock (extracted_at, tracking timestamps); default time.Now.
