@@ -158,6 +158,7 @@ func (r *BenchResult) checkBudgets() {
 		atMost(ScenarioS3, "failed users", float64(s.FailedUsers), 0)
 	}
 	if s := r.Scenario(ScenarioS4); s != nil {
+		atMost(ScenarioS4, "calls/user/target", s.CallsPerUserPerTarget, BudgetS4CallsPerUser)
 		atLeast(ScenarioS4, "overhead ratio", s.OverheadRatio, BudgetS4OverheadRatio)
 		atMost(ScenarioS4, "peak RSS MB", s.PeakRSSMB, BudgetS4PeakRSSMB)
 		atMost(ScenarioS4, "failed users", float64(s.FailedUsers), 0)

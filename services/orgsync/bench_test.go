@@ -148,7 +148,7 @@ func TestBenchMetrics(t *testing.T) {
 		t.Errorf("efficiency %v (min %v), want 0.75 (0.5)", s.RateEfficiency, s.RateEfficiencyMin)
 	}
 	r := &BenchResult{Scenarios: []ScenarioResult{
-		{Name: ScenarioS2, Available: true, CallsPerUserPerTarget: 9.5, RateEfficiency: 0.8},
+		{Name: ScenarioS2, Available: true, CallsPerUserPerTarget: 7.9, RateEfficiency: 0.8},
 		{Name: ScenarioS3, Available: true, CallsPerUserPerTarget: 2},
 	}}
 	r.checkBudgets()
