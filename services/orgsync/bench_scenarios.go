@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/services/gcsim"
@@ -159,11 +160,19 @@ func benchS6(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		runtime.GC()
 		resetPeakRSS()
 		before := env.statsOf(targets)
-		rep, wall, err := env.clone(ctx, cfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(users), Targets: targets, RequestedBy: "orgsync-bench"})
+		// The clone timeout grows with the size: 10,000 × 20 is ten times S4.
+		ccfg := cfg
+		ccfg.Timeout = max(cfg.Timeout, time.Duration(users*z.S6Targets)*10*time.Millisecond)
+		rep, wall, err := env.clone(ctx, ccfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(users), Targets: targets, RequestedBy: "orgsync-bench"})
 		if err != nil {
 			return r, err
 		}
 		r.PeakRSSMB, r.SimPeakRSSMB = peakRSSMB(), sim.PeakRSSMB()
+		if cfg.HeapProfile != "" && users == z.S6Users {
+			if err := writeHeapProfile(cfg.HeapProfile + ".s6"); err != nil {
+				return r, err
+			}
+		}
 		r.fromReport(rep)
 		r.targetMetrics(before, env.statsOf(targets), targets, wall, 0)
 		return r, sim.Err()
