@@ -20,6 +20,7 @@ var (
 	opAddUserExternalID   = op(http.MethodPost, "/api/v2/users/{userId}/externalid")
 	opListUserExternalIDs = op(http.MethodGet, "/api/v2/users/{userId}/externalid")
 	opListUsers           = op(http.MethodGet, "/api/v2/users")
+	opDeleteUser          = op(http.MethodDelete, "/api/v2/users/{userId}")
 )
 
 // userExpands are the expand values the spec allows on GET /users/{userId}
@@ -245,6 +246,15 @@ func (c *Client) AddUserExternalID(ctx context.Context, userID string, id Extern
 	var out []ExternalID
 	err := c.do(ctx, request{op: opAddUserExternalID, params: []string{userID}, body: id, out: &out, idempotent: true})
 	return out, err
+}
+
+// DeleteUser deletes a user (the provisioner deletes only a user it has
+// just created by mistake: see its STAMP_EXTERNAL_ID step).
+func (c *Client) DeleteUser(ctx context.Context, userID string) error {
+	if userID == "" {
+		return invalidArg(opDeleteUser, "empty user id")
+	}
+	return c.do(ctx, request{op: opDeleteUser, params: []string{userID}, idempotent: true})
 }
 
 // ListUserExternalIDs returns the external ids of a user.

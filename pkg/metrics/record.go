@@ -51,14 +51,36 @@ func GenesysCall(ctx context.Context, c genesys.Call) {
 		return
 	}
 	ctx = ctxOrBackground(ctx)
-	class := StatusClass(c.Status)
-	org := attribute.String("org", c.Org)
-	s.apiCalls.Add(ctx, 1, metric.WithAttributes(org, attribute.String("operation", c.Operation), attribute.String("status_class", class)))
+	o := callOptionsOf(c)
+	s.apiCalls.Add(ctx, 1, o.calls)
 	if c.Status == http.StatusTooManyRequests {
-		s.throttled.Add(ctx, 1, metric.WithAttributes(org, attribute.String("operation", c.Operation)))
+		s.throttled.Add(ctx, 1, o.throttled)
 	}
-	s.apiDuration.Record(ctx, c.Duration.Seconds(), metric.WithAttributes(org, attribute.String("status_class", class)))
+	s.apiDuration.Record(ctx, c.Duration.Seconds(), o.duration)
 	s.limiters.sawOrg(c.Org)
+}
+
+// callOptions are the attribute sets of one (org, operation, status class):
+// built once, since building them per call was about 2 % of a clone's CPU.
+type callOptions struct{ calls, throttled, duration metric.MeasurementOption }
+
+type callKey struct{ org, op, class string }
+
+var callAttrs sync.Map // callKey → *callOptions
+
+func callOptionsOf(c genesys.Call) *callOptions {
+	k := callKey{c.Org, c.Operation, StatusClass(c.Status)}
+	if o, ok := callAttrs.Load(k); ok {
+		return o.(*callOptions)
+	}
+	org := attribute.String("org", k.org)
+	o := &callOptions{
+		calls:     metric.WithAttributes(org, attribute.String("operation", k.op), attribute.String("status_class", k.class)),
+		throttled: metric.WithAttributes(org, attribute.String("operation", k.op)),
+		duration:  metric.WithAttributes(org, attribute.String("status_class", k.class)),
+	}
+	got, _ := callAttrs.LoadOrStore(k, o)
+	return got.(*callOptions)
 }
 
 // StatusClass maps an HTTP status to its class label: "2xx".."5xx", or

@@ -153,5 +153,10 @@ func (n *Counter) Usage() *orgsyncv1.ApiUsage {
 	return &orgsyncv1.ApiUsage{Reads: n.reads.Load(), Writes: n.writes.Load(), Throttled: n.throttled.Load()}
 }
 
+// Counts returns the counts so far without allocating (Usage as values).
+func (n *Counter) Counts() (reads, writes, throttled int32) {
+	return n.reads.Load(), n.writes.Load(), n.throttled.Load()
+}
+
 // Total is reads + writes.
 func (n *Counter) Total() int { return int(n.reads.Load() + n.writes.Load()) }

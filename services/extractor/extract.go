@@ -57,24 +57,48 @@ type Extracted struct {
 // IsPermanent to tell what retrying cannot fix).
 func Extract(ctx context.Context, c *genesys.Client, sourceOrg string, selectors []*orgsyncv1.UserSelector, include []orgsyncv1.Component) (*Extracted, error) {
 	var out *Extracted
-	err := ExtractParts(ctx, c, sourceOrg, selectors, include, 0, func(ex *Extracted, _, _ int) error {
+	err := ExtractParts(ctx, c, sourceOrg, selectors, include, PartSizes{}, func(ex *Extracted, _, _ int) error {
 		out = ex
 		return nil
 	})
 	return out, err
 }
 
-// ExtractParts is Extract delivering the users in parts of at most
-// partSize users (0: all in one part), each handed to emit — with its part
-// number (1-based) and the number of parts — as soon as its users are read,
-// so the pipeline can provision the first users while the rest are read.
+// PartSizes bound the snapshot parts of a request: the first part holds
+// at most First users (0: all users in one part), each next part four
+// times the previous, up to Max (default First). The first part is small so the
+// targets start early; the later ones grow because every plan pays its
+// batched calls once — a member call per queue and team, the email search,
+// the license batch, the activation poll, the read-back — whatever its
+// size (100-user parts instead of 20: about a call per user less).
+type PartSizes struct{ First, Max int }
+
+// Ends returns the end index of each part of n users.
+func (z PartSizes) Ends(n int) []int {
+	if z.First <= 0 || z.First >= n {
+		return []int{n}
+	}
+	var ends []int
+	size := z.First
+	for end := 0; end < n; {
+		end = min(end+size, n)
+		ends = append(ends, end)
+		size = min(size*4, max(z.Max, z.First))
+	}
+	return ends
+}
+
+// ExtractParts is Extract delivering the users in parts (sizes), each
+// handed to emit — with its part number (1-based) and the number of parts
+// — as soon as its users are read, so the pipeline can provision the first
+// users while the rest are read.
 // Every selector is resolved before the first part (a user not found fails
 // the whole extraction, before anything is emitted). With several parts,
 // managers come before the users they manage, and each part carries every
 // resource read so far (a superset of what its users reference). An error
 // from emit stops the extraction and is returned.
 func ExtractParts(ctx context.Context, c *genesys.Client, sourceOrg string, selectors []*orgsyncv1.UserSelector, include []orgsyncv1.Component,
-	partSize int, emit func(ex *Extracted, part, parts int) error) error {
+	sizes PartSizes, emit func(ex *Extracted, part, parts int) error) error {
 	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "extractor.extract")
 	defer span.End()
 	span.SetAttributes(attribute.String("orgsync.source_org", sourceOrg), attribute.Int("orgsync.users", len(selectors)))
@@ -95,15 +119,17 @@ func ExtractParts(ctx context.Context, c *genesys.Client, sourceOrg string, sele
 	for _, u := range users {
 		inRequest[u.ID] = true
 	}
-	if partSize <= 0 || partSize >= len(users) {
-		partSize = max(len(users), 1)
-	} else {
+	ends := sizes.Ends(len(users))
+	if len(ends) > 1 {
 		managersFirst(users)
 	}
-	parts := max((len(users)+partSize-1)/partSize, 1)
-	for p := range parts {
+	for p, end := range ends {
 		part := &Extracted{}
-		partUsers := users[p*partSize : min((p+1)*partSize, len(users))]
+		start := 0
+		if p > 0 {
+			start = ends[p-1]
+		}
+		partUsers := users[start:end]
 		if err := x.readLicenses(ctx, partUsers); err != nil {
 			return err
 		}
@@ -118,7 +144,7 @@ func ExtractParts(ctx context.Context, c *genesys.Client, sourceOrg string, sele
 			part.Resources = append(part.Resources, r)
 		}
 		sort.Slice(part.Resources, func(i, j int) bool { return part.Resources[i].GetExternalId() < part.Resources[j].GetExternalId() })
-		if err := emit(part, p+1, parts); err != nil {
+		if err := emit(part, p+1, len(ends)); err != nil {
 			return err
 		}
 	}

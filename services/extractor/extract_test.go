@@ -273,3 +273,26 @@ func TestExtractOptionsAndEdgeCases(t *testing.T) {
 		}
 	}
 }
+
+// TestPartSizesGrow: the first part is small, later parts grow fourfold up
+// to the maximum, and every user is in exactly one part.
+func TestPartSizesGrow(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		z    extractor.PartSizes
+		n    int
+		want []int
+	}{
+		{extractor.PartSizes{First: 20, Max: 100}, 330, []int{20, 100, 200, 300, 330}},
+		{extractor.PartSizes{First: 20, Max: 100}, 100, []int{20, 100}},
+		{extractor.PartSizes{First: 3, Max: 3}, 7, []int{3, 6, 7}},
+		{extractor.PartSizes{First: 20}, 50, []int{20, 40, 50}},
+		{extractor.PartSizes{First: 5, Max: 100}, 50, []int{5, 25, 50}},
+		{extractor.PartSizes{First: 20, Max: 100}, 20, []int{20}},
+		{extractor.PartSizes{}, 5, []int{5}},
+	} {
+		if got := tc.z.Ends(tc.n); !slices.Equal(got, tc.want) {
+			t.Errorf("%+v of %d users: part ends %v, want %v", tc.z, tc.n, got, tc.want)
+		}
+	}
+}

@@ -49,7 +49,7 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 	}
 	cctx, counter := orgs.WithCounter(ctx)
 	var users []*orgsyncv1.UserConfig
-	err = ExtractParts(cctx, client, v.src, req.GetUsers(), req.GetOptions().GetInclude(), s.cfg.SnapshotUsers, func(ex *Extracted, part, parts int) error {
+	err = ExtractParts(cctx, client, v.src, req.GetUsers(), req.GetOptions().GetInclude(), PartSizes{First: s.cfg.SnapshotUsers, Max: s.cfg.SnapshotUsersMax}, func(ex *Extracted, part, parts int) error {
 		// The request was made before anything was read: what is read is at
 		// least that recent (and a replay stamps the same time).
 		if req.GetRequestedAt() != nil {

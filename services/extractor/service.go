@@ -34,10 +34,15 @@ var ConsumerDefaults = service.ConsumerDefaults{
 	Work: "request", ConcurrencyHelp: "requests extracted at once per consumer",
 }
 
-// DefaultSnapshotUsers is the largest snapshot part of a clone request: a
-// request of more users is published in parts, so the targets start
-// provisioning while the rest of the users are still being read.
-const DefaultSnapshotUsers = 20
+const (
+	// DefaultSnapshotUsers is the largest first snapshot part of a clone
+	// request: a request of more users is published in parts, so the
+	// targets start provisioning while the rest are still being read.
+	DefaultSnapshotUsers = 20
+	// DefaultSnapshotUsersMax is the largest later part: parts grow
+	// fourfold from DefaultSnapshotUsers up to it (PartSizes).
+	DefaultSnapshotUsersMax = 100
+)
 
 // Config tunes the extractor. The zero value is valid (see WithDefaults).
 type Config struct {
@@ -48,6 +53,10 @@ type Config struct {
 	// SnapshotUsers is the most users one snapshot of a clone request
 	// carries (default DefaultSnapshotUsers).
 	SnapshotUsers int
+	// SnapshotUsersMax is the most users a later part carries: parts
+	// grow fourfold from SnapshotUsers up to it (default
+	// DefaultSnapshotUsersMax, at least SnapshotUsers).
+	SnapshotUsersMax int
 	// Now is the clock (extracted_at, tracking timestamps); default time.Now.
 	Now func() time.Time
 }
@@ -57,6 +66,9 @@ func (c Config) WithDefaults() Config {
 	c.Consumer = c.Consumer.WithDefaults(ConsumerDefaults)
 	if c.SnapshotUsers == 0 {
 		c.SnapshotUsers = DefaultSnapshotUsers
+	}
+	if c.SnapshotUsersMax == 0 {
+		c.SnapshotUsersMax = max(DefaultSnapshotUsersMax, c.SnapshotUsers)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -70,6 +82,9 @@ func (c Config) Validate() error {
 	errs := []error{c.Consumer.Validate(ConsumerDefaults)}
 	if c.SnapshotUsers < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotUsers must be >= 1, got %d", c.SnapshotUsers))
+	}
+	if c.SnapshotUsersMax < c.SnapshotUsers {
+		errs = append(errs, fmt.Errorf("SnapshotUsersMax %d must be >= SnapshotUsers %d", c.SnapshotUsersMax, c.SnapshotUsers))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("extractor: invalid config: %w", err)

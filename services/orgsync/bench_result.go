@@ -76,6 +76,29 @@ type ScenarioResult struct {
 	// client. S4's gcsim runs in a process of its own; SimPeakRSSMB is its.
 	PeakRSSMB    float64 `json:"peakRSSMB,omitempty"`
 	SimPeakRSSMB float64 `json:"simPeakRSSMB,omitempty"`
+	// S6: the run at half the users (its users and wall time) and the
+	// exponent of wall time in users × orgs between it and the full run:
+	// ln(wall ÷ half wall) ÷ ln(users ÷ half users); 1 is linear.
+	HalfUsers       int     `json:"halfUsers,omitempty"`
+	HalfWallSeconds float64 `json:"halfWallSeconds,omitempty"`
+	ScalingExponent float64 `json:"scalingExponent,omitempty"`
+}
+
+// fromScale fills an S6 result from its half-size and full-size runs.
+func (s *ScenarioResult) fromScale(half, full ScenarioResult) {
+	users, title := s.Users, s.Title
+	*s = full
+	s.Name, s.Title, s.Available, s.Users = ScenarioS6, title, true, users
+	s.HalfUsers, s.HalfWallSeconds = half.Users, half.WallSeconds
+	s.FailedUsers += half.FailedUsers
+	if half.Status != ReportSucceeded {
+		s.Status = half.Status
+	}
+	if half.WallSeconds > 0 && full.WallSeconds > 0 && full.Users > half.Users {
+		s.ScalingExponent = round3(math.Log(full.WallSeconds/half.WallSeconds) / math.Log(float64(full.Users)/float64(half.Users)))
+	}
+	s.Note = fmt.Sprintf("%d×%d in %.1f s, %d×%d in %.1f s: wall ∝ (users×orgs)^%.2f",
+		half.Users, half.Targets, half.WallSeconds, full.Users, full.Targets, full.WallSeconds, s.ScalingExponent)
 }
 
 // BudgetCheck is one budget and whether the run met it.
@@ -135,9 +158,15 @@ func (r *BenchResult) checkBudgets() {
 		atMost(ScenarioS3, "failed users", float64(s.FailedUsers), 0)
 	}
 	if s := r.Scenario(ScenarioS4); s != nil {
+		atMost(ScenarioS4, "calls/user/target", s.CallsPerUserPerTarget, BudgetS4CallsPerUser)
 		atLeast(ScenarioS4, "overhead ratio", s.OverheadRatio, BudgetS4OverheadRatio)
 		atMost(ScenarioS4, "peak RSS MB", s.PeakRSSMB, BudgetS4PeakRSSMB)
 		atMost(ScenarioS4, "failed users", float64(s.FailedUsers), 0)
+	}
+	if s := r.Scenario(ScenarioS6); s != nil {
+		atMost(ScenarioS6, "peak RSS MB", s.PeakRSSMB, BudgetS6PeakRSSMB)
+		atMost(ScenarioS6, "wall-time exponent", s.ScalingExponent, BudgetS6ScalingExponent)
+		atMost(ScenarioS6, "failed users", float64(s.FailedUsers), 0)
 	}
 	if s := r.Scenario(ScenarioS5); s != nil && s.Available {
 		atMost(ScenarioS5, "change → converged s", s.WallSeconds, BudgetS5ConvergeSeconds)
@@ -249,7 +278,7 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		limit = fmt.Sprintf("%d MiB", r.MemoryLimitMB)
 	}
 	fmt.Fprintf(w, "orgsync bench — %s, %d CPU (GOMAXPROCS %d), pipeline budget %.0f req/s per org, Go memory limit %s\n", r.GoVersion, r.NumCPU, r.GOMAXPROCS, r.PipelineRate, limit)
-	fmt.Fprintf(w, "gcsim (S1–S3): %s; S4: rate limit, latency and consistency windows off\n\n", r.Sim)
+	fmt.Fprintf(w, "gcsim (S1–S3): %s; S4, S6: rate limit, latency and consistency windows off\n\n", r.Sim)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tusers×orgs\tstatus\twall s\tcalls/user/org\t429s\tfailed\trate eff (min)\tpipeline/direct calls/s\toverhead\tpeak RSS MB")
 	for _, s := range r.Scenarios {
@@ -315,6 +344,10 @@ func (r *BenchResult) WriteJSONFile(path string) error {
 // peakRSSMB reads the process's peak resident set size (VmHWM) in MiB from
 // /proc/self/status; 0 where that file does not exist.
 func peakRSSMB() float64 { return peakRSSMBOf("/proc/self/status") }
+
+// resetPeakRSS starts VmHWM afresh (Linux: clear_refs 5), so a scenario's
+// peak is its own, not an earlier scenario's; ignored where unsupported.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 // peakRSSMBOf reads VmHWM (MiB) from a /proc/PID/status file; 0 if unknown.
 func peakRSSMBOf(path string) float64 {

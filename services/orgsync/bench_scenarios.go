@@ -6,7 +6,10 @@ import (
 	"maps"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
+	"strings"
+	"time"
 
 	"github.com/orgsync/orgsync/pkg/orgs"
 	"github.com/orgsync/orgsync/services/gcsim"
@@ -94,11 +97,97 @@ func benchS2S3(ctx context.Context, cfg BenchConfig) ([]ScenarioResult, error) {
 // orgsync's own overhead.
 func s4SimArgs() []string { return []string{"--rate-limit", "-1"} }
 
-// S4ProvisionerArgs are the provisioner flags of S4: with no rate limit the
-// per-org concurrency is what bounds a clone (defaults 4 plans × 4 users;
-// measured at 1,000 × 10: 1,044 → 1,616 calls/s with these).
+// S4ProvisionerArgs are the provisioner flags of S4 and S6: with no rate
+// limit the per-org concurrency is what bounds a clone (defaults 4 plans ×
+// 4 users; measured at 1,000 × 10: 1,044 → 1,616 calls/s with 12 × 8).
+// With snapshot parts growing to 100 users, 5 plans hold as many users in
+// flight as 12 plans of 20 did; 12 of 100 held 12,000 users at 2,000 × 10
+// and the heap outgrew the memory limit (GC a third of the CPU, 155 s
+// instead of 46 s).
 func S4ProvisionerArgs() []string {
-	return []string{"--max-concurrent-plans", "12", "--user-concurrency", "8"}
+	return []string{"--max-concurrent-plans", "5", "--user-concurrency", "8"}
+}
+
+// startLimitsOff starts gcsim with fx in its own process, limits off
+// (s4SimArgs), and a dev environment using it with S4's provisioner
+// concurrency: the setting of S4 and S6.
+func startLimitsOff(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.Fixture, opts ...orgs.Option) (*simProcess, *benchEnv, error) {
+	progressf(cfg, "%s: start gcsim (%d orgs) in its own process", name, len(fx.Orgs))
+	sim, err := startSimProcess(ctx, cfg.SimCommand, cfg.StoreDir, fx, s4SimArgs()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The pipeline's own limiter must not be the bound either, nor the
+	// provisioner's default concurrency (sized for 300 requests/minute).
+	lcfg := cfg
+	lcfg.ServiceArgs = maps.Clone(cfg.ServiceArgs)
+	if lcfg.ServiceArgs == nil {
+		lcfg.ServiceArgs = map[string][]string{}
+	}
+	lcfg.ServiceArgs["provisioner"] = append(S4ProvisionerArgs(), cfg.ServiceArgs["provisioner"]...)
+	// gcsim.Config{}: the environment uses sim, set up by s4SimArgs.
+	env, err := startBenchEnv(ctx, lcfg, strings.ToLower(name), fx, gcsim.Config{}, 1e6, 1000, sim, opts...)
+	if err != nil {
+		sim.Close()
+		return nil, nil, err
+	}
+	return sim, env, nil
+}
+
+// benchS6 is the scale scenario: S6Users users into S6Targets orgs with
+// limits off, as S4 but without the replay, run at half the users and
+// then at the full count, each in a fresh environment. It reports the
+// larger run's wall time and peak RSS (VmHWM reset before it), and the
+// exponent of wall time in users × orgs between the two runs (1: linear).
+func benchS6(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
+	z := cfg.Sizes
+	res := ScenarioResult{Name: ScenarioS6, Title: "scale (limits off)", Available: true, Users: z.S6Users, Targets: z.S6Targets}
+	half := max(z.S6Users/2, 1)
+	run := func(users int) (ScenarioResult, error) {
+		r := ScenarioResult{Users: users, Targets: z.S6Targets}
+		fx, err := BenchFixture(users, z.S6Targets)
+		if err != nil {
+			return r, err
+		}
+		sim, env, err := startLimitsOff(ctx, cfg, ScenarioS6, fx)
+		if err != nil {
+			return r, err
+		}
+		defer sim.Close()
+		defer env.close()
+		targets := benchTargets(z.S6Targets)
+		progressf(cfg, "S6: clone %d users into %d orgs, gcsim limits off", users, z.S6Targets)
+		runtime.GC()
+		resetPeakRSS()
+		before := env.statsOf(targets)
+		// The clone timeout grows with the size: 10,000 × 20 is ten times S4.
+		ccfg := cfg
+		ccfg.Timeout = max(cfg.Timeout, time.Duration(users*z.S6Targets)*10*time.Millisecond)
+		rep, wall, err := env.clone(ctx, ccfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(users), Targets: targets, RequestedBy: "orgsync-bench"})
+		if err != nil {
+			return r, err
+		}
+		r.PeakRSSMB, r.SimPeakRSSMB = peakRSSMB(), sim.PeakRSSMB()
+		if cfg.HeapProfile != "" && users == z.S6Users {
+			if err := writeHeapProfile(cfg.HeapProfile + ".s6"); err != nil {
+				return r, err
+			}
+		}
+		r.fromReport(rep)
+		r.targetMetrics(before, env.statsOf(targets), targets, wall, 0)
+		return r, sim.Err()
+	}
+	small, err := run(half)
+	if err != nil {
+		return res, err
+	}
+	debug.FreeOSMemory()
+	full, err := run(z.S6Users)
+	if err != nil {
+		return res, err
+	}
+	res.fromScale(small, full)
+	return res, nil
 }
 
 // benchS4 clones S4Users users into S4Targets orgs with gcsim's limits off,
@@ -118,25 +207,11 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		return res, err
 	}
 	defer rec.Close()
-	progressf(cfg, "S4: start gcsim (%d orgs) in its own process", len(fx.Orgs))
-	sim, err := startSimProcess(ctx, cfg.SimCommand, cfg.StoreDir, fx, s4SimArgs()...)
+	sim, env, err := startLimitsOff(ctx, cfg, ScenarioS4, fx, orgs.WithTransport(rec))
 	if err != nil {
 		return res, err
 	}
 	defer sim.Close()
-	// The pipeline's own limiter must not be the bound either, nor the
-	// provisioner's default concurrency (sized for 300 requests/minute).
-	s4cfg := cfg
-	s4cfg.ServiceArgs = maps.Clone(cfg.ServiceArgs)
-	if s4cfg.ServiceArgs == nil {
-		s4cfg.ServiceArgs = map[string][]string{}
-	}
-	s4cfg.ServiceArgs["provisioner"] = append(S4ProvisionerArgs(), cfg.ServiceArgs["provisioner"]...)
-	// gcsim.Config{}: the environment uses sim, set up by s4SimArgs.
-	env, err := startBenchEnv(ctx, s4cfg, "s4", fx, gcsim.Config{}, 1e6, 1000, sim, orgs.WithTransport(rec))
-	if err != nil {
-		return res, err
-	}
 	defer env.close()
 	targets := benchTargets(z.S4Targets)
 	all := append([]string{BenchSourceOrg}, targets...)

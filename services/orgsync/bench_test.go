@@ -26,7 +26,7 @@ func TestBenchQuickRun(t *testing.T) {
 	sim := gcsim.Config{RateLimitPerMinute: -1, NotFoundAfterCreate: 20 * time.Millisecond, ActivationDelay: 20 * time.Millisecond}
 	cfg := BenchConfig{
 		StoreDir: t.TempDir(), Quick: true, Sim: &sim, Logger: testLogger(t), PipelineRate: 200,
-		Sizes:   BenchSizes{S1Targets: 2, S2Users: 5, S2Targets: 2, S4Users: 5, S4Targets: 2},
+		Sizes:   BenchSizes{S1Targets: 2, S2Users: 5, S2Targets: 2, S4Users: 5, S4Targets: 2, S6Users: 6, S6Targets: 2},
 		Timeout: time.Minute, SimCommand: testSimCommand,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -79,6 +79,12 @@ func TestBenchQuickRun(t *testing.T) {
 	if s4.PeakRSSMB <= 0 || s4.SimPeakRSSMB <= 0 {
 		t.Errorf("S4 peak RSS %.1f MB (gcsim's process %.1f MB), want both > 0 (VmHWM)", s4.PeakRSSMB, s4.SimPeakRSSMB)
 	}
+	// S6 ran twice (half the users, then all) and compared the walls.
+	if s6 := res.Scenario(ScenarioS6); s6.HalfUsers != 3 || s6.HalfWallSeconds <= 0 || s6.PeakRSSMB <= 0 ||
+		math.Abs(s6.ScalingExponent-math.Log(s6.WallSeconds/s6.HalfWallSeconds)/math.Log(2)) > 0.01 {
+		t.Errorf("S6: half run %d users in %.3f s, full %d in %.3f s, exponent %.3f, peak RSS %.1f MB",
+			s6.HalfUsers, s6.HalfWallSeconds, s6.Users, s6.WallSeconds, s6.ScalingExponent, s6.PeakRSSMB)
+	}
 	// S5 measured a delta: fewer calls than cloning the user, and no user
 	// created.
 	s5, s1 := res.Scenario(ScenarioS5), res.Scenario(ScenarioS1)
@@ -104,14 +110,14 @@ func TestBenchQuickRun(t *testing.T) {
 	if err := json.Unmarshal(raw, &back); err != nil {
 		t.Fatalf("results.json does not decode: %v", err)
 	}
-	if len(back.Scenarios) != 5 || back.Scenario(ScenarioS2).TargetCalls != s2.TargetCalls {
+	if len(back.Scenarios) != len(AllScenarios) || back.Scenario(ScenarioS2).TargetCalls != s2.TargetCalls {
 		t.Errorf("results.json round trip lost data: %s", raw)
 	}
 	var table bytes.Buffer
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"S1 ", "S2 ", "S3 ", "S4 ", "S5 ", "change → converged", "budgets:", "calls/user/target"} {
+	for _, want := range []string{"S1 ", "S2 ", "S3 ", "S4 ", "S5 ", "S6 ", "change → converged", "wall-time exponent", "budgets:", "calls/user/target"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -142,7 +148,7 @@ func TestBenchMetrics(t *testing.T) {
 		t.Errorf("efficiency %v (min %v), want 0.75 (0.5)", s.RateEfficiency, s.RateEfficiencyMin)
 	}
 	r := &BenchResult{Scenarios: []ScenarioResult{
-		{Name: ScenarioS2, Available: true, CallsPerUserPerTarget: 9.5, RateEfficiency: 0.8},
+		{Name: ScenarioS2, Available: true, CallsPerUserPerTarget: 7.9, RateEfficiency: 0.8},
 		{Name: ScenarioS3, Available: true, CallsPerUserPerTarget: 2},
 	}}
 	r.checkBudgets()

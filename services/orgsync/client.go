@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/telemetry"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -255,7 +256,13 @@ func followEvents(ctx context.Context, js jetstream.JetStream, org string, from,
 		if err := unmarshal(m.Data(), &e); err != nil {
 			return false
 		}
-		return fn(&e)
+		// A batch's rows are the events (events.Expand).
+		for _, row := range events.Expand(&e) {
+			if fn(row) {
+				return true
+			}
+		}
+		return false
 	})
 }
 

@@ -24,7 +24,7 @@ func TestRequestInParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHarnessConfig(t, DevConfig{Fixture: fx, Sim: e2eSim(),
-		ServiceArgs: map[string][]string{"extractor": {"--snapshot-users", "3"}}})
+		ServiceArgs: map[string][]string{"extractor": {"--snapshot-users", "3", "--snapshot-users-max", "3"}}})
 	targets := benchTargets(2)
 	// The manager (user 0) is listed last: the extractor must still put
 	// it in the first part.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/integrator"
 )
@@ -53,6 +54,20 @@ type Report struct {
 	// REQUEST event); planned: targets the resolver handed to the provisioner.
 	extracted bool
 	planned   map[string]bool
+	// steps interns step names: a report of 10,000 users × 20 targets holds
+	// two million step rows, each naming one of a dozen steps.
+	steps map[string]string
+}
+
+func (r *Report) intern(step string) string {
+	if have, ok := r.steps[step]; ok {
+		return have
+	}
+	if r.steps == nil {
+		r.steps = map[string]string{}
+	}
+	r.steps[step] = step
+	return step
 }
 
 // TargetReport is one target org's part of a Report.
@@ -180,10 +195,10 @@ type UserReport struct {
 	Reason       string `json:"reason,omitempty"`
 	// StepsApplied lists the steps that changed the target, in the order
 	// they finished (none in a dry run: see Changes).
-	StepsApplied []string      `json:"stepsApplied"`
-	Steps        []*StepReport `json:"steps"`
-	APICalls     Usage         `json:"apiCalls"`
-	Errors       []string      `json:"errors,omitempty"`
+	StepsApplied []string     `json:"stepsApplied"`
+	Steps        []StepReport `json:"steps"`
+	APICalls     Usage        `json:"apiCalls"`
+	Errors       []string     `json:"errors,omitempty"`
 	// Changes: in a dry run, what the clone would change for this user,
 	// field by field, against the target's actual state (plan_diff.go).
 	Changes []Change `json:"changes,omitempty"`
@@ -270,7 +285,7 @@ func (t *TargetReport) user(extID string) *UserReport {
 	if u, ok := t.usersByExtID[extID]; ok {
 		return u
 	}
-	u := &UserReport{ExternalID: extID, Status: "pending", StepsApplied: []string{}, Steps: []*StepReport{}}
+	u := &UserReport{ExternalID: extID, Status: "pending", StepsApplied: []string{}, Steps: []StepReport{}}
 	t.usersByExtID[extID] = u
 	t.Users = append(t.Users, u)
 	return u
@@ -285,6 +300,14 @@ func (t *TargetReport) User(extID string) *UserReport { return t.usersByExtID[ex
 // re-announces itself).
 func (r *Report) Apply(e *orgsyncv1.Event) {
 	if e.GetRequestId() != r.RequestID {
+		return
+	}
+	if len(e.GetRows()) > 0 {
+		// A batch (a phase's steps, a plan's users): its rows, each as
+		// the event it stands for.
+		for _, row := range events.Expand(e) {
+			r.Apply(row)
+		}
 		return
 	}
 	if r.SourceOrg == "" {
@@ -350,8 +373,9 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 		}
 		t.count(u)
 	case orgsyncv1.EventKind_EVENT_KIND_STEP:
+		step := r.intern(e.GetStep())
 		t := r.target(e.GetOrg())
-		t.step = e.GetStep()
+		t.step = step
 		if t.Status == "pending" {
 			t.Status = "running" // its first step finished
 		}
@@ -360,23 +384,23 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 			u.TargetUserID = e.GetTargetUserId()
 		}
 		var s *StepReport
-		for _, have := range u.Steps {
-			if have.Step == e.GetStep() {
-				s = have
+		for i := range u.Steps {
+			if u.Steps[i].Step == step {
+				s = &u.Steps[i]
 			}
 		}
 		if s == nil {
-			s = &StepReport{Step: e.GetStep()}
-			u.Steps = append(u.Steps, s)
+			u.Steps = append(u.Steps, StepReport{Step: step})
+			s = &u.Steps[len(u.Steps)-1]
 		}
 		s.Status, s.Reason = StatusName(e.GetStatus()), e.GetReason()
 		u.notePlanned(e)
 		switch e.GetStatus() {
 		case orgsyncv1.Status_STATUS_CHANGED:
-			u.StepsApplied = appendUnique(u.StepsApplied, e.GetStep())
+			u.StepsApplied = appendUnique(u.StepsApplied, step)
 		case orgsyncv1.Status_STATUS_FAILED:
 			if e.GetReason() != "" {
-				u.addError(e.GetStep(), e.GetReason())
+				u.addError(step, e.GetReason())
 			}
 		}
 	}

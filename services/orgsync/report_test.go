@@ -134,3 +134,38 @@ func TestReportUserErrorSaidOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestReportShowsTheStepsOfABatch: the provisioner sends one STEP event per
+// phase and one USER event per plan, with a row per user; the report (and
+// so `orgsync clone --wait`, `status`, `watch`) shows every user's step
+// and outcome as it did with one event each.
+func TestReportShowsTheStepsOfABatch(t *testing.T) {
+	t.Parallel()
+	rep := NewReport("r", "src", []string{"t1"})
+	env := func(e *orgsyncv1.Event) *orgsyncv1.Event {
+		e.RequestId, e.Org, e.PlanId = "r", "t1", "r|t1"
+		return e
+	}
+	rep.Apply(env(&orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Rows: []*orgsyncv1.Event{
+		{UserExternalId: "a", TargetUserId: "ua", Step: "a/ensure_user", Status: orgsyncv1.Status_STATUS_CHANGED},
+		{UserExternalId: "b", TargetUserId: "ub", Step: "b/ensure_user", Status: orgsyncv1.Status_STATUS_FAILED, Reason: "409 conflict"},
+	}}))
+	rep.Apply(env(&orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Rows: []*orgsyncv1.Event{
+		{UserExternalId: "a", TargetUserId: "ua", Status: orgsyncv1.Status_STATUS_CHANGED, Done: 1, Total: 2, ApiCalls: &orgsyncv1.ApiUsage{Writes: 7}},
+		{UserExternalId: "b", Status: orgsyncv1.Status_STATUS_FAILED, Reason: "step b/ensure_user: 409 conflict", Done: 2, Total: 2, ApiCalls: &orgsyncv1.ApiUsage{Reads: 1}},
+	}}))
+	tr := rep.Target("t1")
+	a, b := tr.User("a"), tr.User("b")
+	if a == nil || b == nil {
+		t.Fatalf("users of the batch missing: %+v", tr.Users)
+	}
+	if a.Status != "changed" || a.TargetUserID != "ua" || strings.Join(a.StepsApplied, ",") != "a/ensure_user" || a.APICalls.Writes != 7 {
+		t.Errorf("user a: %+v", a)
+	}
+	if b.Status != "failed" || len(b.Steps) != 1 || b.Steps[0].Status != "failed" || strings.Join(b.Errors, ";") != "step b/ensure_user: 409 conflict" {
+		t.Errorf("user b: %+v steps %+v", b, b.Steps)
+	}
+	if !maps.Equal(tr.Counts, map[string]int{"changed": 1, "failed": 1}) || tr.APICalls.Total != 8 {
+		t.Errorf("target counts %v calls %+v, want 1 changed, 1 failed, 8 calls", tr.Counts, tr.APICalls)
+	}
+}

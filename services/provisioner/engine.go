@@ -59,6 +59,7 @@ type Engine struct {
 	log    *slog.Logger
 	locks  *userLocks
 	reads  *sharedReads // reads coalesced across concurrent plans
+	dids   didClaims    // free numbers handed to running plans (phone_alias.go)
 	flight singleflight.Group
 }
 
@@ -147,6 +148,11 @@ func (e *Engine) Apply(ctx context.Context, plan *orgsyncv1.Plan) (*PlanResult, 
 		return nil, fmt.Errorf("provisioner: plan %s: waiting for user locks: %w", plan.GetPlanId(), err)
 	}
 	defer release()
+	defer func() {
+		r.phones.mu.Lock()
+		defer r.phones.mu.Unlock()
+		e.dids.release(r.org, r.phones.mine)
+	}()
 	r.prepareUsers()
 	for _, ph := range phases {
 		if err := ctx.Err(); err != nil {
@@ -306,7 +312,7 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 			baselined = append(baselined, u)
 		}
 		res.Users = append(res.Users, ur)
-		userEvents = append(userEvents, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: ur.Status,
+		userEvents = append(userEvents, &orgsyncv1.Event{Status: ur.Status,
 			UserExternalId: u.ext, TargetUserId: u.id, Reason: ur.Reason, ApiCalls: ur.Calls,
 			Message: fmt.Sprintf("user %s %s", u.d.GetEmail(), statusWord(ur.Status)),
 			Done:    int32(done), Total: int32(len(r.users))})
@@ -327,7 +333,10 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 	for _, u := range finished {
 		r.afterUser(ctx, u)
 	}
-	r.emitAll(ctx, userEvents)
+	if len(userEvents) > 0 {
+		// One USER event for the plan, a row per finished user.
+		r.emitAll(ctx, []*orgsyncv1.Event{events.Batch(orgsyncv1.EventKind_EVENT_KIND_USER, userEvents)})
+	}
 	res.Calls = r.m.plan().proto()
 	if len(retry) > 0 {
 		return res, fmt.Errorf("provisioner: plan %s in %s unfinished (%d of %d users done; resumes on redelivery): %w",

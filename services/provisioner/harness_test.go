@@ -102,7 +102,7 @@ func newEnvWith(t *testing.T, cfg gcsim.Config, edit func(*genesys.OrgConfig)) *
 		var ev orgsyncv1.Event
 		if err := proto.Unmarshal(m.Data, &ev); err == nil {
 			e.mu.Lock()
-			e.events = append(e.events, &ev)
+			e.events = append(e.events, events.Expand(&ev)...)
 			e.mu.Unlock()
 		}
 	})

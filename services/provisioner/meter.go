@@ -42,8 +42,8 @@ func newMeter() *meter { return &meter{users: map[string]*usage{}} }
 func (m *meter) call(ctx context.Context, users []string, fn func(ctx context.Context) error) error {
 	cctx, n := orgs.WithCounter(ctx)
 	err := fn(cctx)
-	u := n.Usage()
-	got := usage{reads: float64(u.GetReads()), writes: float64(u.GetWrites()), throttled: float64(u.GetThrottled())}
+	reads, writes, throttled := n.Counts()
+	got := usage{reads: float64(reads), writes: float64(writes), throttled: float64(throttled)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.total.add(got, 1)

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -180,7 +181,8 @@ func (r *run) forEach(ctx context.Context, users []*userRun, fn func(context.Con
 }
 
 // finishSteps records the outcomes of one phase: the journal (not in a dry
-// run; one transaction for the phase), STEP events (pipelined), observer. A
+// run; one transaction for the phase), one STEP event with a row per user,
+// observer. A
 // failure dooms the user (permanent) or ends its work for this attempt
 // (transient, resumed on redelivery). Events follow the journal, so an
 // event never announces a step that a restart would run again.
@@ -205,7 +207,7 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 			}
 			u.failed = fmt.Errorf("step %s: %w", stepID, res.err)
 			u.setStatus(stepID, orgsyncv1.Status_STATUS_FAILED)
-			outs = append(outs, outcome{u: u, ev: &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: orgsyncv1.Status_STATUS_FAILED,
+			outs = append(outs, outcome{u: u, ev: &orgsyncv1.Event{Status: orgsyncv1.Status_STATUS_FAILED,
 				UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Reason: res.err.Error(), Diffs: res.diffs,
 				Message: fmt.Sprintf("%s of %s failed", stepID, u.d.GetEmail())}})
 			continue
@@ -218,7 +220,7 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 			recs = append(recs, StepRecord{UserExtID: u.ext, StepID: stepID,
 				Entry: JournalEntry{Status: res.status, TargetUserID: u.id, At: time.Now().UTC()}})
 		}
-		outs = append(outs, outcome{u: u, journal: !r.dry, ev: &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_STEP, Status: res.status,
+		outs = append(outs, outcome{u: u, journal: !r.dry, ev: &orgsyncv1.Event{Status: res.status,
 			UserExternalId: u.ext, TargetUserId: u.id, Step: stepID, Message: res.msg, Reason: res.reason,
 			Diffs: res.diffs, Attributes: res.attrs}})
 	}
@@ -233,13 +235,16 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 		}
 		evs = append(evs, o.ev)
 	}
-	r.emitAll(ctx, evs)
+	if len(evs) > 0 {
+		// One STEP event for the phase, a row per user (events.Batch).
+		r.emitAll(ctx, []*orgsyncv1.Event{events.Batch(orgsyncv1.EventKind_EVENT_KIND_STEP, evs)})
+	}
 	if r.e.deps.Observer == nil || journalErr != nil {
 		return
 	}
 	for _, o := range outs {
 		if o.journal {
-			r.e.deps.Observer(ctx, r.org, r.plan.GetPlanId(), o.u.ext, o.ev.GetStep(), o.ev.GetStatus())
+			r.e.deps.Observer(ctx, r.org, r.plan.GetPlanId(), o.u.ext, o.u.steps[kind], o.ev.GetStatus())
 		}
 	}
 }

@@ -129,6 +129,7 @@ type phoneState struct {
 	free      []genesys.DIDNumber
 	pools     map[string]string // pool name → id; nil: not listed
 	handed    map[string]bool
+	mine      []string          // numbers this plan holds in the engine's didClaims
 	assigned  map[string]string // user ext + "\x00" + address type → number
 }
 
@@ -168,6 +169,10 @@ func (r *run) nextFree(ctx context.Context, u *userRun, pool string) (string, er
 				continue
 			}
 			ps.handed[d.Number] = true
+			if !r.e.dids.hand(r.org, d.Number) {
+				continue // a concurrent plan of this engine has it
+			}
+			ps.mine = append(ps.mine, d.Number)
 			return d.Number, nil
 		}
 		scanned = len(ps.free)
@@ -472,4 +477,42 @@ func validatePhones(m map[string]PhonePolicy) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// didClaims are the free numbers the engine's running plans hold, per org.
+// Concurrent plans of an org read the same page of free numbers; without
+// this they tried the same numbers in the same order, and every number but
+// one answered 409 and cost a PATCH and a fresh listing (S4: 14 % more
+// PATCHes and 5× the DID listings under load). A plan releases its claims
+// when it ends: by then its numbers are assigned (no listing shows them)
+// or were refused.
+type didClaims struct {
+	mu  sync.Mutex
+	set map[string]bool // org + "\x00" + number
+}
+
+// hand claims number of org; false when another plan holds it.
+func (c *didClaims) hand(org, number string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := org + "\x00" + number
+	if c.set[k] {
+		return false
+	}
+	if c.set == nil {
+		c.set = map[string]bool{}
+	}
+	c.set[k] = true
+	return true
+}
+
+func (c *didClaims) release(org string, numbers []string) {
+	if len(numbers) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range numbers {
+		delete(c.set, org+"\x00"+n)
+	}
 }

@@ -3,6 +3,7 @@ package provisioner
 import (
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -136,4 +137,76 @@ func TestCloneDemoUsersToThreeTargets(t *testing.T) {
 			t.Errorf("%s: %d team members, want 2", tg, members)
 		}
 	}
+}
+
+// TestCloneReadsNoExternalIDPerUser: a fresh clone looks its users up with
+// batched reads only (no GET /users/externalid per user). With the state
+// file lost and a user's target email changed since (another email rule),
+// neither the translation nor the email search finds orgsync's user: the
+// clone creates one, the stamp answers 409, and the provisioner deletes
+// the mistaken user and carries on with the stamped one — one user per
+// external id, as before.
+func TestCloneReadsNoExternalIDPerUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	svc := e.start(Config{}, nil)
+	const byExt = "GET /api/v2/users/externalid/{authorityName}/{externalKey}"
+	org := targetIDs["t2"]
+
+	p := planFor(t, demoSnapshot("req-1"), "t2")
+	e.publish(p)
+	if ev := e.waitTarget(p.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_CHANGED {
+		t.Fatalf("first clone: TARGET %v (%s)", ev.GetStatus(), ev.GetReason())
+	}
+	if n := e.sim.Stats(org).Requests[byExt]; n != 0 {
+		t.Errorf("first clone: %d external id look-ups, want 0 (one email search for the plan)", n)
+	}
+	john, ok := e.sim.UserByEmail(org, "john.smith@acme.example")
+	if !ok {
+		t.Fatal("John missing after the first clone")
+	}
+
+	svc.Stop(t)
+	if err := os.Remove(e.state); err != nil {
+		t.Fatal(err)
+	}
+	e.start(Config{}, nil)
+	e.sim.ResetStats()
+	snap := demoSnapshot("req-2")
+	const moved = "john.smith@billing.example"
+	for _, u := range snap.GetUsers() {
+		if u.GetEmail() == "john.smith@acme.example" {
+			u.Email = moved // same source user (external id), another target email
+		}
+		if u.GetManagerEmail() == "john.smith@acme.example" {
+			u.ManagerEmail = moved
+		}
+	}
+	p2 := planFor(t, snap, "t2")
+	e.publish(p2)
+	if ev := e.waitTarget(p2.GetPlanId()); ev.GetStatus() == orgsyncv1.Status_STATUS_FAILED {
+		t.Fatalf("after state loss: TARGET %v (%s)", ev.GetStatus(), ev.GetReason())
+	}
+	st := e.sim.Stats(org)
+	if st.Creates["user"] != 1 || st.Requests["DELETE /api/v2/users/{userId}"] != 1 {
+		t.Errorf("after state loss: %d user(s) created, %d deleted; want the mistaken one created and deleted (%v)",
+			st.Creates["user"], st.Requests["DELETE /api/v2/users/{userId}"], st.Requests)
+	}
+	if n := e.sim.CountUsersByEmail(org, moved); n != 0 {
+		t.Errorf("after state loss: %d user(s) with the new email %s remain, want the mistaken one deleted", n, moved)
+	}
+	if n := e.sim.CountUsersByEmail(org, "john.smith@acme.example"); n != 1 {
+		t.Errorf("after state loss: %d Johns under the old email, want the stamped one kept", n)
+	}
+	jane, _ := e.sim.UserByEmail(org, "jane.doe@acme.example")
+	if jane.Manager != "john.smith@acme.example" {
+		t.Errorf("Jane's manager %q, want the stamped John (%s)", jane.Manager, john.ID)
+	}
+	var rows []string
+	for _, s := range e.eventsOf(p2.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_STEP) {
+		if strings.HasSuffix(s.GetStep(), "/external_id") || strings.Contains(s.GetMessage(), "by mistake") {
+			rows = append(rows, s.GetStep()+": "+s.GetMessage())
+		}
+	}
+	t.Logf("stamp steps: %v", rows)
 }

@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -17,11 +18,16 @@ import (
 //  1. the id journaled by an earlier attempt of this plan, else the bbolt
 //     translation — verified with one batched GET /users?id=... (a stale
 //     translation is forgotten);
-//  2. GET /users/externalid/orgsync/<external id> (the stamp survives a lost
-//     bbolt file);
-//  3. one batched exact email search — a same-email user orgsync did not
-//     stamp is adopted, skipped or failed per plan.existing_users;
-//  4. POST /users {name, email, divisionId, title, department}.
+//  2. in a dry run, GET /users/externalid/orgsync/<external id> (the stamp
+//     survives a lost bbolt file);
+//  3. one batched exact email search — a same-email user carrying orgsync's
+//     stamp (GET /users/{id}/externalid, for such hits only) is found, one
+//     orgsync did not stamp is adopted, skipped or failed per
+//     plan.existing_users;
+//  4. POST /users {name, email, divisionId, title, department}; should
+//     another user hold the stamp (state lost and the email changed in the
+//     source), the stamp step answers 409 and takes that user instead
+//     (takeStampedUser).
 //
 // Every read asks for expand=skills,languages,team so later steps compare
 // against what it returned instead of reading again.
@@ -99,29 +105,24 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 		}
 	}
 
-	// 2. External id.
+	// 2. External id: in a dry run only, one read per user. A clone
+	// learns the same from step 3 (a same-email user's ids) and from the
+	// stamp step (a user created while another holds the stamp: 409),
+	// instead of one read per user of every fresh clone.
 	var rest []*userRun
 	for _, u := range pending {
 		if _, done := out[u]; !done && u.user == nil {
 			rest = append(rest, u)
 		}
 	}
-	byExt := r.forEach(ctx, rest, func(ctx context.Context, u *userRun) stepResult {
-		var gu *genesys.User
-		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
-			gu, err = r.c.GetUserByExternalIDExpand(ctx, extid.Authority, u.ext, userExpand...)
-			return err
-		})
-		switch {
-		case genesys.IsNotFound(err):
-			return stepResult{}
-		case err != nil:
-			return failed(fmt.Errorf("look up user by external id: %w", err))
+	byExt := map[*userRun]stepResult{}
+	if r.dry {
+		byExt = r.lookUpExternalIDs(ctx, rest)
+	} else {
+		for _, u := range rest {
+			byExt[u] = stepResult{}
 		}
-		u.found = foundExternalID
-		u.setUser(gu)
-		return stepResult{}
-	})
+	}
 	rest = rest[:0]
 	for u, res := range byExt {
 		if res.err != nil {
@@ -155,6 +156,20 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 			if !ok {
 				create = append(create, u)
 				continue
+			}
+			if !r.dry {
+				// orgsync's own user (stamped, its translation lost) is
+				// found, not adopted: no policy applies.
+				stamped, err := r.holdsStamp(ctx, u, gu.ID)
+				if err != nil {
+					out[u] = failed(err)
+					continue
+				}
+				if stamped {
+					u.found = foundExternalID
+					u.setUser(&gu)
+					continue
+				}
 			}
 			switch r.plan.GetExistingUsers() {
 			case orgsyncv1.ExistingUserPolicy_EXISTING_USER_POLICY_SKIP:
@@ -204,6 +219,42 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 		out[u] = res
 	}
 	return out
+}
+
+// lookUpExternalIDs looks every user of us up by orgsync's external id
+// (GET /users/externalid/orgsync/<ext>, one read each) and takes the user
+// found.
+func (r *run) lookUpExternalIDs(ctx context.Context, us []*userRun) map[*userRun]stepResult {
+	return r.forEach(ctx, us, func(ctx context.Context, u *userRun) stepResult {
+		var gu *genesys.User
+		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+			gu, err = r.c.GetUserByExternalIDExpand(ctx, extid.Authority, u.ext, userExpand...)
+			return err
+		})
+		switch {
+		case genesys.IsNotFound(err):
+			return stepResult{}
+		case err != nil:
+			return failed(fmt.Errorf("look up user by external id: %w", err))
+		}
+		u.found = foundExternalID
+		u.setUser(gu)
+		return stepResult{}
+	})
+}
+
+// holdsStamp reports whether target user id carries orgsync's external id
+// of u.
+func (r *run) holdsStamp(ctx context.Context, u *userRun, id string) (bool, error) {
+	var ids []genesys.ExternalID
+	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+		ids, err = r.c.ListUserExternalIDs(ctx, id)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("read external ids of user %s: %w", id, err)
+	}
+	return slices.Contains(ids, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext}), nil
 }
 
 // createUser creates (or, in a dry run, plans) a user that was not found.
@@ -284,10 +335,46 @@ func (r *run) stampExternalID(ctx context.Context, u *userRun) stepResult {
 		_, err := r.c.AddUserExternalID(ctx, u.id, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext})
 		return err
 	})
+	if genesys.StatusOf(err) == http.StatusConflict && u.found == foundCreated {
+		return r.takeStampedUser(ctx, u)
+	}
 	if err != nil {
 		return failed(fmt.Errorf("stamp external id: %w", err))
 	}
 	return changedIf(true, nil, "external id stamped")
+}
+
+// takeStampedUser handles a user just created while another user holds
+// its external id: orgsync's own user, whose translation was lost (a new
+// state file) and whose email changed in the source since, so neither the
+// translation nor the email search found it. The user created by mistake
+// is deleted and the stamped one carries on, as if found by external id.
+func (r *run) takeStampedUser(ctx context.Context, u *userRun) stepResult {
+	created := u.id
+	var owner *genesys.User
+	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
+		owner, err = r.c.GetUserByExternalIDExpand(ctx, extid.Authority, u.ext, userExpand...)
+		return err
+	})
+	if err != nil {
+		return failed(fmt.Errorf("stamp external id: another user holds it, and reading it failed: %w", err))
+	}
+	err = r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
+		return r.c.DeleteUser(ctx, created)
+	})
+	if err != nil && !genesys.IsNotFound(err) {
+		return failed(fmt.Errorf("delete user %s created while user %s holds external id %s: %w", created, owner.ID, u.ext, err))
+	}
+	if err := r.e.deps.Store.PutTargetID(r.org, u.ext, owner.ID); err != nil {
+		return failed(err)
+	}
+	u.found = foundExternalID
+	u.setUser(owner)
+	u.baseline = nil
+	r.renew(u.ext) // steps done to the deleted user are not done to this one
+	return stepResult{status: orgsyncv1.Status_STATUS_CHANGED, diffs: []*orgsyncv1.FieldDiff{{Field: "user", Want: owner.ID, Got: created}},
+		msg:   fmt.Sprintf("user %s already in %s by external id (email %s); user %s created by mistake deleted", owner.ID, r.org, owner.Email, created),
+		attrs: map[string]string{"found_by": foundExternalID}}
 }
 
 // assignLicenses gives every pending user the licenses it lacks, in one

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -87,7 +88,7 @@ func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() boo
 
 // EventLog is what stream EVENTS stored since FollowEvents (the audit trail
 // as readers see it: a publish JetStream dropped as a duplicate of an
-// earlier Nats-Msg-Id is not in it).
+// earlier Nats-Msg-Id is not in it; a batch's rows, not the batch).
 type EventLog struct {
 	mu     sync.Mutex
 	events []*orgsyncv1.Event
@@ -111,7 +112,7 @@ func FollowEvents(t testing.TB, js jetstream.JetStream) *EventLog {
 			return
 		}
 		l.mu.Lock()
-		l.events = append(l.events, &e)
+		l.events = append(l.events, events.Expand(&e)...)
 		l.mu.Unlock()
 	})
 	if err != nil {

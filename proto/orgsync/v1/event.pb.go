@@ -204,7 +204,15 @@ type Event struct {
 	Total int32 `protobuf:"varint,18,opt,name=total,proto3" json:"total,omitempty"`
 	// Number of plans the request has for this org (Plan.parts; 0 means 1):
 	// a target is done when that many plans reported a final TARGET event.
-	PlanParts     int32 `protobuf:"varint,19,opt,name=plan_parts,json=planParts,proto3" json:"plan_parts,omitempty"`
+	PlanParts int32 `protobuf:"varint,19,opt,name=plan_parts,json=planParts,proto3" json:"plan_parts,omitempty"`
+	// A batch: the rows of one unit of work, each an event of this event's
+	// kind without the envelope (request, plan, org, source org, time, plan
+	// parts, which are this event's). The provisioner sends one STEP event
+	// per phase of a plan with a row per user, and one USER event per plan
+	// with a row per finished user, instead of one event each: the rows are
+	// what readers see (pkg/events.Expand), the batch is the transport.
+	// A batch's own user, step and status fields are unset.
+	Rows          []*Event `protobuf:"bytes,20,rep,name=rows,proto3" json:"rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -372,6 +380,13 @@ func (x *Event) GetPlanParts() int32 {
 	return 0
 }
 
+func (x *Event) GetRows() []*Event {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
 // ApiUsage counts Genesys API calls.
 type ApiUsage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -441,7 +456,7 @@ var File_orgsync_v1_event_proto protoreflect.FileDescriptor
 const file_orgsync_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16orgsync/v1/event.proto\x12\n" +
-	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17orgsync/v1/common.proto\"\xd3\x05\n" +
+	"orgsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17orgsync/v1/common.proto\"\xfa\x05\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
@@ -467,7 +482,8 @@ const file_orgsync_v1_event_proto_rawDesc = "" +
 	"\x04done\x18\x11 \x01(\x05R\x04done\x12\x14\n" +
 	"\x05total\x18\x12 \x01(\x05R\x05total\x12\x1d\n" +
 	"\n" +
-	"plan_parts\x18\x13 \x01(\x05R\tplanParts\x1a=\n" +
+	"plan_parts\x18\x13 \x01(\x05R\tplanParts\x12%\n" +
+	"\x04rows\x18\x14 \x03(\v2\x11.orgsync.v1.EventR\x04rows\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
@@ -522,11 +538,12 @@ var file_orgsync_v1_event_proto_depIdxs = []int32{
 	3, // 3: orgsync.v1.Event.api_calls:type_name -> orgsync.v1.ApiUsage
 	6, // 4: orgsync.v1.Event.diffs:type_name -> orgsync.v1.FieldDiff
 	4, // 5: orgsync.v1.Event.attributes:type_name -> orgsync.v1.Event.AttributesEntry
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	2, // 6: orgsync.v1.Event.rows:type_name -> orgsync.v1.Event
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_orgsync_v1_event_proto_init() }

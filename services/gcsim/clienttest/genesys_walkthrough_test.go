@@ -1,6 +1,7 @@
 package clienttest_test
 
 import (
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -90,6 +91,16 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	must(err)
 	if byExt.ID != jane.ID {
 		t.Fatalf("external id resolves to %s, want %s", byExt.ID, jane.ID)
+	}
+	// A user created while another holds the stamp: 409, and deleted.
+	mistake, err := c.CreateUser(ctx, genesys.CreateUser{Name: "Jane Doe", Email: "jane.doe@other.example", DivisionID: home.ID})
+	must(err)
+	if _, err := c.AddUserExternalID(ctx, mistake.ID, ext); genesys.StatusOf(err) != http.StatusConflict {
+		t.Fatalf("stamping a second user with %v: %v, want 409", ext, err)
+	}
+	must(c.DeleteUser(ctx, mistake.ID))
+	if _, found, err := c.FindUserByEmail(ctx, mistake.Email); err != nil || found {
+		t.Fatalf("deleted user still found by email (%v)", err)
 	}
 
 	// License, wait for active.

@@ -72,6 +72,7 @@ const DECLARED = [
 	'POST /api/v2/users/{userId}/externalid',
 	'GET /api/v2/users/{userId}/externalid',
 	'GET /api/v2/users',
+	'DELETE /api/v2/users/{userId}',
 ];
 
 if (process.argv.includes('--list')) {
@@ -196,6 +197,8 @@ async function main() {
 	const grants = { grants: [{ roleId: roles.entities[0].id, divisionId: home.id }] };
 	await call('grant roles', 'POST /api/v2/authorization/subjects/{subjectId}/bulkadd', A, 'postAuthorizationSubjectBulkadd', created.id, grants);
 	await call('revoke roles', 'POST /api/v2/authorization/subjects/{subjectId}/bulkremove', A, 'postAuthorizationSubjectBulkremove', created.id, grants);
+	// The created user's last use: the provisioner deletes a user it created by mistake.
+	await call('delete user', 'DELETE /api/v2/users/{userId}', U, 'deleteUser', created.id);
 
 	// Telephony: DID pools and their free numbers.
 	await call('did pools', 'GET /api/v2/telephony/providers/edges/didpools', apis.telephony, 'getTelephonyProvidersEdgesDidpools', page);
