@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,9 +89,13 @@ func demoSyncSetStep(ctx context.Context, d *Dev, store string, res *DemoResult,
 	}
 	for _, t := range demoTargets {
 		got, _ := d.Sim.UserByEmail(d.OrgIDs[t], demoHire.Email)
-		fmt.Fprintf(out.Out, "  %s: %s, %s, team %s, skills %v\n", t, got.Email, got.State, got.Team, got.Skills)
+		var skills []string
+		for _, name := range slices.Sorted(maps.Keys(got.Skills)) {
+			skills = append(skills, fmt.Sprintf("%s (%g)", name, got.Skills[name]))
+		}
+		fmt.Fprintf(out.Out, "  %s: %s, %s, team %s, skills %s\n", t, got.Email, got.State, got.Team, strings.Join(skills, ", "))
 	}
-	fmt.Fprintf(out.Out, "the new team member reached every target %v after joining the team (see: orgsync describe syncset billing-team)\n",
+	fmt.Fprintf(out.Out, "the new team member reached every target %v after joining the team (under `orgsync dev`, `orgsync describe syncset NAME` shows a set)\n",
 		res.HireConverged.Round(time.Millisecond))
 	return nil
 }
