@@ -147,7 +147,7 @@ func TestSyncSetFollowsTeam(t *testing.T) {
 		writes[o] = SimWrites(h.stats(o))
 	}
 	code, stdout, _ = h.cli("apply", "-f", path, "--auto-approve")
-	if code != 0 || !strings.Contains(stdout, "No membership changes") {
+	if code != 0 || !strings.Contains(stdout, "No changes: neither membership nor definition") {
 		t.Fatalf("re-apply: exit %d\n%s", code, stdout)
 	}
 	// A requested sweep re-resolves the set (and finds nothing to do).
