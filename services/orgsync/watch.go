@@ -51,6 +51,17 @@ func runWatch(ctx context.Context, d *deployment, org, request string, all, asJS
 		}
 		from = end + 1
 	}
+	// Say on stderr that it is connected and from where, so silence means
+	// "no event yet", not "not connected".
+	scope := "every org"
+	if org != "" {
+		scope = "org " + org
+	}
+	if all {
+		fmt.Fprintf(out.Err, "watching events of %s from the start of stream EVENTS (Ctrl-C to stop)\n", scope)
+	} else {
+		fmt.Fprintf(out.Err, "watching new events of %s from EVENTS sequence %d on (Ctrl-C to stop)\n", scope, from)
+	}
 	err = followEvents(ctx, js, org, from, 0, func(e *orgsyncv1.Event) bool {
 		if request != "" && e.GetRequestId() != request {
 			return false
