@@ -140,6 +140,11 @@ func cloneCommand(ctx context.Context, f *cloneFlags, out IO) error {
 	if err != nil {
 		return err
 	}
+	if rep != nil && f.output.value != "json" && !req.GetOptions().GetDryRun() {
+		// The CRM sync runs on after the core provisioning (decoupled):
+		// where it stands, as `orgsync status` shows it.
+		writeCRMSection(ctx, js, req.GetTargetOrgs(), out)
+	}
 	if rep != nil && rep.Failed() {
 		return errJobFailed
 	}

@@ -86,6 +86,13 @@ func TestCLICloneAndStatus(t *testing.T) {
 		}
 	}
 
+	// In text, a clone ends with where the decoupled CRM sync of its
+	// targets stands (PENDING until the integrator is done).
+	code, out, errOut = run("clone", "--source", "source", "--user", "john.smith@acme.example", "--target", "target1,target2", "--wait")
+	if code != ExitOK || !strings.Contains(out, "CRM integration sync") || !regexp.MustCompile(`(?m)^target2\s+\d+\s+\d+`).MatchString(out) {
+		t.Errorf("text clone: exit %d, no CRM section for its targets\nstdout %s\nstderr %s", code, out, errOut)
+	}
+
 	// Every phone number chosen is in the target's audit trail.
 	code, out, errOut = run("audit", "--org", "target1", "--request", "cli-test-1")
 	t.Logf("audit --org target1:\n%s", out)

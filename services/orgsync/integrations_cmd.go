@@ -127,6 +127,28 @@ func writeCRMCounts(w io.Writer, counts map[string]integrator.Counts, orgs []str
 	return tw.Flush()
 }
 
+// writeCRMTable prints the CRM sync counts of targets under a heading.
+func writeCRMTable(w io.Writer, crm map[string]integrator.Counts, targets []string) error {
+	fmt.Fprintln(w, "\nCRM integration sync, decoupled from the core (every user of each target; `orgsync integrations --org ORG` lists them):")
+	return writeCRMCounts(w, crm, targets)
+}
+
+// writeCRMSection prints where the CRM sync of targets stands (PENDING
+// while the integrator works on); nothing when no integrator records any.
+func writeCRMSection(ctx context.Context, js jetstream.JetStream, targets []string, out IO) {
+	crm, err := crmCounts(ctx, js, targets)
+	if err != nil {
+		fmt.Fprintf(out.Err, "CRM sync counts unavailable: %v\n", err)
+		return
+	}
+	for _, t := range targets {
+		if crm[t] != (integrator.Counts{}) {
+			_ = writeCRMTable(out.Out, crm, targets)
+			return
+		}
+	}
+}
+
 // crmCounts reads the CRM sync counts of orgs (all orgs when empty); the
 // integrator may not run in every deployment, so a missing bucket is none.
 func crmCounts(ctx context.Context, js jetstream.JetStream, orgs []string) (map[string]integrator.Counts, error) {

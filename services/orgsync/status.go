@@ -52,8 +52,7 @@ func runStatus(ctx context.Context, d *deployment, id string, asJSON bool, out I
 		return err
 	}
 	if !asJSON && len(crm) > 0 {
-		fmt.Fprintln(out.Out, "\nCRM integration sync (every user of each target; `orgsync integrations --org ORG` lists them):")
-		if err := writeCRMCounts(out.Out, crm, targets); err != nil {
+		if err := writeCRMTable(out.Out, crm, targets); err != nil {
 			return err
 		}
 	}
