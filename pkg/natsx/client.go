@@ -163,6 +163,7 @@ func Connect(url, role string, auth ClientAuth, logger *slog.Logger, opts ...nat
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s as %s: %w", RedactURL(url), role, redactedError{err, url})
 	}
+	watches.Store(nc, &connWatch{guards: map[*guard]struct{}{}})
 	return nc, nil
 }
 
@@ -262,7 +263,10 @@ func reportViolation(nc *nats.Conn, perr *PermissionError) {
 // connections made by Connect report. stop releases the guard.
 func Guard(ctx context.Context, nc *nats.Conn, match func(subject string) bool) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	v, _ := watches.LoadOrStore(nc, &connWatch{guards: map[*guard]struct{}{}})
+	v, ok := watches.Load(nc)
+	if !ok { // not made by Connect: it reports no violation to watch for
+		return ctx, func() { cancel(nil) }
+	}
 	w := v.(*connWatch)
 	g := &guard{match: match, cancel: cancel}
 	w.mu.Lock()

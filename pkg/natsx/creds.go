@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nats-io/nkeys"
 )
@@ -63,7 +64,7 @@ func EnsureKeyFile(path string) (string, error) {
 		if err := os.Chmod(path, 0o600); err != nil {
 			return "", fmt.Errorf("JetStream key %s: %w", path, err)
 		}
-		return string(trimSpace(b)), nil
+		return strings.TrimSpace(string(b)), nil
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("JetStream key: %w", err)
@@ -77,13 +78,6 @@ func EnsureKeyFile(path string) (string, error) {
 		return "", err
 	}
 	return key, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // writeSecret writes b to path with mode 0600, atomically.

@@ -25,7 +25,7 @@ func (s *Sim) LoadFixture(f *Fixture) error {
 	t0 := s.now().Add(-s.cfg.NotFoundAfterCreate)
 	for _, o := range orgs {
 		for _, u := range o.users {
-			u.created, u.activeAt, u.modified = t0, t0, t0
+			u.created, u.activeAt = t0, t0
 		}
 		for _, e := range o.skills {
 			e.created, e.modified = t0, t0

@@ -145,6 +145,7 @@ func (s *Sim) describeChanges(o *org, r *http.Request, trail auditTrail) {
 		}
 	}
 	after := map[string]map[string][]string{}
+	watched := map[string]bool{} // per user: one scan of the channels per call
 	for i := range o.pending {
 		ev := &o.pending[i]
 		ev.ClientID, ev.RemoteIP = clientID, remoteIP
@@ -155,7 +156,12 @@ func (s *Sim) describeChanges(o *org, r *http.Request, trail auditTrail) {
 		case ev.UserID == trail.userID:
 			ev.UserName = trail.name
 		}
-		if !s.auditWatched(o.id, ev.UserID) {
+		w, seen := watched[ev.UserID]
+		if !seen {
+			w = s.auditWatched(o.id, ev.UserID)
+			watched[ev.UserID] = w
+		}
+		if !w {
 			continue
 		}
 		now, ok := after[ev.UserID]

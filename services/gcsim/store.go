@@ -138,7 +138,7 @@ type user struct {
 	divisionID, managerID              string
 	version                            int
 	addresses                          []contact
-	created, activeAt, modified        time.Time
+	created, activeAt                  time.Time
 	skills                             map[string]float64          // skillId -> proficiency
 	languages                          map[string]float64          // languageId -> proficiency
 	utilization                        map[string]mediaUtilization // nil: org level

@@ -172,7 +172,7 @@ func (s *Sim) createUser(r *http.Request, o *org) (int, any, *apiError) {
 	u := &user{
 		id: newID(), name: b.Name, email: b.Email, title: b.Title, department: b.Department,
 		divisionID: b.DivisionID, version: 1,
-		created: now, activeAt: now.Add(s.cfg.ActivationDelay), modified: now,
+		created: now, activeAt: now.Add(s.cfg.ActivationDelay),
 		skills: map[string]float64{}, languages: map[string]float64{}, licenses: map[string]bool{},
 	}
 	o.users[u.id] = u
@@ -300,7 +300,6 @@ func (s *Sim) patchUser(r *http.Request, o *org) (int, any, *apiError) {
 		s.userChanged(o, u.id, "addresses")
 	}
 	u.version++
-	u.modified = s.now()
 	return 200, s.renderUser(o, u, nil), nil
 }
 

@@ -71,10 +71,7 @@ func (f *cloneFlags) spec() (CloneSpec, error) {
 		}
 		maps[target] = rule
 	}
-	by := os.Getenv("USER")
-	if by == "" {
-		by = "orgsync-cli"
-	}
+	by := cliUser()
 	return CloneSpec{
 		RequestID: f.requestID, SourceOrg: f.source, Users: f.users, Targets: f.targets,
 		DryRun: f.dryRun, Include: include, Existing: existing, EmailMap: maps, RequestedBy: by,
@@ -220,4 +217,12 @@ func writeReport(w io.Writer, rep *Report, asJSON bool) error {
 		return rep.WriteJSON(w)
 	}
 	return rep.WriteSummary(w)
+}
+
+// cliUser is who a request from the CLI says sent it: $USER, else orgsync-cli.
+func cliUser() string {
+	if by := os.Getenv("USER"); by != "" {
+		return by
+	}
+	return "orgsync-cli"
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +115,7 @@ func runSyncSetCommand(ctx context.Context, d *deployment, name, file string, au
 		}
 		if len(reply.GetJoining()) > 0 {
 			// The field diff of `orgsync plan`: a dry-run clone of the joiners.
-			req := joinersRequest(f.Set, reply, "")
+			req := joinersRequest(f.Set, reply)
 			req.Options.DryRun = true
 			if _, err := RunClone(ctx, c, req, CloneOptions{Wait: true, NoProgress: true, Timeout: timeout}, out); err != nil {
 				return fmt.Errorf("plan of sync set %s: %v", f.Set.GetName(), err)
@@ -178,11 +179,7 @@ func runSyncSetCommand(ctx context.Context, d *deployment, name, file string, au
 
 // applyRequest sends an ApplySyncSetRequest and waits for the reply.
 func applyRequest(ctx context.Context, nc *nats.Conn, set *orgsyncv1.SyncSet, dry bool) (*orgsyncv1.ApplySyncSetReply, error) {
-	by := os.Getenv("USER")
-	if by == "" {
-		by = "orgsync-cli"
-	}
-	b, err := proto.Marshal(&orgsyncv1.ApplySyncSetRequest{SyncSet: set, DryRun: dry, RequestedBy: by})
+	b, err := proto.Marshal(&orgsyncv1.ApplySyncSetRequest{SyncSet: set, DryRun: dry, RequestedBy: cliUser()})
 	if err != nil {
 		return nil, err
 	}
@@ -200,17 +197,13 @@ func applyRequest(ctx context.Context, nc *nats.Conn, set *orgsyncv1.SyncSet, dr
 }
 
 // joinersRequest is the clone of a plan's joiners.
-func joinersRequest(set *orgsyncv1.SyncSet, reply *orgsyncv1.ApplySyncSetReply, id string) *orgsyncv1.CloneRequest {
+func joinersRequest(set *orgsyncv1.SyncSet, reply *orgsyncv1.ApplySyncSetReply) *orgsyncv1.CloneRequest {
 	opts := &orgsyncv1.CloneOptions{}
 	if set.GetOptions() != nil {
 		opts = proto.Clone(set.GetOptions()).(*orgsyncv1.CloneOptions)
 	}
-	spec := CloneSpec{RequestID: id, SourceOrg: set.GetSourceOrg(), Targets: reply.GetTargetOrgs(), Include: opts.GetInclude(),
-		Existing: opts.GetExistingUsers(), EmailMap: opts.GetEmailMapping(), RequestedBy: "syncset/" + set.GetName()}
-	req := &orgsyncv1.CloneRequest{RequestId: spec.RequestID, SourceOrg: spec.SourceOrg, TargetOrgs: spec.Targets, Options: opts}
-	if req.RequestId == "" {
-		req.RequestId = uuid.NewString()
-	}
+	req := &orgsyncv1.CloneRequest{RequestId: uuid.NewString(), SourceOrg: set.GetSourceOrg(), TargetOrgs: reply.GetTargetOrgs(),
+		Options: opts, RequestedBy: "syncset/" + set.GetName()}
 	for _, j := range reply.GetJoining() {
 		req.Users = append(req.Users, &orgsyncv1.UserSelector{Selector: &orgsyncv1.UserSelector_UserId{UserId: j.GetUserId()}})
 	}
@@ -237,12 +230,12 @@ func printSyncSetPlan(out IO, set *orgsyncv1.SyncSet, reply *orgsyncv1.ApplySync
 	for _, t := range reply.GetTargetOrgs() {
 		var lines []string
 		for _, j := range reply.GetJoining() {
-			if contains(j.GetTargets(), t) {
+			if slices.Contains(j.GetTargets(), t) {
 				lines = append(lines, "  + "+j.GetEmail())
 			}
 		}
 		for _, l := range reply.GetLeaving() {
-			if contains(l.GetTargets(), t) {
+			if slices.Contains(l.GetTargets(), t) {
 				lines = append(lines, "  - "+l.GetEmail()+" ("+onRemoveWord(set.GetOnRemove())+")")
 			}
 		}
@@ -262,15 +255,6 @@ func onRemoveWord(o orgsyncv1.OnRemove) string {
 		return "deactivate"
 	}
 	return "keep"
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // syncSetDefinitionDiff compares set with the stored set of that name, field

@@ -157,21 +157,23 @@ func runDescribe(ctx context.Context, d *deployment, name string, out IO) error 
 			fmt.Fprintf(w, "  %s  %s  left %s  %s in %s\n", l.Email, l.UserID, l.LeftAt.Format(time.RFC3339), l.Action, strings.Join(l.Targets, ","))
 		}
 	}
+	members := map[string]bool{}
+	for _, m := range st.Members {
+		members[extid.User(st.Source, m.Email)] = true
+	}
 	var drift []string
 	for _, t := range st.Targets {
 		recs, err := listDrift(ctx, js, t)
 		if err != nil {
 			continue
 		}
-		n := 0
+		drifted := map[string]bool{}
 		for _, r := range recs {
-			for _, m := range st.Members {
-				if r.UserExternalID == extid.User(st.Source, m.Email) {
-					n++
-				}
+			if members[r.UserExternalID] {
+				drifted[r.UserExternalID] = true
 			}
 		}
-		drift = append(drift, fmt.Sprintf("%s=%d", t, n))
+		drift = append(drift, fmt.Sprintf("%s=%d", t, len(drifted)))
 	}
 	fmt.Fprintf(w, "\nDrift (members with open drift, `orgsync drift --org T`): %s\n", strings.Join(drift, " "))
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/extid"
 	"github.com/orgsync/orgsync/pkg/genesys"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -64,7 +65,7 @@ func (e *Engine) applyDeactivate(ctx context.Context, plan *orgsyncv1.Plan) (*Pl
 			UserExternalId: u.ext, TargetUserId: u.id, Reason: ur.Reason,
 			Message: fmt.Sprintf("user %s %s", u.d.GetEmail(), statusWord(ur.Status)), Done: int32(i + 1), Total: int32(len(r.users))})
 	}
-	r.emitAll(ctx, evs)
+	r.emitAll(ctx, []*orgsyncv1.Event{events.Batch(orgsyncv1.EventKind_EVENT_KIND_USER, evs)})
 	res.Status = orgsyncv1.Status_STATUS_UNCHANGED
 	switch {
 	case failed > 0:

@@ -316,15 +316,11 @@ func (r *run) stampExternalID(ctx context.Context, u *userRun) stepResult {
 	if u.found == foundTranslation || u.found == foundJournal {
 		// orgsync stamped it, unless its configuration never finished or
 		// was lost since (doubt): read rather than write blindly.
-		var ids []genesys.ExternalID
-		err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) (err error) {
-			ids, err = r.c.ListUserExternalIDs(ctx, u.id)
-			return err
-		})
+		stamped, err := r.holdsStamp(ctx, u, u.id)
 		if err != nil {
-			return failed(fmt.Errorf("read external ids: %w", err))
+			return failed(err)
 		}
-		if slices.Contains(ids, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext}) {
+		if stamped {
 			return changedIf(false, nil, "external id already stamped")
 		}
 	}

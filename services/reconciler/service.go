@@ -170,9 +170,13 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { // a sweep may take a while; never block the subscription
 			defer wg.Done()
-			reply := s.sweeps.handleReconcile(ctx, m.Subject, m.Data, s.knownOrg)
+			var followed func(string) bool
+			if s.syncs != nil {
+				followed = s.syncs.follows
+			}
+			reply, scope := s.sweeps.handleReconcile(ctx, m.Subject, m.Data, s.knownOrg, followed)
 			if s.syncs != nil && reply.Error == "" {
-				reply.SyncSets = s.syncs.sweepRequested(ctx, reconcileOrgs(m.Subject), reconcileNow(m.Data))
+				reply.SyncSets = s.syncs.sweepRequested(ctx, scope.orgs, scope.now)
 			}
 			if m.Reply != "" {
 				_ = m.Respond(mustJSON(reply))

@@ -308,18 +308,36 @@ type ReconcileReply struct {
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// handleReconcile answers one request on orgsync.reconcile.<src|all>.
-func (s *sweeper) handleReconcile(ctx context.Context, subject string, data []byte, known func(string) error) ReconcileReply {
+// reconcileScope is what a valid reconcile request asks for: its source
+// orgs (nil: all) and whether to run now.
+type reconcileScope struct {
+	orgs []string
+	now  bool
+}
+
+// handleReconcile answers one request on orgsync.reconcile.<src|all>;
+// followed (nil: none) reports whether sync sets follow an org, which makes
+// it a source worth sweeping before anything was cloned from it.
+func (s *sweeper) handleReconcile(ctx context.Context, subject string, data []byte, known func(string) error, followed func(string) bool) (ReconcileReply, reconcileScope) {
 	target, ok := cutPrefix(subject, reconcilePrefix)
 	if !ok {
-		return ReconcileReply{Error: "unexpected subject " + subject}
+		return ReconcileReply{Error: "unexpected subject " + subject}, reconcileScope{}
 	}
 	var req ReconcileRequest
 	if len(data) > 0 {
 		if err := json.Unmarshal(data, &req); err != nil {
-			return ReconcileReply{Error: "invalid reconcile request (want JSON {request_id, now, requested_by}): " + err.Error()}
+			return ReconcileReply{Error: "invalid reconcile request (want JSON {request_id, now, requested_by}): " + err.Error()}, reconcileScope{}
 		}
 	}
+	reply := s.reconcile(ctx, target, req, known, followed)
+	scope := reconcileScope{now: req.Now}
+	if target != ReconcileAll {
+		scope.orgs = []string{target}
+	}
+	return reply, scope
+}
+
+func (s *sweeper) reconcile(ctx context.Context, target string, req ReconcileRequest, known func(string) error, followed func(string) bool) ReconcileReply {
 	runID := ""
 	if req.RequestID != "" {
 		if !requestIDPattern.MatchString(req.RequestID) {
@@ -341,7 +359,7 @@ func (s *sweeper) handleReconcile(ctx context.Context, subject string, data []by
 		}
 		// A target org, or a source nothing was cloned from, has nothing
 		// to sweep: saying "done, 0 users" would hide the mistake.
-		if sources := s.tracked.Orgs(); !slices.Contains(sources, target) {
+		if sources := s.tracked.Orgs(); !slices.Contains(sources, target) && (followed == nil || !followed(target)) {
 			return ReconcileReply{Error: fmt.Sprintf("org %s is not the source of any cloned user, nothing to sweep (sources with tracked users: %s)", target, orNone(sources))}
 		}
 		srcs = []string{target}
@@ -380,21 +398,4 @@ func orNone(xs []string) string {
 		return "none"
 	}
 	return strings.Join(xs, ", ")
-}
-
-// reconcileOrgs are the source orgs a valid reconcile request on subject
-// names; nil for all.
-func reconcileOrgs(subject string) []string {
-	target, _ := cutPrefix(subject, reconcilePrefix)
-	if target == ReconcileAll {
-		return nil
-	}
-	return []string{target}
-}
-
-// reconcileNow reports whether a valid reconcile request asks to run now.
-func reconcileNow(data []byte) bool {
-	var req ReconcileRequest
-	_ = json.Unmarshal(data, &req)
-	return req.Now
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -408,12 +409,12 @@ func (s *syncSets) makePlan(ctx context.Context, set *orgsyncv1.SyncSet) (*syncP
 	// Options changed since the members were cloned: every member joins
 	// again (the clone converges them to the new options).
 	reclone := st.OptionsHash != "" && st.OptionsHash != optionsHash(set)
-	for _, id := range sortedKeys(sel.users) {
+	for _, id := range slices.Sorted(maps.Keys(sel.users)) {
 		u := sel.users[id]
 		var missing []string
 		m := st.Members[id]
 		for _, t := range targets {
-			if m == nil || reclone || !contains(m.Targets, t) {
+			if m == nil || reclone || !slices.Contains(m.Targets, t) {
 				missing = append(missing, t)
 			}
 		}
@@ -421,31 +422,13 @@ func (s *syncSets) makePlan(ctx context.Context, set *orgsyncv1.SyncSet) (*syncP
 			p.joining = append(p.joining, &orgsyncv1.SyncMember{UserId: id, Email: u.Email, Name: u.Name, Targets: missing})
 		}
 	}
-	for _, id := range sortedKeys(st.Members) {
+	for _, id := range slices.Sorted(maps.Keys(st.Members)) {
 		if _, ok := sel.users[id]; !ok {
 			m := st.Members[id]
 			p.leaving = append(p.leaving, &orgsyncv1.SyncMember{UserId: id, Email: m.Email, Name: m.Name, Targets: m.Targets})
 		}
 	}
 	return p, &orgsyncv1.ApplySyncSetReply{TargetOrgs: targets, Selected: int32(len(sel.users)), Joining: p.joining, Leaving: p.leaving}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // optionsHash identifies the options members were cloned with.
@@ -555,6 +538,18 @@ type SyncSetRun struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// follows reports whether a sync set has src as its source.
+func (s *syncSets) follows(src string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, set := range s.known {
+		if set.GetSourceOrg() == src {
+			return true
+		}
+	}
+	return false
+}
+
 // sweepRequested is a selection sweep of the sets of srcs (nil: every
 // set) asked by a reconcile request: run now, or queued.
 func (s *syncSets) sweepRequested(ctx context.Context, srcs []string, now bool) []SyncSetRun {
@@ -652,7 +647,7 @@ func (s *syncSets) act(ctx context.Context, p *syncPlan, trigger string, reply *
 				tset[t] = true
 			}
 		}
-		req.TargetOrgs = sortedKeys(tset)
+		req.TargetOrgs = slices.Sorted(maps.Keys(tset))
 		subj, err := natsx.CloneSubject(src)
 		if err != nil {
 			return err
@@ -669,7 +664,7 @@ func (s *syncSets) act(ctx context.Context, p *syncPlan, trigger string, reply *
 				st.Members[j.GetUserId()] = m
 			}
 			m.Email, m.Name, m.RequestID = j.GetEmail(), j.GetName(), reqID
-			m.Targets = mergeSorted(m.Targets, j.GetTargets())
+			m.Targets = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(m.Targets), j.GetTargets()...))))
 		}
 	}
 	if len(p.leaving) > 0 {
@@ -715,7 +710,7 @@ func (s *syncSets) act(ctx context.Context, p *syncPlan, trigger string, reply *
 		members[id] = true
 	}
 	s.mu.Lock()
-	teamsChanged := !equalStrings(s.teams[set.GetName()], p.sel.teams)
+	teamsChanged := !slices.Equal(s.teams[set.GetName()], p.sel.teams)
 	s.teams[set.GetName()], s.members[set.GetName()] = p.sel.teams, members
 	s.mu.Unlock()
 	if teamsChanged {
@@ -732,29 +727,6 @@ func orEmpty(o *orgsyncv1.CloneOptions) *orgsyncv1.CloneOptions {
 		return &orgsyncv1.CloneOptions{}
 	}
 	return o
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func mergeSorted(a, b []string) []string {
-	set := map[string]bool{}
-	for _, v := range a {
-		set[v] = true
-	}
-	for _, v := range b {
-		set[v] = true
-	}
-	return sortedKeys(set)
 }
 
 // requestID is deterministic in (set, kind, generation, users, targets): a
@@ -784,7 +756,7 @@ func (s *syncSets) publishDeactivate(ctx context.Context, reqID string, set *org
 			})
 		}
 	}
-	targets := sortedKeys(byTarget)
+	targets := slices.Sorted(maps.Keys(byTarget))
 	for _, t := range targets {
 		planID := reqID + "-" + t
 		plan := &orgsyncv1.Plan{PlanId: planID, RequestId: reqID, SourceOrg: set.GetSourceOrg(), TargetOrg: t,

@@ -89,7 +89,7 @@ func (s *Service) handleSnapshot(ctx context.Context, m natsx.Msg) error {
 	prog := s.progress.get(m.StreamSequence())
 	var open []string
 	for _, t := range targets {
-		if _, settled := prog.settled(t); !settled {
+		if !prog.settled(t) {
 			open = append(open, t)
 		}
 	}

@@ -63,12 +63,12 @@ func (p *snapshotProgress) forget(seq uint64) {
 	delete(p.m, seq)
 }
 
-// settled reports whether target is settled, and whether it was planned.
-func (tp *targetProgress) settled(target string) (planned, ok bool) {
+// settled reports whether target is settled (planned or failed for good).
+func (tp *targetProgress) settled(target string) bool {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	planned, ok = tp.planned[target]
-	return planned, ok
+	_, ok := tp.planned[target]
+	return ok
 }
 
 func (tp *targetProgress) settle(target string, planned bool) {
