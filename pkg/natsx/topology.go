@@ -202,21 +202,39 @@ func EnsureTokenBucket(ctx context.Context, js jetstream.JetStream, topo Topolog
 	return kv, nil
 }
 
-// retryEnsure runs op until it succeeds, fails with a non-race error, or
-// ensureAttempts are spent.
+// retryEnsure runs op until it succeeds, fails with an error that is
+// neither a create race nor a cluster still forming, or ensureAttempts
+// (clusterFormingAttempts for a forming cluster) are spent.
 func retryEnsure(ctx context.Context, op func() error) error {
 	var err error
-	for attempt := 1; attempt <= ensureAttempts; attempt++ {
-		if err = op(); err == nil || !isCreateRace(err) {
+	for attempt := 1; ; attempt++ {
+		err = op()
+		switch {
+		case err == nil:
+			return nil
+		case isCreateRace(err) && attempt < ensureAttempts:
+		case isClusterForming(err) && attempt < clusterFormingAttempts:
+		default:
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())
-		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		case <-time.After(time.Duration(min(attempt, 25)) * 20 * time.Millisecond):
 		}
 	}
-	return err
+}
+
+// clusterFormingAttempts bound the retries while a JetStream cluster has
+// too few peers online to place a replicated stream (about 20 s: a node
+// restarting or the cluster still forming when a service starts).
+const clusterFormingAttempts = 50
+
+// isClusterForming reports "no suitable peers for placement": transient
+// while cluster nodes come up, not a configuration error.
+func isClusterForming(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10005 // JSClusterNoPeersErr
 }
 
 // isCreateRace reports errors another creator can cause between our

@@ -25,9 +25,10 @@ type readKey struct {
 }
 
 type readRound struct {
-	done chan struct{}
-	val  any
-	err  error
+	done    chan struct{}
+	val     any
+	err     error
+	callers int // who wait for it, its opener included (under sharedReads.mu)
 }
 
 func newSharedReads() *sharedReads {
@@ -60,6 +61,7 @@ func (s *sharedReads) do(ctx context.Context, key string, read func(context.Cont
 		s.keys[key] = k
 	}
 	if r := k.pending; r != nil {
+		r.callers++
 		s.mu.Unlock()
 		select {
 		case <-r.done:
@@ -68,7 +70,7 @@ func (s *sharedReads) do(ctx context.Context, key string, read func(context.Cont
 			return nil, ctx.Err()
 		}
 	}
-	r := &readRound{done: make(chan struct{})}
+	r := &readRound{done: make(chan struct{}), callers: 1}
 	k.pending = r
 	prev := k.running
 	s.mu.Unlock()

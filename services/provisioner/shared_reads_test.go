@@ -10,11 +10,14 @@ import (
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 )
 
-func (s *sharedReads) joined(key string) bool {
+// pendingCallers is how many callers wait for key's round not started yet.
+func (s *sharedReads) pendingCallers(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.keys[key]
-	return k != nil && k.pending != nil
+	if k := s.keys[key]; k != nil && k.pending != nil {
+		return k.pending.callers
+	}
+	return 0
 }
 
 // A caller never gets an answer read before it asked: arriving while a read
@@ -48,8 +51,9 @@ func TestSharedReadsAnswerOnlyWithReadsStartedAfterTheCall(t *testing.T) {
 		t.Fatalf("first round is %d", n)
 	}
 	second := ask() // round 1 is in flight: this one must not share it
-	natsxtest.Eventually(t, 5*time.Second, "second caller to open round 2", func() bool { return s.joined("q1") })
+	natsxtest.Eventually(t, 5*time.Second, "second caller to open round 2", func() bool { return s.pendingCallers("q1") == 1 })
 	third := ask() // joins round 2, still pending
+	natsxtest.Eventually(t, 5*time.Second, "third caller to join round 2", func() bool { return s.pendingCallers("q1") == 2 })
 	release <- struct{}{}
 	if a := <-first; a.v != int32(1) || a.err != nil {
 		t.Fatalf("first caller got %v, %v", a.v, a.err)
@@ -87,7 +91,7 @@ func TestSharedReadsShareErrorsAndHonourTheWaitersContext(t *testing.T) {
 	})
 	// A third caller joins a pending round, then its context ends.
 	go s.do(context.Background(), "q2", func(context.Context) (any, error) { return 2, nil })
-	natsxtest.Eventually(t, 5*time.Second, "round 2 of q2 to be pending", func() bool { return s.joined("q2") })
+	natsxtest.Eventually(t, 5*time.Second, "round 2 of q2 to be pending", func() bool { return s.pendingCallers("q2") > 0 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.do(ctx, "q2", func(context.Context) (any, error) { return 3, nil }); !errors.Is(err, context.Canceled) {
