@@ -110,8 +110,10 @@ func New(cfg OrgConfig, opts ...Option) (*Client, error) {
 		o.limiter = NewLimiter(cfg.RateLimit, cfg.Burst, cfg.MinRateLimit)
 	}
 	return &Client{
-		cfg:      cfg,
-		http:     &http.Client{Transport: o.transport, Timeout: cfg.RequestTimeout},
+		cfg: cfg,
+		// No Client.Timeout: attempt bounds each request with a context
+		// deadline, which costs a timer instead of a goroutine per call.
+		http:     &http.Client{Transport: o.transport},
 		tokens:   newTokenCache(cfg.OrgID, src, cfg.TokenRefreshEarly, tokenURL),
 		limiter:  o.limiter,
 		retry:    o.retry.withDefaults(),
@@ -286,7 +288,9 @@ func (c *Client) attempt(ctx context.Context, r request, target string, payload 
 	}
 	var sent bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { sent = true }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), r.op.Method, c.cfg.APIBaseURL+target, body)
+	reqCtx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout) // the request and its body
+	defer cancel()
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(reqCtx, trace), r.op.Method, c.cfg.APIBaseURL+target, body)
 	if err != nil {
 		res.err = fmt.Errorf("genesys: %s (org %s): build request: %w", r.op, c.cfg.OrgID, err)
 		return res

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -105,10 +106,14 @@ func (s *Service) Run(ctx context.Context) error {
 	return natsx.Consume(ctx, s.deps.JS, spec, s.handle)
 }
 
-// handle syncs one request. Ack policy: an undecodable or invalid request
-// is Permanent; a Genesys check that failed transiently is redelivered;
-// every CRM outcome (provisioned, rejected, deadline) is final and acked —
-// a later provisioning run of the user publishes a new request.
+// handle syncs the users of one request: a batch (a plan's users,
+// IntegrationRequest.users) or a single user. Ack policy: an undecodable
+// or invalid request is Permanent (an invalid row of a batch is logged and
+// left out: the others are valid work); a Genesys check that failed
+// transiently is redelivered — users whose sync already ended are not
+// synced again; every CRM outcome (provisioned, rejected, deadline) is
+// final and acked — a later provisioning run of the user publishes a new
+// request.
 func (s *Service) handle(ctx context.Context, m natsx.Msg) error {
 	ctx, span := tracer.Start(ctx, "integrator.sync")
 	defer span.End()
@@ -118,46 +123,121 @@ func (s *Service) handle(ctx context.Context, m natsx.Msg) error {
 		return natsx.Permanent(fmt.Errorf("integrator: request on %s: %w", m.Subject(), err))
 	}
 	subjOrg, _ := natsx.OrgFromSubject(m.Subject())
-	if req.GetTargetOrg() != subjOrg || req.GetUserExternalId() == "" || req.GetRequestId() == "" || req.GetEmail() == "" {
-		return natsx.Permanent(fmt.Errorf("integrator: request %q on %s is invalid (target %q, user %q, email %q)",
-			req.GetRequestId(), m.Subject(), req.GetTargetOrg(), req.GetUserExternalId(), req.GetEmail()))
+	rows := requestUsers(&req)
+	if len(req.GetUsers()) > 0 {
+		rows = slices.DeleteFunc(rows, func(row *orgsyncv1.IntegrationRequest) bool {
+			err := validRequest(row, subjOrg, m.Subject())
+			if err != nil {
+				s.log.Warn("CRM sync request left out of its batch", "batch", req.GetRequestId(), "err", err)
+			}
+			return err != nil
+		})
+	} else if err := validRequest(&req, subjOrg, m.Subject()); err != nil {
+		return natsx.Permanent(err)
 	}
-	span.SetAttributes(attribute.String("orgsync.org", req.GetTargetOrg()), attribute.String("orgsync.user", req.GetUserExternalId()))
+	span.SetAttributes(attribute.String("orgsync.org", req.GetTargetOrg()), attribute.Int("orgsync.users", len(rows)))
+	evs := make([]*orgsyncv1.Event, len(rows))
+	errs := make([]error, len(rows))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	for i, row := range rows {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			evs[i], errs[i] = s.syncUser(ctx, m, row)
+		}()
+	}
+	wg.Wait()
+	// One AUDIT event for the request's outcomes (a row per user).
+	if evs = slices.DeleteFunc(evs, func(e *orgsyncv1.Event) bool { return e == nil }); len(evs) > 0 {
+		b := events.Batch(orgsyncv1.EventKind_EVENT_KIND_AUDIT, evs)
+		b.RequestId, b.PlanId, b.Org, b.SourceOrg = req.GetOriginRequestId(), req.GetPlanId(), req.GetTargetOrg(), req.GetSourceOrg()
+		if err := s.deps.Events.Emit(ctx, b); err != nil {
+			errs = append(errs, fmt.Errorf("integrator: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return err
+	}
+	return nil
+}
+
+// requestUsers returns the single-user requests req stands for: its rows
+// completed with the batch's envelope, or req itself.
+func requestUsers(req *orgsyncv1.IntegrationRequest) []*orgsyncv1.IntegrationRequest {
+	if len(req.GetUsers()) == 0 {
+		return []*orgsyncv1.IntegrationRequest{req}
+	}
+	for _, row := range req.GetUsers() {
+		row.TargetOrg, row.OriginRequestId, row.PlanId, row.SourceOrg = req.GetTargetOrg(), req.GetOriginRequestId(), req.GetPlanId(), req.GetSourceOrg()
+	}
+	return slices.Clone(req.GetUsers())
+}
+
+// validRequest checks one user's request received on subject.
+func validRequest(req *orgsyncv1.IntegrationRequest, subjOrg, subject string) error {
+	if req.GetTargetOrg() != subjOrg || req.GetUserExternalId() == "" || req.GetRequestId() == "" || req.GetEmail() == "" {
+		return fmt.Errorf("integrator: request %q on %s is invalid (target %q, user %q, email %q)",
+			req.GetRequestId(), subject, req.GetTargetOrg(), req.GetUserExternalId(), req.GetEmail())
+	}
+	return nil
+}
+
+// syncUser syncs one user and records the outcome; it returns the AUDIT
+// event to send (nil when the sync had already ended) or the transient
+// error to redeliver the request for.
+func (s *Service) syncUser(ctx context.Context, m natsx.Msg, req *orgsyncv1.IntegrationRequest) (*orgsyncv1.Event, error) {
 	// One sync per user at a time in this instance: a duplicate delivered
 	// while the first runs waits for it, then finds it done below.
 	defer s.users.lock(recordKey(req.GetTargetOrg(), req.GetUserExternalId()))()
 	// A redelivered request (its ack lost, or a replay) that already ended
 	// is not synced again: one CRM upsert per request.
-	if prev, ok, err := s.getState(ctx, &req); err != nil {
-		return err
+	if prev, ok, err := s.getState(ctx, req); err != nil {
+		return nil, err
 	} else if ok && prev.RequestID == req.GetRequestId() && final(prev.State) {
 		s.log.Debug("CRM sync already done", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "state", prev.State)
-		return nil
+		return nil, nil
 	}
-	if err := s.putState(ctx, &req, StatePending, Outcome{}); err != nil {
-		return err
+	// PENDING while a CRM call is under way (a target without an adapter
+	// ends at once: SKIPPED is its only state).
+	if _, adapter := s.cfg.Targets[req.GetTargetOrg()]; adapter {
+		if err := s.putState(ctx, req, StatePending, Outcome{}); err != nil {
+			return nil, err
+		}
 	}
-	out, err := s.Sync(ctx, &req)
+	out, err := s.Sync(ctx, req)
 	if err == nil && ctx.Err() != nil {
 		// Shutdown interrupted the sync: not its outcome. The request is
 		// handed back (natsx naks it) and the next instance finishes it.
 		err = fmt.Errorf("integrator: CRM sync of %s in %s interrupted: %w", req.GetUserExternalId(), req.GetTargetOrg(), ctx.Err())
 	}
 	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
 		s.log.Warn("CRM sync will be retried", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "delivery", m.Delivered(), "err", err)
-		return err
+		return nil, err
 	}
-	if out.State == StateFailed {
-		span.SetStatus(codes.Error, out.Reason)
-	}
-	return s.finish(ctx, &req, out)
+	return s.record(ctx, req, out)
 }
 
-// finish records an outcome: KV state, AUDIT event, counts and alert.
+// finish records an outcome and sends its AUDIT event.
 func (s *Service) finish(ctx context.Context, req *orgsyncv1.IntegrationRequest, out Outcome) error {
-	if err := s.putState(ctx, req, out.State, out); err != nil {
+	ev, err := s.record(ctx, req, out)
+	if err != nil {
 		return err
+	}
+	if err := s.deps.Events.Emit(ctx, ev); err != nil {
+		return fmt.Errorf("integrator: %w", err)
+	}
+	return nil
+}
+
+// record writes an outcome into the state bucket (whose watch keeps the
+// counts and the alert) and returns its AUDIT event.
+func (s *Service) record(ctx context.Context, req *orgsyncv1.IntegrationRequest, out Outcome) (*orgsyncv1.Event, error) {
+	if err := s.putState(ctx, req, out.State, out); err != nil {
+		return nil, err
 	}
 	status, msg := orgsyncv1.Status_STATUS_CHANGED, fmt.Sprintf("CRM record of %s provisioned", req.GetEmail())
 	switch out.State {
@@ -175,10 +255,7 @@ func (s *Service) finish(ctx context.Context, req *orgsyncv1.IntegrationRequest,
 			"external_key": req.GetUserExternalId(), "integration_request_id": req.GetRequestId(),
 			"calls": strconv.Itoa(out.Calls), "polls": strconv.Itoa(out.Polls), "rate_limited": strconv.Itoa(out.RateLimited)},
 	}
-	if err := s.deps.Events.Emit(ctx, ev); err != nil {
-		return fmt.Errorf("integrator: %w", err)
-	}
-	return nil
+	return ev, nil
 }
 
 // onTerminated records a request abandoned after its last delivery failed
@@ -192,7 +269,13 @@ func (s *Service) onTerminated(ctx context.Context, m natsx.Msg, reason error) {
 		return
 	}
 	out := Outcome{State: StateFailed, Stage: "integration", Reason: fmt.Sprintf("gave up after %d deliveries: %v", m.Delivered(), reason)}
-	if err := s.finish(ctx, &req, out); err != nil {
-		s.log.Error("record abandoned CRM sync", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "err", err)
+	for _, row := range requestUsers(&req) {
+		// Users of a batch whose sync ended keep their outcome.
+		if prev, ok, err := s.getState(ctx, row); err == nil && ok && prev.RequestID == row.GetRequestId() && final(prev.State) {
+			continue
+		}
+		if err := s.finish(ctx, row, out); err != nil {
+			s.log.Error("record abandoned CRM sync", "org", row.GetTargetOrg(), "user", row.GetUserExternalId(), "err", err)
+		}
 	}
 }

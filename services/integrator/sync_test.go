@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/orgsync/orgsync/pkg/metrics"
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/gcsim"
@@ -394,4 +397,63 @@ func TestFailureRateAlert(t *testing.T) {
 		}
 		return got["failed"] == "5" && got["provisioned"] == "4" && got["pending"] == "0"
 	})
+}
+
+// TestBatchRequestSyncsEachUserOnce: a plan's users arrive as one batch
+// request (IntegrationRequest.users, as the provisioner publishes them);
+// each valid user is synced and recorded, an invalid row is left out
+// without holding back the others, the outcomes are one AUDIT message,
+// and the batch replayed syncs nobody again.
+func TestBatchRequestSyncsEachUserOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "t", gcsim.Config{CRMDelay: 50 * time.Millisecond})
+	e.start(e.config())
+	batch := &orgsyncv1.IntegrationRequest{RequestId: "p1|crm|batch", TargetOrg: e.key(1),
+		OriginRequestId: "req-p1", PlanId: "p1", SourceOrg: "src"}
+	var want []*orgsyncv1.IntegrationRequest
+	for i := range 4 {
+		full := e.request(1, "row"+strconv.Itoa(i), "p1")
+		want = append(want, full)
+		batch.Users = append(batch.Users, &orgsyncv1.IntegrationRequest{RequestId: full.GetRequestId(),
+			UserExternalId: full.GetUserExternalId(), TargetUserId: full.GetTargetUserId(), Email: full.GetEmail(), Name: full.GetName()})
+	}
+	batch.Users = append(batch.Users, &orgsyncv1.IntegrationRequest{RequestId: "p1|noemail|crm", UserExternalId: "noemail"})
+	e.publish(batch, "")
+	for _, req := range want {
+		rec := expectState(t, e, req, e.outcome(req, 10*time.Second), StateProvisioned)
+		if rec.RequestID != req.GetRequestId() || rec.TargetUserID != req.GetTargetUserId() {
+			t.Errorf("state of %s: %+v", req.GetUserExternalId(), rec)
+		}
+	}
+	e.settled()
+	auditSubject, err := natsx.EventSubject(e.key(1), orgsyncv1.EventKind_EVENT_KIND_AUDIT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditMessages := func() uint64 {
+		st, err := e.js.Stream(context.Background(), natsx.StreamEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(auditSubject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[auditSubject]
+	}
+	if n := auditMessages(); n != 1 {
+		t.Errorf("%d AUDIT messages for a batch of 4 outcomes, want 1", n)
+	}
+	if c, err := OrgCounts(context.Background(), e.js, e.key(1)); err != nil || c != (Counts{Provisioned: 4}) {
+		t.Errorf("counts %+v (%v), want 4 provisioned (the invalid row recorded nothing)", c, err)
+	}
+
+	e.publish(batch, "replay-1")
+	e.settled()
+	if puts := e.sim.Stats(e.orgID(1)).CRMRequests["PUT /crm/v1/users/{externalKey}"]; puts != 4 {
+		t.Errorf("%d CRM PUTs after the batch was replayed, want 4 (one per user)", puts)
+	}
+	if n := auditMessages(); n != 1 {
+		t.Errorf("%d AUDIT messages after a replay, want 1", n)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -88,7 +89,7 @@ func listAudit(ctx context.Context, js jetstream.JetStream, filter string) ([]*o
 	err = followRaw(ctx, js, natsx.StreamEvents, filter, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
 		var e orgsyncv1.Event
 		if unmarshal(m.Data(), &e) == nil {
-			out = append(out, &e)
+			out = append(out, events.Expand(&e)...) // a phase's decisions come as one batch
 		}
 		return false
 	})

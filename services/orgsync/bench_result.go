@@ -1,12 +1,14 @@
 package orgsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -71,6 +73,16 @@ type ScenarioResult struct {
 	DirectWallSeconds   float64 `json:"directWallSeconds,omitempty"`
 	DirectCallsPerSec   float64 `json:"directCallsPerSec,omitempty"`
 	OverheadRatio       float64 `json:"overheadRatio,omitempty"`
+	// S4: CPU time per call (µs), user + system, of the orgsync process
+	// (every service, NATS, the bench's report; during the replay: the
+	// replay client) and of the gcsim process, in the pipeline run and in
+	// the replay. Unlike calls/second, they hardly move with the load of
+	// the machine: what the ratio would be on two idle cores is
+	// (direct + sim) ÷ (pipeline + sim).
+	PipelineCPUMicrosPerCall float64 `json:"pipelineCpuMicrosPerCall,omitempty"`
+	PipelineSimCPUMicros     float64 `json:"pipelineSimCpuMicrosPerCall,omitempty"`
+	DirectCPUMicrosPerCall   float64 `json:"directCpuMicrosPerCall,omitempty"`
+	DirectSimCPUMicros       float64 `json:"directSimCpuMicrosPerCall,omitempty"`
 	// PeakRSSMB is the orgsync process's VmHWM (MiB) when the pipeline
 	// finished: every service, the embedded NATS server and the bench
 	// client. S4's gcsim runs in a process of its own; SimPeakRSSMB is its.
@@ -311,6 +323,10 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		if s.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", s.Name, s.Note)
 		}
+		if s.PipelineCPUMicrosPerCall > 0 {
+			fmt.Fprintf(w, "%s: CPU per call: pipeline %.0f µs + gcsim %.0f µs; replay client %.0f µs + gcsim %.0f µs\n",
+				s.Name, s.PipelineCPUMicrosPerCall, s.PipelineSimCPUMicros, s.DirectCPUMicrosPerCall, s.DirectSimCPUMicros)
+		}
 	}
 	fmt.Fprintln(w, "\nbudgets:")
 	for _, b := range r.Budgets {
@@ -348,6 +364,39 @@ func peakRSSMB() float64 { return peakRSSMBOf("/proc/self/status") }
 // resetPeakRSS starts VmHWM afresh (Linux: clear_refs 5), so a scenario's
 // peak is its own, not an earlier scenario's; ignored where unsupported.
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// cpuTimeOf is the CPU time (user + system) a process has used so far,
+// from /proc/PID/stat ("self" for this one); 0 where unknown.
+func cpuTimeOf(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces, in parentheses):
+	// utime and stime are the 14th and 15th fields, in clock ticks (100/s).
+	_, rest, ok := bytes.Cut(b, []byte(") "))
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// microsPerCall is d spread over calls, in µs.
+func microsPerCall(d time.Duration, calls int) float64 {
+	if calls <= 0 {
+		return 0
+	}
+	return round3(float64(d.Microseconds()) / float64(calls))
+}
 
 // peakRSSMBOf reads VmHWM (MiB) from a /proc/PID/status file; 0 if unknown.
 func peakRSSMBOf(path string) float64 {

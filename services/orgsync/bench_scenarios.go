@@ -219,7 +219,9 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	runtime.GC()
 	before := env.statsOf(all)
 	rec.Start()
+	cpu0, simCPU0 := cpuTimeOf("self"), sim.CPUTime()
 	rep, wall, err := env.clone(ctx, cfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(z.S4Users), Targets: targets, RequestedBy: "orgsync-bench"})
+	cpu1, simCPU1 := cpuTimeOf("self"), sim.CPUTime()
 	rec.Stop()
 	if err != nil {
 		return res, err
@@ -237,6 +239,7 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	res.SourceCalls = benchCalls(diffStats(before[BenchSourceOrg], after[BenchSourceOrg]))
 	pipelineCalls := res.SourceCalls + res.TargetCalls
 	res.PipelineCallsPerSec = round3(float64(pipelineCalls) / wall.Seconds())
+	res.PipelineCPUMicrosPerCall, res.PipelineSimCPUMicros = microsPerCall(cpu1-cpu0, pipelineCalls), microsPerCall(simCPU1-simCPU0, pipelineCalls)
 
 	// The direct side runs with the pipeline stopped: left running, its
 	// background work (the reconciler following the new users, the
@@ -247,10 +250,12 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 	env.close()
 	runtime.GC()
 	progressf(cfg, "S4: replay the %d recorded calls directly", rec.Count())
+	cpu0, simCPU0 = cpuTimeOf("self"), sim.CPUTime()
 	replayed, replayWall, err := rec.Replay(ctx)
 	if err != nil {
 		return res, err
 	}
+	res.DirectCPUMicrosPerCall, res.DirectSimCPUMicros = microsPerCall(cpuTimeOf("self")-cpu0, replayed), microsPerCall(sim.CPUTime()-simCPU0, replayed)
 	res.DirectCalls, res.DirectWallSeconds = replayed, round3(replayWall.Seconds())
 	if replayWall > 0 {
 		res.DirectCallsPerSec = round3(float64(replayed) / replayWall.Seconds())

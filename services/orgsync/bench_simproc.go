@@ -153,6 +153,9 @@ func (p *simProcess) url() string {
 // Err is the first failed stats read, or nil.
 func (p *simProcess) Err() error { p.mu.Lock(); defer p.mu.Unlock(); return p.err }
 
+// CPUTime is the CPU time the gcsim process has used so far.
+func (p *simProcess) CPUTime() time.Duration { return cpuTimeOf(strconv.Itoa(p.cmd.Process.Pid)) }
+
 // PeakRSSMB is the gcsim process's peak resident set size in MiB.
 func (p *simProcess) PeakRSSMB() float64 {
 	return peakRSSMBOf("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")

@@ -326,9 +326,7 @@ func (r *run) finish(ctx context.Context) (*PlanResult, error) {
 			retry = append(retry, fmt.Errorf("user %s: store baseline: %w", u.ext, err))
 		}
 	} else {
-		for _, u := range baselined {
-			r.requestIntegration(ctx, u)
-		}
+		r.requestIntegrations(ctx, baselined)
 	}
 	for _, u := range finished {
 		r.afterUser(ctx, u)

@@ -5,11 +5,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
-// IntegrationPublisher hands a provisioned user to the CRM integration
+// IntegrationPublisher hands provisioned users (a plan's batch) to the CRM integration
 // workflow (services/integrator). It must not wait for the sync: the core
 // provisioning is done when it is called, and a sync failure never changes
 // the core's outcome.
@@ -34,22 +35,43 @@ func IntegrationRequestID(planID, userExtID string) string {
 	return planID + "|" + userExtID + "|crm"
 }
 
-// requestIntegration publishes the CRM sync request of a user whose core
+// IntegrationBatchID is the id of a batch of a plan's CRM sync requests:
+// the same users are the same message (a redelivered plan publishes no
+// duplicate), another set — a resumed plan's remaining users — another.
+func IntegrationBatchID(planID string, rows []*orgsyncv1.IntegrationRequest) string {
+	ids := make([]string, 0, 1+len(rows))
+	ids = append(ids, planID)
+	for _, r := range rows {
+		ids = append(ids, r.GetRequestId())
+	}
+	return planID + "|crm|" + events.ID(ids...)
+}
+
+// requestIntegrations publishes the CRM sync requests of users whose core
 // provisioning finished (changed or unchanged: a re-run retries a CRM sync
-// that failed before; the CRM upsert is idempotent). A publish failure is
-// logged, never returned: it must not fail or retry the core.
-func (r *run) requestIntegration(ctx context.Context, u *userRun) {
+// that failed before; the CRM upsert is idempotent), as one batch message
+// for the plan. A publish failure is logged, never returned: it must not
+// fail or retry the core.
+func (r *run) requestIntegrations(ctx context.Context, users []*userRun) {
 	pub := r.e.deps.Integrations
-	if pub == nil || r.dry || u.id == "" {
+	if pub == nil || r.dry {
 		return
 	}
-	req := &orgsyncv1.IntegrationRequest{
-		RequestId: IntegrationRequestID(r.plan.GetPlanId(), u.ext), TargetOrg: r.org,
-		UserExternalId: u.ext, TargetUserId: u.id, Email: u.d.GetEmail(), Name: u.d.GetName(),
-		OriginRequestId: r.plan.GetRequestId(), PlanId: r.plan.GetPlanId(), SourceOrg: r.plan.GetSourceOrg(),
+	rows := make([]*orgsyncv1.IntegrationRequest, 0, len(users))
+	for _, u := range users {
+		if u.id == "" {
+			continue
+		}
+		rows = append(rows, &orgsyncv1.IntegrationRequest{RequestId: IntegrationRequestID(r.plan.GetPlanId(), u.ext),
+			UserExternalId: u.ext, TargetUserId: u.id, Email: u.d.GetEmail(), Name: u.d.GetName()})
 	}
+	if len(rows) == 0 {
+		return
+	}
+	req := &orgsyncv1.IntegrationRequest{RequestId: IntegrationBatchID(r.plan.GetPlanId(), rows), TargetOrg: r.org,
+		OriginRequestId: r.plan.GetRequestId(), PlanId: r.plan.GetPlanId(), SourceOrg: r.plan.GetSourceOrg(), Users: rows}
 	if err := pub(context.WithoutCancel(ctx), req); err != nil {
-		r.e.log.Warn("CRM integration request not published; the user's core provisioning stands",
-			"plan", r.plan.GetPlanId(), "user", u.ext, "err", err)
+		r.e.log.Warn("CRM integration requests not published; the users' core provisioning stands",
+			"plan", r.plan.GetPlanId(), "users", len(rows), "err", err)
 	}
 }

@@ -99,26 +99,38 @@ func permanentForUser(err error) bool {
 // runPhase runs one phase for every live user that has its step and has not
 // journaled it yet (in a dry run nothing is journaled).
 func (r *run) runPhase(ctx context.Context, ph phase) {
-	var pending, journaled []*userRun
+	var pending, journaled, todo []*userRun
+	var qs []StepQuery
 	for _, u := range r.users {
 		stepID, ok := u.steps[ph.kind]
 		if !ok || !u.alive() {
 			continue
 		}
-		// ENSURE_USER always runs: even when journaled it (re)loads the
-		// user's current state, which later steps compare against.
-		if ph.kind != orgsyncv1.StepKind_STEP_KIND_ENSURE_USER && !r.dry {
-			entry, done, err := r.e.deps.Store.StepDone(r.org, r.plan.GetPlanId(), u.ext, stepID)
-			if err != nil {
-				u.retry = fmt.Errorf("read journal of step %s: %w", stepID, err)
-				continue
+		todo = append(todo, u)
+		qs = append(qs, StepQuery{UserExtID: u.ext, StepID: stepID})
+	}
+	// ENSURE_USER always runs: even when journaled it (re)loads the
+	// user's current state, which later steps compare against.
+	answers := make([]StepAnswer, len(qs))
+	if ph.kind != orgsyncv1.StepKind_STEP_KIND_ENSURE_USER && !r.dry && len(qs) > 0 {
+		var err error
+		if answers, err = r.e.deps.Store.StepsDone(r.org, r.plan.GetPlanId(), qs); err != nil {
+			for i := range answers {
+				answers[i].Err = err
 			}
-			// A step done to another target user (since deleted) is not done.
-			if done && (entry.TargetUserID == "" || entry.TargetUserID == u.id) {
-				u.setStatus(stepID, entry.Status)
-				journaled = append(journaled, u)
-				continue
-			}
+		}
+	}
+	for i, u := range todo {
+		a := answers[i]
+		switch {
+		case a.Err != nil:
+			u.retry = fmt.Errorf("read journal of step %s: %w", qs[i].StepID, a.Err)
+			continue
+		// A step done to another target user (since deleted) is not done.
+		case a.Done && (a.Entry.TargetUserID == "" || a.Entry.TargetUserID == u.id):
+			u.setStatus(qs[i].StepID, a.Entry.Status)
+			journaled = append(journaled, u)
+			continue
 		}
 		pending = append(pending, u)
 	}
@@ -194,7 +206,10 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 	}
 	var outs []outcome
 	var recs []StepRecord
+	var audits []*orgsyncv1.Event
 	for _, u := range users {
+		audits = append(audits, u.audits...)
+		u.audits = nil
 		stepID := u.steps[kind]
 		res, ok := results[u]
 		if !ok {
@@ -235,10 +250,16 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 		}
 		evs = append(evs, o.ev)
 	}
+	// One STEP event for the phase, a row per user (events.Batch), and one
+	// AUDIT event with the decisions its users' steps made.
+	var batches []*orgsyncv1.Event
 	if len(evs) > 0 {
-		// One STEP event for the phase, a row per user (events.Batch).
-		r.emitAll(ctx, []*orgsyncv1.Event{events.Batch(orgsyncv1.EventKind_EVENT_KIND_STEP, evs)})
+		batches = append(batches, events.Batch(orgsyncv1.EventKind_EVENT_KIND_STEP, evs))
 	}
+	if len(audits) > 0 {
+		batches = append(batches, events.Batch(orgsyncv1.EventKind_EVENT_KIND_AUDIT, audits))
+	}
+	r.emitAll(ctx, batches)
 	if r.e.deps.Observer == nil || journalErr != nil {
 		return
 	}

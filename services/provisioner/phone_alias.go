@@ -437,7 +437,7 @@ func (r *run) patchWithNumber(ctx context.Context, u *userRun, typ string, patch
 	return failed(failUser("%s", reason))
 }
 
-// auditPhone emits the AUDIT event of one allocation decision. Its id is
+// auditPhone records the AUDIT event of one allocation decision. Its id is
 // deterministic per plan, user, address type and status, so a redelivered
 // plan does not duplicate it.
 func (r *run) auditPhone(ctx context.Context, u *userRun, ph *orgsyncv1.Phone, typ string, dec phoneDecision) {
@@ -458,7 +458,9 @@ func (r *run) auditPhone(ctx context.Context, u *userRun, ph *orgsyncv1.Phone, t
 	if dec.status == orgsyncv1.Status_STATUS_FAILED {
 		msg = fmt.Sprintf("%s: no %s phone for %s", ph.GetAlias(), typ, u.d.GetEmail())
 	}
-	r.emit(ctx, &orgsyncv1.Event{Kind: orgsyncv1.EventKind_EVENT_KIND_AUDIT, Status: dec.status,
+	// Sent with the phase's events (finishSteps): one message per phase,
+	// not a publish and ack per user.
+	u.audits = append(u.audits, &orgsyncv1.Event{Status: dec.status,
 		UserExternalId: u.ext, TargetUserId: u.id, Step: u.steps[orgsyncv1.StepKind_STEP_KIND_PHONE] + "/" + typ,
 		Message: msg, Reason: dec.reason, Attributes: attrs})
 }

@@ -47,6 +47,9 @@ type userRun struct {
 	failed  error  // permanent: the user is done, FAILED
 	retry   error  // transient: resume on redelivery
 	skipped string // policy: the user is left alone (reason)
+	// audits are the AUDIT events of this user's current phase (phone
+	// decisions), sent with the phase's STEP event (finishSteps).
+	audits []*orgsyncv1.Event
 }
 
 func newUserRun(up *orgsyncv1.UserPlan) *userRun {

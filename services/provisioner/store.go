@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -166,79 +167,124 @@ func journalKey(planID, userExtID string) []byte {
 }
 
 // encode lays j out as: target user id, then per step: id, status, time;
-// strings length-prefixed, numbers varint.
+// strings length-prefixed, numbers varint. A step may appear more than
+// once (MarkStepsDone appends): the last one holds.
 func (j userJournal) encode() []byte {
 	b := binary.AppendUvarint(nil, uint64(len(j.TargetUserID)))
 	b = append(b, j.TargetUserID...)
 	for id, m := range j.Steps {
-		b = binary.AppendUvarint(b, uint64(len(id)))
-		b = append(b, id...)
-		b = binary.AppendUvarint(b, uint64(m.Status))
-		b = binary.AppendVarint(b, m.At)
+		b = appendStepMark(b, id, m)
 	}
 	return b
 }
 
+func appendStepMark(b []byte, stepID string, m stepMark) []byte {
+	b = binary.AppendUvarint(b, uint64(len(stepID)))
+	b = append(b, stepID...)
+	b = binary.AppendUvarint(b, uint64(m.Status))
+	return binary.AppendVarint(b, m.At)
+}
+
 var errJournalCorrupt = errors.New("journal record is corrupt")
 
-func decodeJournal(v []byte) (userJournal, error) {
-	j := userJournal{Steps: map[string]stepMark{}}
+// walkJournal calls fn for every step record of v in order, with the
+// record's target user id, without copying: the slices are v's.
+func walkJournal(v []byte, fn func(stepID, targetUserID []byte, m stepMark)) error {
 	if v == nil {
-		return j, nil
+		return nil
 	}
-	str := func() (string, bool) {
+	str := func() ([]byte, bool) {
 		n, k := binary.Uvarint(v)
 		if k <= 0 || uint64(len(v)-k) < n {
-			return "", false
+			return nil, false
 		}
-		out := string(v[k : k+int(n)])
+		out := v[k : k+int(n)]
 		v = v[k+int(n):]
 		return out, true
 	}
-	var ok bool
-	if j.TargetUserID, ok = str(); !ok {
-		return j, errJournalCorrupt
+	target, ok := str()
+	if !ok {
+		return errJournalCorrupt
 	}
 	for len(v) > 0 {
 		id, ok := str()
 		if !ok {
-			return j, errJournalCorrupt
+			return errJournalCorrupt
 		}
 		st, k := binary.Uvarint(v)
 		if k <= 0 {
-			return j, errJournalCorrupt
+			return errJournalCorrupt
 		}
 		v = v[k:]
 		at, k := binary.Varint(v)
 		if k <= 0 {
-			return j, errJournalCorrupt
+			return errJournalCorrupt
 		}
 		v = v[k:]
-		j.Steps[id] = stepMark{Status: orgsyncv1.Status(st), At: at}
+		fn(id, target, stepMark{Status: orgsyncv1.Status(st), At: at})
 	}
-	return j, nil
+	return nil
+}
+
+func decodeJournal(v []byte) (userJournal, error) {
+	j := userJournal{TargetUserID: journalTarget(v), Steps: map[string]stepMark{}}
+	err := walkJournal(v, func(id, _ []byte, m stepMark) { j.Steps[string(id)] = m })
+	return j, err
+}
+
+// journalTarget is the target user id a journal record names ("" for
+// none; a corrupt record is reported by walkJournal).
+func journalTarget(v []byte) string {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return ""
+	}
+	return string(v[k : k+int(n)])
 }
 
 // StepDone returns the journal entry of a step, if the step finished.
 func (s *Store) StepDone(org, planID, userExtID, stepID string) (JournalEntry, bool, error) {
-	var e JournalEntry
-	var found bool
-	err := s.view(org, bucketJournal, func(b *bolt.Bucket) error {
+	a, err := s.StepsDone(org, planID, []StepQuery{{UserExtID: userExtID, StepID: stepID}})
+	if err != nil {
+		return JournalEntry{}, false, err
+	}
+	return a[0].Entry, a[0].Done, a[0].Err
+}
+
+// StepQuery names one user's step of a plan (StepsDone).
+type StepQuery struct{ UserExtID, StepID string }
+
+// StepAnswer answers a StepQuery: the step's entry when Done; Err when the
+// user's journal record is unreadable.
+type StepAnswer struct {
+	Entry JournalEntry
+	Done  bool
+	Err   error
+}
+
+// StepsDone is StepDone for many users of a plan in one read transaction
+// (a phase asks for all its users at once): answers[i] answers qs[i].
+func (s *Store) StepsDone(org, planID string, qs []StepQuery) (answers []StepAnswer, err error) {
+	answers = make([]StepAnswer, len(qs))
+	err = s.view(org, bucketJournal, func(b *bolt.Bucket) error {
 		if b == nil {
 			return nil
 		}
-		j, err := decodeJournal(b.Get(journalKey(planID, userExtID)))
-		if err != nil {
-			return fmt.Errorf("journal of %s in plan %s: %w", userExtID, planID, err)
-		}
-		m, ok := j.Steps[stepID]
-		if ok {
-			found = true
-			e = JournalEntry{Status: m.Status, TargetUserID: j.TargetUserID, At: time.UnixMilli(m.At).UTC()}
+		for i, q := range qs {
+			a := &answers[i]
+			err := walkJournal(b.Get(journalKey(planID, q.UserExtID)), func(id, target []byte, m stepMark) {
+				if string(id) == q.StepID {
+					a.Entry = JournalEntry{Status: m.Status, TargetUserID: string(target), At: time.UnixMilli(m.At).UTC()}
+					a.Done = true
+				}
+			})
+			if err != nil {
+				*a = StepAnswer{Err: fmt.Errorf("journal of %s in plan %s: %w", q.UserExtID, planID, err)}
+			}
 		}
 		return nil
 	})
-	return e, found, err
+	return answers, err
 }
 
 // StepRecord is one finished step of a user plan, for MarkStepsDone.
@@ -258,20 +304,30 @@ func (s *Store) MarkStepsDone(org, planID string, recs ...StepRecord) error {
 	return s.update(org, bucketJournal, func(b *bolt.Bucket) error {
 		for _, rec := range recs {
 			key := journalKey(planID, rec.UserExtID)
-			j, err := decodeJournal(b.Get(key))
-			if err != nil {
-				return fmt.Errorf("journal of %s in plan %s: %w", rec.UserExtID, planID, err)
-			}
-			if id := rec.Entry.TargetUserID; id != "" && id != j.TargetUserID {
-				if j.TargetUserID != "" {
+			old := b.Get(key)
+			mark := stepMark{Status: rec.Entry.Status, At: rec.Entry.At.UnixMilli()}
+			var v []byte
+			switch id := rec.Entry.TargetUserID; {
+			case old != nil && (id == "" || id == journalTarget(old)):
+				// The same user: the step is appended (the last mark holds).
+				v = appendStepMark(slices.Clip(old), rec.StepID, mark)
+			default:
+				j, err := decodeJournal(old)
+				if err != nil {
+					return fmt.Errorf("journal of %s in plan %s: %w", rec.UserExtID, planID, err)
+				}
+				if id != "" && j.TargetUserID != "" {
 					// The steps done were done to another user (deleted
 					// since): none of them holds for this one.
 					clear(j.Steps)
 				}
-				j.TargetUserID = id
+				if id != "" {
+					j.TargetUserID = id
+				}
+				j.Steps[rec.StepID] = mark
+				v = j.encode()
 			}
-			j.Steps[rec.StepID] = stepMark{Status: rec.Entry.Status, At: rec.Entry.At.UnixMilli()}
-			if err := b.Put(key, j.encode()); err != nil {
+			if err := b.Put(key, v); err != nil {
 				return err
 			}
 		}

@@ -73,6 +73,20 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 	if e, ok, _ := s.StepDone("t1", "p1", u.ExternalId, "ensure"); !ok || e.TargetUserID != "u-2" {
 		t.Errorf("StepDone(ensure) for the new user = %+v, %v", e, ok)
 	}
+	// A step journaled again (a retried phase) holds its last outcome; one
+	// read answers a phase's users, a user without a record is not done.
+	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "routing", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_FAILED}}))
+	must(t, s.MarkStepsDone("t1", "p1", StepRecord{UserExtID: u.ExternalId, StepID: "routing", Entry: JournalEntry{Status: orgsyncv1.Status_STATUS_CHANGED, TargetUserID: "u-2"}}))
+	answers, err := s.StepsDone("t1", "p1", []StepQuery{{UserExtID: u.ExternalId, StepID: "routing"}, {UserExtID: "src|USER|nobody@x.com", StepID: "routing"}, {UserExtID: u.ExternalId, StepID: "ensure"}})
+	if err != nil || len(answers) != 3 {
+		t.Fatalf("StepsDone = %+v, %v", answers, err)
+	}
+	if a := answers[0]; !a.Done || a.Entry.Status != orgsyncv1.Status_STATUS_CHANGED || a.Entry.TargetUserID != "u-2" {
+		t.Errorf("a step journaled twice = %+v, want the last (CHANGED for u-2)", a)
+	}
+	if answers[1].Done || answers[1].Err != nil || !answers[2].Done {
+		t.Errorf("StepsDone answers = %+v", answers)
+	}
 }
 
 func must(t *testing.T, err error) {

@@ -19,6 +19,7 @@ const (
 	DefaultReconnectMin       = 250 * time.Millisecond
 	DefaultReconnectMax       = 30 * time.Second
 	DefaultHeartbeatTimeout   = 2 * time.Minute
+	DefaultSubscribeGather    = 250 * time.Millisecond
 	// MinWebhookSecretLen keeps the shared secret out of brute-force range.
 	MinWebhookSecretLen = 16
 )
@@ -68,6 +69,12 @@ type Config struct {
 	// HeartbeatTimeout: a socket silent for this long (Genesys sends a
 	// heartbeat every 30s) is considered dead and reconnected; default 2 min.
 	HeartbeatTimeout time.Duration
+	// SubscribeGather: after a change of the tracked users, how long the
+	// notification subscriber waits for more before it repacks the org's
+	// topics (a clone tracks its users one by one as their plans finish;
+	// one repack per change costs O(users) each, O(users²) per clone);
+	// default 250ms, negative repacks at once.
+	SubscribeGather time.Duration
 
 	// Replicas of the KV buckets the reconciler creates (1 or 3).
 	Replicas int
@@ -107,6 +114,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.SubscribeGather == 0 {
+		c.SubscribeGather = DefaultSubscribeGather
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1

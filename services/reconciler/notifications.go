@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -138,6 +139,16 @@ func (n *notifier) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.wake:
+		}
+		if n.cfg.SubscribeGather > 0 {
+			// More changes are likely on the way: one repack for the burst.
+			t := time.NewTimer(n.cfg.SubscribeGather)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 		}
 	}
 }

@@ -166,6 +166,31 @@ func TestNotificationsPickUpNewlyTrackedUsers(t *testing.T) {
 	})
 }
 
+// TestTrackingBurstIsRepackedOnce: a clone tracks its users one by one as
+// their plans finish; the subscriber gathers such a burst into one repack
+// and so a handful of subscription updates at the source, not one per user.
+// (The gather is long here so that the burst, 200 KV puts, fits in it on
+// any machine.)
+func TestTrackingBurstIsRepackedOnce(t *testing.T) {
+	t.Parallel()
+	se := startSim(t, gcsim.Config{})
+	e := startEnv(t, Config{SweepInterval: -1, WebhookDisabled: true, SubscribeGather: 5 * time.Second}, se.clients, map[string][]string{"src": {johnID}})
+	natsxtest.Eventually(t, 10*time.Second, "socket", func() bool { return se.sim.SocketCount(srcOrgID) == 1 })
+	const putSubs = "PUT /api/v2/notifications/channels/{channelId}/subscriptions"
+	before := se.sim.Stats(srcOrgID).Requests[putSubs]
+	const burst = 200
+	for i := range burst {
+		e.track(t, "src", fmt.Sprintf("burst-user-%03d", i))
+	}
+	natsxtest.Eventually(t, 20*time.Second, "the burst subscribed", func() bool {
+		st := channelsOf(e)
+		return len(st) == 1 && st[0].Topics == burst+1
+	})
+	if puts := se.sim.Stats(srcOrgID).Requests[putSubs] - before; puts > 3 {
+		t.Errorf("%d subscription updates for a burst of %d tracked users, want at most 3", puts, burst)
+	}
+}
+
 func st0(e *testEnv) ChannelStatus {
 	if st := channelsOf(e); len(st) > 0 {
 		return st[0]

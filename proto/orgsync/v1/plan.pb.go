@@ -383,7 +383,15 @@ type IntegrationRequest struct {
 	OriginRequestId string `protobuf:"bytes,7,opt,name=origin_request_id,json=originRequestId,proto3" json:"origin_request_id,omitempty"`
 	PlanId          string `protobuf:"bytes,8,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
 	// orgsync key of the source org.
-	SourceOrg     string `protobuf:"bytes,9,opt,name=source_org,json=sourceOrg,proto3" json:"source_org,omitempty"`
+	SourceOrg string `protobuf:"bytes,9,opt,name=source_org,json=sourceOrg,proto3" json:"source_org,omitempty"`
+	// users makes this request a batch: the users of one plan whose core
+	// provisioning finished, one message for all of them. Each row carries
+	// its own request_id, user_external_id, target_user_id, email and name;
+	// target_org, origin_request_id, plan_id and source_org are the batch's.
+	// The batch's request_id is "<plan_id>|crm|<digest of the rows' ids>",
+	// so a resumed plan's other users are another message. Empty: this
+	// request is one user (the form before batches, still accepted).
+	Users         []*IntegrationRequest `protobuf:"bytes,10,rep,name=users,proto3" json:"users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,6 +487,13 @@ func (x *IntegrationRequest) GetSourceOrg() string {
 		return x.SourceOrg
 	}
 	return ""
+}
+
+func (x *IntegrationRequest) GetUsers() []*IntegrationRequest {
+	if x != nil {
+		return x.Users
+	}
+	return nil
 }
 
 // UserPlan is the desired configuration of one user in a target and the steps
@@ -642,7 +657,7 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"g\n" +
 	"\x0eCapacityRepair\x12(\n" +
 	"\x10user_external_id\x18\x01 \x01(\tR\x0euserExternalId\x12+\n" +
-	"\x05diffs\x18\x02 \x03(\v2\x15.orgsync.v1.FieldDiffR\x05diffs\"\xb0\x02\n" +
+	"\x05diffs\x18\x02 \x03(\v2\x15.orgsync.v1.FieldDiffR\x05diffs\"\xe6\x02\n" +
 	"\x12IntegrationRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -655,7 +670,9 @@ const file_orgsync_v1_plan_proto_rawDesc = "" +
 	"\x11origin_request_id\x18\a \x01(\tR\x0foriginRequestId\x12\x17\n" +
 	"\aplan_id\x18\b \x01(\tR\x06planId\x12\x1d\n" +
 	"\n" +
-	"source_org\x18\t \x01(\tR\tsourceOrg\"\x95\x01\n" +
+	"source_org\x18\t \x01(\tR\tsourceOrg\x124\n" +
+	"\x05users\x18\n" +
+	" \x03(\v2\x1e.orgsync.v1.IntegrationRequestR\x05users\"\x95\x01\n" +
 	"\bUserPlan\x120\n" +
 	"\adesired\x18\x01 \x01(\v2\x16.orgsync.v1.UserConfigR\adesired\x12&\n" +
 	"\x05steps\x18\x02 \x03(\v2\x10.orgsync.v1.StepR\x05steps\x12/\n" +
@@ -720,15 +737,16 @@ var file_orgsync_v1_plan_proto_depIdxs = []int32{
 	10, // 5: orgsync.v1.Plan.source_org_utilization:type_name -> orgsync.v1.Utilization
 	2,  // 6: orgsync.v1.Plan.capacity_repairs:type_name -> orgsync.v1.CapacityRepair
 	11, // 7: orgsync.v1.CapacityRepair.diffs:type_name -> orgsync.v1.FieldDiff
-	12, // 8: orgsync.v1.UserPlan.desired:type_name -> orgsync.v1.UserConfig
-	5,  // 9: orgsync.v1.UserPlan.steps:type_name -> orgsync.v1.Step
-	13, // 10: orgsync.v1.UserPlan.include:type_name -> orgsync.v1.Component
-	0,  // 11: orgsync.v1.Step.kind:type_name -> orgsync.v1.StepKind
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	3,  // 8: orgsync.v1.IntegrationRequest.users:type_name -> orgsync.v1.IntegrationRequest
+	12, // 9: orgsync.v1.UserPlan.desired:type_name -> orgsync.v1.UserConfig
+	5,  // 10: orgsync.v1.UserPlan.steps:type_name -> orgsync.v1.Step
+	13, // 11: orgsync.v1.UserPlan.include:type_name -> orgsync.v1.Component
+	0,  // 12: orgsync.v1.Step.kind:type_name -> orgsync.v1.StepKind
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_orgsync_v1_plan_proto_init() }
