@@ -120,25 +120,25 @@ func (c *Client) ListUserRoutingSkills(ctx context.Context, userID string) ([]Us
 
 // ReplaceUserRoutingSkills sets exactly these skills on the user (PUT bulk):
 // skills not listed are removed.
-func (c *Client) ReplaceUserRoutingSkills(ctx context.Context, userID string, skills []SkillProficiency) ([]UserRoutingSkill, error) {
+func (c *Client) ReplaceUserRoutingSkills(ctx context.Context, userID string, skills []SkillProficiency) error {
 	return c.bulkSkills(ctx, opReplaceUserSkills, userID, skills)
 }
 
 // AddUserRoutingSkills adds or updates these skills (PATCH bulk), keeping others.
-func (c *Client) AddUserRoutingSkills(ctx context.Context, userID string, skills []SkillProficiency) ([]UserRoutingSkill, error) {
+func (c *Client) AddUserRoutingSkills(ctx context.Context, userID string, skills []SkillProficiency) error {
 	return c.bulkSkills(ctx, opAddUserSkills, userID, skills)
 }
 
-func (c *Client) bulkSkills(ctx context.Context, o operation, userID string, skills []SkillProficiency) ([]UserRoutingSkill, error) {
+// The answer (the user's skills) is not decoded: nobody reads it, and a
+// bulk call per user is a large share of a clone's JSON decoding.
+func (c *Client) bulkSkills(ctx context.Context, o operation, userID string, skills []SkillProficiency) error {
 	if err := checkProficiencies(o, skills); err != nil {
-		return nil, err
+		return err
 	}
 	if skills == nil {
 		skills = []SkillProficiency{}
 	}
-	var page entityPage[UserRoutingSkill]
-	err := c.do(ctx, request{op: o, params: []string{userID}, body: skills, out: &page, idempotent: true})
-	return page.Entities, err
+	return c.do(ctx, request{op: o, params: []string{userID}, body: skills, idempotent: true})
 }
 
 // RemoveUserRoutingSkill removes one skill from a user.
@@ -152,16 +152,14 @@ func (c *Client) ListUserRoutingLanguages(ctx context.Context, userID string) ([
 }
 
 // AddUserRoutingLanguages adds or updates these languages (PATCH bulk).
-func (c *Client) AddUserRoutingLanguages(ctx context.Context, userID string, langs []SkillProficiency) ([]UserRoutingLanguage, error) {
+func (c *Client) AddUserRoutingLanguages(ctx context.Context, userID string, langs []SkillProficiency) error {
 	if err := checkProficiencies(opAddUserLanguages, langs); err != nil {
-		return nil, err
+		return err
 	}
 	if langs == nil {
 		langs = []SkillProficiency{}
 	}
-	var page entityPage[UserRoutingLanguage]
-	err := c.do(ctx, request{op: opAddUserLanguages, params: []string{userID}, body: langs, out: &page, idempotent: true})
-	return page.Entities, err
+	return c.do(ctx, request{op: opAddUserLanguages, params: []string{userID}, body: langs, idempotent: true})
 }
 
 // RemoveUserRoutingLanguage removes one language from a user.
@@ -190,11 +188,9 @@ func (c *Client) GetUserUtilization(ctx context.Context, userID string) (*Utiliz
 }
 
 // SetUserUtilization sets a user's own utilization.
-func (c *Client) SetUserUtilization(ctx context.Context, userID string, u Utilization) (*Utilization, error) {
+func (c *Client) SetUserUtilization(ctx context.Context, userID string, u Utilization) error {
 	u.Level = "" // response-only field
-	var out Utilization
-	err := c.do(ctx, request{op: opSetUserUtilization, params: []string{userID}, body: u, out: &out, idempotent: true})
-	return &out, err
+	return c.do(ctx, request{op: opSetUserUtilization, params: []string{userID}, body: u, idempotent: true})
 }
 
 // GetOrgUtilization reads the org default utilization.

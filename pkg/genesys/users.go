@@ -238,14 +238,12 @@ func (c *Client) GetUserByExternalID(ctx context.Context, authority, key string)
 }
 
 // AddUserExternalID stamps an external id on a user (idempotent: the same
-// authority and key again is a no-op) and returns the user's external ids.
-func (c *Client) AddUserExternalID(ctx context.Context, userID string, id ExternalID) ([]ExternalID, error) {
+// authority and key again is a no-op); the answer (the user's external ids) is not decoded.
+func (c *Client) AddUserExternalID(ctx context.Context, userID string, id ExternalID) error {
 	if id.AuthorityName == "" || id.ExternalKey == "" {
-		return nil, invalidArg(opAddUserExternalID, "authorityName and externalKey are required")
+		return invalidArg(opAddUserExternalID, "authorityName and externalKey are required")
 	}
-	var out []ExternalID
-	err := c.do(ctx, request{op: opAddUserExternalID, params: []string{userID}, body: id, out: &out, idempotent: true})
-	return out, err
+	return c.do(ctx, request{op: opAddUserExternalID, params: []string{userID}, body: id, idempotent: true})
 }
 
 // DeleteUser deletes a user (the provisioner deletes only a user it has

@@ -41,7 +41,7 @@ func (d *Dev) ChangeSkillsAndConverge(ctx context.Context, source, email string,
 		return 0, fmt.Errorf("source change of %s: %w", email, err)
 	}
 	start := time.Now()
-	if _, err := client.ReplaceUserRoutingSkills(ctx, user.ID, change); err != nil {
+	if err := client.ReplaceUserRoutingSkills(ctx, user.ID, change); err != nil {
 		return 0, fmt.Errorf("source change of %s: %w", email, err)
 	}
 	changed, _ := sim.UserByEmail(srcID, email)

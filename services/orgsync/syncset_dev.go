@@ -72,7 +72,7 @@ func (d *Dev) HireIntoTeam(ctx context.Context, source, team string, hire NewHir
 		skills = append(skills, genesys.SkillProficiency{ID: s.ID, Proficiency: p})
 	}
 	if len(skills) > 0 {
-		if _, err := c.ReplaceUserRoutingSkills(ctx, u.ID, skills); err != nil {
+		if err := c.ReplaceUserRoutingSkills(ctx, u.ID, skills); err != nil {
 			return "", time.Time{}, fmt.Errorf("hire %s: %w", hire.Email, err)
 		}
 	}

@@ -306,7 +306,7 @@ func (p *pipeline) changeJohnAtSource(title string) {
 			p.t.Fatalf("source: %s: %v", what, err)
 		}
 	}
-	_, err := c.ReplaceUserRoutingSkills(ctx, johnSourceID, []genesys.SkillProficiency{{ID: billing, Proficiency: 2}, {ID: esc, Proficiency: 4}, {ID: sales, Proficiency: 3}})
+	err := c.ReplaceUserRoutingSkills(ctx, johnSourceID, []genesys.SkillProficiency{{ID: billing, Proficiency: 2}, {ID: esc, Proficiency: 4}, {ID: sales, Proficiency: 3}})
 	must("replace skills", err)
 	en, ok, err := c.FindLanguageByName(ctx, "English")
 	if err != nil || !ok {
@@ -438,7 +438,7 @@ func TestSweepConvergesAndHandlesDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	billing, _, _ := c.FindSkillByName(ctx, "Billing")
-	if _, err := c.ReplaceUserRoutingSkills(ctx, johnSourceID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 5}, {ID: esc.ID, Proficiency: 1}}); err != nil {
+	if err := c.ReplaceUserRoutingSkills(ctx, johnSourceID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 5}, {ID: esc.ID, Proficiency: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	// Manual edits in t1 (report) and t2 (enforce): Billing proficiency 5 → 1
@@ -461,7 +461,7 @@ func TestSweepConvergesAndHandlesDrift(t *testing.T) {
 			}
 			skills = append(skills, genesys.SkillProficiency{ID: s.ID, Proficiency: s.Proficiency})
 		}
-		if _, err := tc.ReplaceUserRoutingSkills(ctx, u.ID, skills); err != nil {
+		if err := tc.ReplaceUserRoutingSkills(ctx, u.ID, skills); err != nil {
 			t.Fatal(err)
 		}
 		q, _, err := tc.FindQueueByName(ctx, "Billing Queue Overflow")
@@ -550,7 +550,7 @@ func TestSweepConvergesAndHandlesDrift(t *testing.T) {
 	}
 	tb, _, _ := tc.FindSkillByName(ctx, "Billing")
 	te, _, _ := tc.FindSkillByName(ctx, "Billing Escalations")
-	if _, err := tc.ReplaceUserRoutingSkills(ctx, u.ID, []genesys.SkillProficiency{{ID: tb.ID, Proficiency: 5}, {ID: te.ID, Proficiency: 1}}); err != nil {
+	if err := tc.ReplaceUserRoutingSkills(ctx, u.ID, []genesys.SkillProficiency{{ID: tb.ID, Proficiency: 5}, {ID: te.ID, Proficiency: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	body, _ = json.Marshal(reconciler.ReconcileRequest{RequestID: "drift2", Now: true})

@@ -103,7 +103,7 @@ func TestDryRunComparesActualState(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Billing 5 → 1; Billing Escalations kept at 4.
-	if _, err := c.ReplaceUserRoutingSkills(ctx, gu.ID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 1}, {ID: esc.ID, Proficiency: 4}}); err != nil {
+	if err := c.ReplaceUserRoutingSkills(ctx, gu.ID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 1}, {ID: esc.ID, Proficiency: 4}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -52,7 +52,7 @@ func (r *run) applyRouting(ctx context.Context, u *userRun) stepResult {
 			diffs, changed = append(diffs, d...), true
 			if !r.dry {
 				err := call(func(ctx context.Context) error {
-					_, err := r.c.ReplaceUserRoutingSkills(ctx, u.id, proficiencyList(want))
+					err := r.c.ReplaceUserRoutingSkills(ctx, u.id, proficiencyList(want))
 					return err
 				})
 				if err != nil {
@@ -102,7 +102,7 @@ func (r *run) applyRouting(ctx context.Context, u *userRun) stepResult {
 				}
 				if len(upsert) > 0 {
 					err := call(func(ctx context.Context) error {
-						_, err := r.c.AddUserRoutingLanguages(ctx, u.id, proficiencyList(upsert))
+						err := r.c.AddUserRoutingLanguages(ctx, u.id, proficiencyList(upsert))
 						return err
 					})
 					if err != nil {
@@ -154,7 +154,7 @@ func (r *run) applyRouting(ctx context.Context, u *userRun) stepResult {
 				diffs, changed = append(diffs, d...), true
 				if !r.dry {
 					err := call(func(ctx context.Context) error {
-						_, err := r.c.SetUserUtilization(ctx, u.id, *want)
+						err := r.c.SetUserUtilization(ctx, u.id, *want)
 						return err
 					})
 					if err != nil {

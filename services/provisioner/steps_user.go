@@ -328,7 +328,7 @@ func (r *run) stampExternalID(ctx context.Context, u *userRun) stepResult {
 		return changedIf(true, []*orgsyncv1.FieldDiff{{Field: "externalId." + extid.Authority, Want: u.ext}}, "external id would be stamped")
 	}
 	err := r.m.call(ctx, []string{u.ext}, func(ctx context.Context) error {
-		_, err := r.c.AddUserExternalID(ctx, u.id, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext})
+		err := r.c.AddUserExternalID(ctx, u.id, genesys.ExternalID{AuthorityName: extid.Authority, ExternalKey: u.ext})
 		return err
 	})
 	if genesys.StatusOf(err) == http.StatusConflict && u.found == foundCreated {

@@ -38,7 +38,7 @@ func TestVerifyCatchesAgentWithZeroCapacity(t *testing.T) {
 	}
 	zero := genesys.Utilization{Utilization: map[string]genesys.MediaUtilization{
 		"call": {MaximumCapacity: 0}, "chat": {MaximumCapacity: 0}, "email": {MaximumCapacity: 0}}}
-	if _, err := c.SetUserUtilization(ctx, jane.ID, zero); err != nil {
+	if err := c.SetUserUtilization(ctx, jane.ID, zero); err != nil {
 		t.Fatal(err)
 	}
 	e.start(Config{Orgs: []string{"t1"}}, nil)

@@ -406,7 +406,7 @@ func TestBadInputRejectedBeforeSending(t *testing.T) {
 	_, checks["GetUser empty id"] = c.GetUser(ctx, "")
 	_, checks["GetUser bad expand"] = c.GetUser(ctx, "u1", "routingProfile")
 	_, checks["CreateUser no email"] = c.CreateUser(ctx, genesys.CreateUser{Name: "x", DivisionID: "d"})
-	_, checks["proficiency"] = c.AddUserRoutingSkills(ctx, "u1", []genesys.SkillProficiency{{ID: "s", Proficiency: 9}})
+	checks["proficiency"] = c.AddUserRoutingSkills(ctx, "u1", []genesys.SkillProficiency{{ID: "s", Proficiency: 9}})
 	_, checks["no licenses"] = c.AssignLicenses(ctx, nil)
 	checks["grant without division"] = c.GrantRoles(ctx, "u1", []genesys.RoleDivision{{RoleID: "r"}})
 	for name, err := range checks {

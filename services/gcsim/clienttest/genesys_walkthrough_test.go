@@ -80,7 +80,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	}
 	jane, err := c.CreateUser(ctx, genesys.CreateUser{Name: "Jane Doe", Email: "jane.doe@acme.example", DivisionID: home.ID, Title: "Agent"})
 	must(err)
-	_, err = c.AddUserExternalID(ctx, jane.ID, ext)
+	err = c.AddUserExternalID(ctx, jane.ID, ext)
 	must(err)
 	ids, err := c.ListUserExternalIDs(ctx, jane.ID)
 	must(err)
@@ -95,7 +95,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	// A user created while another holds the stamp: 409, and deleted.
 	mistake, err := c.CreateUser(ctx, genesys.CreateUser{Name: "Jane Doe", Email: "jane.doe@other.example", DivisionID: home.ID})
 	must(err)
-	if _, err := c.AddUserExternalID(ctx, mistake.ID, ext); genesys.StatusOf(err) != http.StatusConflict {
+	if err := c.AddUserExternalID(ctx, mistake.ID, ext); genesys.StatusOf(err) != http.StatusConflict {
 		t.Fatalf("stamping a second user with %v: %v, want 409", ext, err)
 	}
 	must(c.DeleteUser(ctx, mistake.ID))
@@ -128,9 +128,9 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	// Routing profile: skills (replace, add, remove), languages, utilization.
 	billing, _, err := c.FindSkillByName(ctx, "Billing")
 	must(err)
-	_, err = c.ReplaceUserRoutingSkills(ctx, jane.ID, []genesys.SkillProficiency{{ID: skill.ID, Proficiency: 4}})
+	err = c.ReplaceUserRoutingSkills(ctx, jane.ID, []genesys.SkillProficiency{{ID: skill.ID, Proficiency: 4}})
 	must(err)
-	_, err = c.AddUserRoutingSkills(ctx, jane.ID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 2}})
+	err = c.AddUserRoutingSkills(ctx, jane.ID, []genesys.SkillProficiency{{ID: billing.ID, Proficiency: 2}})
 	must(err)
 	skills, err := c.ListUserRoutingSkills(ctx, jane.ID)
 	must(err)
@@ -145,7 +145,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	}
 	english, _, err := c.FindLanguageByName(ctx, "English")
 	must(err)
-	_, err = c.AddUserRoutingLanguages(ctx, jane.ID, []genesys.SkillProficiency{{ID: lang.ID, Proficiency: 3}, {ID: english.ID, Proficiency: 5}})
+	err = c.AddUserRoutingLanguages(ctx, jane.ID, []genesys.SkillProficiency{{ID: lang.ID, Proficiency: 3}, {ID: english.ID, Proficiency: 5}})
 	must(err)
 	must(c.RemoveUserRoutingLanguage(ctx, jane.ID, english.ID))
 	langs, err := c.ListUserRoutingLanguages(ctx, jane.ID)
@@ -153,7 +153,7 @@ func TestProvisioningWalkthrough(t *testing.T) {
 	if len(langs) != 1 || langs[0].ID != lang.ID {
 		t.Fatalf("languages: %+v", langs)
 	}
-	_, err = c.SetUserUtilization(ctx, jane.ID, genesys.Utilization{Utilization: map[string]genesys.MediaUtilization{"call": {MaximumCapacity: 1}, "chat": {MaximumCapacity: 3}}})
+	err = c.SetUserUtilization(ctx, jane.ID, genesys.Utilization{Utilization: map[string]genesys.MediaUtilization{"call": {MaximumCapacity: 1}, "chat": {MaximumCapacity: 3}}})
 	must(err)
 	util, err := c.GetUserUtilization(ctx, jane.ID)
 	must(err)
