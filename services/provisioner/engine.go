@@ -184,6 +184,7 @@ type run struct {
 
 	resources map[string]*orgsyncv1.Resource // by external id
 	ids       map[string]string              // resource external id → target id
+	exts      map[string]string              // target id → resource external id (nameOf)
 	renewed   map[string]bool                // references whose target id changed during this attempt (heal.go)
 	idsMu     sync.Mutex
 
@@ -210,7 +211,7 @@ func (e *Engine) newRun(plan *orgsyncv1.Plan) (*run, error) {
 		return nil, &planFailure{err: fmt.Errorf("provisioner: plan %s: %w", plan.GetPlanId(), err)}
 	}
 	r := &run{e: e, plan: plan, org: plan.GetTargetOrg(), c: c, m: newMeter(), dry: plan.GetDryRun(),
-		resources: map[string]*orgsyncv1.Resource{}, ids: map[string]string{}, renewed: map[string]bool{}, byExt: map[string]*userRun{},
+		resources: map[string]*orgsyncv1.Resource{}, ids: map[string]string{}, exts: map[string]string{}, renewed: map[string]bool{}, byExt: map[string]*userRun{},
 		managers: map[string]string{}}
 	for _, res := range plan.GetResources() {
 		r.resources[res.GetExternalId()] = res
@@ -269,7 +270,11 @@ func (r *run) id(ext string) string {
 func (r *run) setID(ext, id string) {
 	r.idsMu.Lock()
 	defer r.idsMu.Unlock()
+	if old, ok := r.ids[ext]; ok && r.exts[old] == ext {
+		delete(r.exts, old)
+	}
 	r.ids[ext] = id
+	r.exts[id] = ext
 }
 
 // finish emits the USER and TARGET events, stores baselines and decides the

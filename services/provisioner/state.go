@@ -203,13 +203,11 @@ func sortDiffs(d []*orgsyncv1.FieldDiff) {
 func (r *run) nameOf(id string) string {
 	r.idsMu.Lock()
 	defer r.idsMu.Unlock()
-	for ext, tid := range r.ids {
-		if tid == id {
-			if res := r.resources[ext]; res != nil {
-				return res.GetName()
-			}
-			return refName(ext) // a baseline reference the plan no longer has
+	if ext, ok := r.exts[id]; ok {
+		if res := r.resources[ext]; res != nil {
+			return res.GetName()
 		}
+		return refName(ext) // a baseline reference the plan no longer has
 	}
 	return id
 }
