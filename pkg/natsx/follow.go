@@ -30,7 +30,7 @@ const (
 )
 
 // Follow delivers the messages of stream from sequence from (1 when 0),
-// only those on filter unless it is empty, in stream order and each once,
+// only those on the filter subjects unless there are none, in stream order and each once,
 // to fn until fn returns true (Follow returns nil) or ctx ends (ctx.Err()).
 //
 // It is what nats.go's ordered consumer is meant to be, made to survive a
@@ -42,11 +42,11 @@ const (
 // which hangs forever when the meta leader placed it on a node that has
 // just died.) Errors that no retry fixes, like an unknown stream, are
 // returned.
-func Follow(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, fn func(jetstream.Msg) bool) error {
+func Follow(ctx context.Context, js jetstream.JetStream, stream string, filters []string, from uint64, fn func(jetstream.Msg) bool) error {
 	next := max(from, 1)
 	wait := followRetryMin
 	for {
-		done, progressed, err := followOnce(ctx, js, stream, filter, &next, fn)
+		done, progressed, err := followOnce(ctx, js, stream, filters, &next, fn)
 		if done {
 			return nil
 		}
@@ -71,7 +71,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream, filter string, 
 // followOnce runs one consumer from *next until fn is done (done), the
 // consumer fails (err), or ctx ends; *next advances past every message fn
 // saw (progressed).
-func followOnce(ctx context.Context, js jetstream.JetStream, stream, filter string, next *uint64, fn func(jetstream.Msg) bool) (done, progressed bool, err error) {
+func followOnce(ctx context.Context, js jetstream.JetStream, stream string, filters []string, next *uint64, fn func(jetstream.Msg) bool) (done, progressed bool, err error) {
 	var suffix [8]byte
 	_, _ = rand.Read(suffix[:])
 	cfg := jetstream.ConsumerConfig{
@@ -83,9 +83,7 @@ func followOnce(ctx context.Context, js jetstream.JetStream, stream, filter stri
 		Replicas:          1,
 		MemoryStorage:     true,
 	}
-	if filter != "" {
-		cfg.FilterSubjects = []string{filter}
-	}
+	cfg.FilterSubjects = filters
 	cctx, cancel := context.WithTimeout(ctx, followCreateTimeout)
 	cons, err := js.CreateConsumer(cctx, stream, cfg)
 	cancel()

@@ -38,7 +38,7 @@ func TestFollowSurvivesLosingItsConsumer(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	deleted := false
-	err := natsx.Follow(ctx, js, natsx.StreamEvents, "orgsync.event.follow.>", 3, func(m jetstream.Msg) bool {
+	err := natsx.Follow(ctx, js, natsx.StreamEvents, []string{"orgsync.event.follow.>"}, 3, func(m jetstream.Msg) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, string(m.Data()))
@@ -71,10 +71,10 @@ func TestFollowSurvivesLosingItsConsumer(t *testing.T) {
 	// error at once.
 	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancelShort()
-	if err := natsx.Follow(short, js, natsx.StreamEvents, "orgsync.event.none.>", 1, func(jetstream.Msg) bool { return true }); err != context.DeadlineExceeded {
+	if err := natsx.Follow(short, js, natsx.StreamEvents, []string{"orgsync.event.none.>"}, 1, func(jetstream.Msg) bool { return true }); err != context.DeadlineExceeded {
 		t.Fatalf("Follow until ctx ends = %v, want %v", err, context.DeadlineExceeded)
 	}
-	if err := natsx.Follow(ctx, js, "NOPE", "", 1, func(jetstream.Msg) bool { return true }); err == nil || !strings.Contains(err.Error(), "NOPE") {
+	if err := natsx.Follow(ctx, js, "NOPE", nil, 1, func(jetstream.Msg) bool { return true }); err == nil || !strings.Contains(err.Error(), "NOPE") {
 		t.Fatalf("Follow of an unknown stream = %v", err)
 	}
 }

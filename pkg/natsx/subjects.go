@@ -177,6 +177,27 @@ func EventFilter(org string) (string, error) {
 	return base + ".>", nil
 }
 
+// EventKindFilters are the subject filters of the events of the given
+// kinds about org (every org when org is ""): orgsync.event.<org|*>.<kind>.
+func EventKindFilters(org string, kinds ...orgsyncv1.EventKind) ([]string, error) {
+	base := SubjectRoot + "." + eventToken + ".*"
+	if org != "" {
+		var err error
+		if base, err = orgSubject(eventToken, org); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		tok, err := EventKindToken(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, base+"."+tok)
+	}
+	return out, nil
+}
+
 // OrgFromSubject returns the org token of a subject built above
 // (orgsync.<kind>.<org>[...] or orgsync.auth.token.<org>).
 func OrgFromSubject(subject string) (string, error) {

@@ -86,7 +86,7 @@ func listAudit(ctx context.Context, js jetstream.JetStream, filter string) ([]*o
 		return nil, nil
 	}
 	var out []*orgsyncv1.Event
-	err = followRaw(ctx, js, natsx.StreamEvents, filter, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
+	err = followRaw(ctx, js, natsx.StreamEvents, []string{filter}, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
 		var e orgsyncv1.Event
 		if unmarshal(m.Data(), &e) == nil {
 			out = append(out, events.Expand(&e)...) // a phase's decisions come as one batch

@@ -161,7 +161,7 @@ func (c *Client) Wait(ctx context.Context, s *Submitted, progress func(*Report))
 	}
 	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "orgsync wait")
 	defer span.End()
-	err := followEvents(ctx, c.JS, "", s.eventsFrom, 0, func(e *orgsyncv1.Event) bool {
+	err := followReportEvents(ctx, c.JS, s.eventsFrom, 0, func(e *orgsyncv1.Event) bool {
 		if e.GetRequestId() != rep.RequestID {
 			return false
 		}
@@ -197,7 +197,7 @@ func (c *Client) Status(ctx context.Context, requestID string) (rep *Report, fou
 	}
 	seen := req != nil
 	if end > 0 {
-		err = followEvents(ctx, c.JS, "", 1, end, func(e *orgsyncv1.Event) bool {
+		err = followReportEvents(ctx, c.JS, 1, end, func(e *orgsyncv1.Event) bool {
 			if e.GetRequestId() == requestID {
 				seen = true
 				rep.Apply(e)
@@ -227,7 +227,7 @@ func (c *Client) findRequest(ctx context.Context, id string) (*orgsyncv1.CloneRe
 		return nil, nil
 	}
 	var found *orgsyncv1.CloneRequest
-	err = followRaw(ctx, c.JS, natsx.StreamClone, "", 1, info.State.LastSeq, func(m jetstream.Msg) bool {
+	err = followRaw(ctx, c.JS, natsx.StreamClone, nil, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
 		if m.Headers().Get(jetstream.MsgIDHeader) != id {
 			return false
 		}
@@ -251,7 +251,26 @@ func followEvents(ctx context.Context, js jetstream.JetStream, org string, from,
 	if err != nil {
 		return err
 	}
-	return followRaw(ctx, js, natsx.StreamEvents, filter, from, until, func(m jetstream.Msg) bool {
+	return followEventsOn(ctx, js, []string{filter}, from, until, fn)
+}
+
+// reportKinds are the event kinds a job report folds (Report.Apply): the
+// audit trail and drift records are not read, nor decoded, to follow a job.
+var reportKinds = []orgsyncv1.EventKind{orgsyncv1.EventKind_EVENT_KIND_REQUEST, orgsyncv1.EventKind_EVENT_KIND_TARGET,
+	orgsyncv1.EventKind_EVENT_KIND_USER, orgsyncv1.EventKind_EVENT_KIND_STEP}
+
+// followReportEvents is followEvents for every org, on the kinds of
+// reportKinds only.
+func followReportEvents(ctx context.Context, js jetstream.JetStream, from, until uint64, fn func(*orgsyncv1.Event) bool) error {
+	filters, err := natsx.EventKindFilters("", reportKinds...)
+	if err != nil {
+		return err
+	}
+	return followEventsOn(ctx, js, filters, from, until, fn)
+}
+
+func followEventsOn(ctx context.Context, js jetstream.JetStream, filters []string, from, until uint64, fn func(*orgsyncv1.Event) bool) error {
+	return followRaw(ctx, js, natsx.StreamEvents, filters, from, until, func(m jetstream.Msg) bool {
 		var e orgsyncv1.Event
 		if err := unmarshal(m.Data(), &e); err != nil {
 			return false
@@ -268,14 +287,14 @@ func followEvents(ctx context.Context, js jetstream.JetStream, org string, from,
 
 // followRaw reads stream from sequence from with natsx.Follow (in order,
 // each message once, surviving a NATS node failure); see followEvents.
-func followRaw(ctx context.Context, js jetstream.JetStream, stream, filter string, from, until uint64, fn func(jetstream.Msg) bool) error {
+func followRaw(ctx context.Context, js jetstream.JetStream, stream string, filters []string, from, until uint64, fn func(jetstream.Msg) bool) error {
 	if from == 0 {
 		from = 1
 	}
 	if until > 0 && from > until {
 		return nil
 	}
-	err := natsx.Follow(ctx, js, stream, filter, from, func(m jetstream.Msg) bool {
+	err := natsx.Follow(ctx, js, stream, filters, from, func(m jetstream.Msg) bool {
 		meta, merr := m.Metadata()
 		if fn(m) {
 			return true

@@ -83,7 +83,7 @@ func plansOf(t *testing.T, h *harness, request, target string) []string {
 		t.Fatal(err)
 	}
 	var ids []string
-	err = followRaw(ctx, h.client.JS, natsx.StreamPlans, subject, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
+	err = followRaw(ctx, h.client.JS, natsx.StreamPlans, []string{subject}, 1, info.State.LastSeq, func(m jetstream.Msg) bool {
 		var p orgsyncv1.Plan
 		if unmarshal(m.Data(), &p) == nil && p.GetRequestId() == request {
 			ids = append(ids, p.GetPlanId())
