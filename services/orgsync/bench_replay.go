@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/gob"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/orgsync/orgsync/pkg/genesys"
@@ -25,49 +25,51 @@ type recordedCall struct {
 // callRecorder is an http.RoundTripper that forwards to
 // genesys.DefaultTransport and, between Start and Stop, appends every API
 // request (token grants excluded) to a temporary file, so recording
-// 100,000s of calls does not inflate the process's memory.
+// 100,000s of calls does not inflate the process's memory. A record is its
+// fields length-prefixed (appendCall): the recorder is an instrument, and
+// what it costs the pipeline's calls (gob and a body copy cost 2 % of a
+// 2,000 × 10 clone's CPU) is not the pipeline's.
 type callRecorder struct {
 	base http.RoundTripper
 
+	on     atomic.Bool
 	mu     sync.Mutex
-	on     bool
 	file   *os.File
 	buf    *bufio.Writer
-	enc    *gob.Encoder
 	count  int
 	encErr error
 }
 
 func newCallRecorder(dir string) (*callRecorder, error) {
-	f, err := os.CreateTemp(dir, "bench-calls-*.gob")
+	f, err := os.CreateTemp(dir, "bench-calls-*.bin")
 	if err != nil {
 		return nil, fmt.Errorf("bench: call recording file: %w", err)
 	}
-	buf := bufio.NewWriterSize(f, 1<<20)
-	return &callRecorder{base: genesys.DefaultTransport, file: f, buf: buf, enc: gob.NewEncoder(buf)}, nil
+	return &callRecorder{base: genesys.DefaultTransport, file: f, buf: bufio.NewWriterSize(f, 1<<20)}, nil
 }
 
 // RoundTrip records req (when recording) and sends it.
 func (r *callRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	r.mu.Lock()
-	on := r.on
-	r.mu.Unlock()
-	if on && req.URL.Path != "/oauth/token" {
+	if r.on.Load() && req.URL.Path != "/oauth/token" {
 		var body []byte
-		if req.Body != nil && req.Body != http.NoBody {
-			b, err := io.ReadAll(req.Body)
-			_ = req.Body.Close()
+		if req.GetBody != nil { // a copy of the body without consuming it (bytes.Reader bodies)
+			rc, err := req.GetBody()
 			if err != nil {
 				return nil, err
 			}
-			body = b
-			req.Body = io.NopCloser(bytes.NewReader(b))
+			var b bytes.Buffer
+			_, err = b.ReadFrom(rc)
+			_ = rc.Close()
+			if err != nil {
+				return nil, err
+			}
+			body = b.Bytes()
 		}
-		call := recordedCall{Method: req.Method, URL: req.URL.String(), Auth: req.Header.Get("Authorization"),
-			ContentType: req.Header.Get("Content-Type"), Body: body}
+		rec := appendCall(nil, recordedCall{Method: req.Method, URL: req.URL.String(), Auth: req.Header.Get("Authorization"),
+			ContentType: req.Header.Get("Content-Type"), Body: body})
 		r.mu.Lock()
 		if r.encErr == nil {
-			r.encErr = r.enc.Encode(&call)
+			_, r.encErr = r.buf.Write(rec)
 			r.count++
 		}
 		r.mu.Unlock()
@@ -75,9 +77,38 @@ func (r *callRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.base.RoundTrip(req)
 }
 
+// appendCall appends c's fields to b, each length-prefixed (uvarint).
+func appendCall(b []byte, c recordedCall) []byte {
+	for _, f := range [][]byte{[]byte(c.Method), []byte(c.URL), []byte(c.Auth), []byte(c.ContentType), c.Body} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// readCall reads one record written by appendCall (io.EOF at the end).
+func readCall(r *bufio.Reader) (recordedCall, error) {
+	var fields [5][]byte
+	for i := range fields {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return recordedCall{}, err
+		}
+		fields[i] = make([]byte, n)
+		if _, err := io.ReadFull(r, fields[i]); err != nil {
+			return recordedCall{}, err
+		}
+	}
+	return recordedCall{Method: string(fields[0]), URL: string(fields[1]), Auth: string(fields[2]),
+		ContentType: string(fields[3]), Body: fields[4]}, nil
+}
+
 // Start and Stop switch recording on and off.
-func (r *callRecorder) Start() { r.mu.Lock(); r.on = true; r.mu.Unlock() }
-func (r *callRecorder) Stop()  { r.mu.Lock(); r.on = false; r.mu.Unlock() }
+func (r *callRecorder) Start() { r.on.Store(true) }
+func (r *callRecorder) Stop()  { r.on.Store(false) }
 
 // Count is the number of calls recorded.
 func (r *callRecorder) Count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.count }
@@ -113,7 +144,7 @@ func (r *callRecorder) Replay(ctx context.Context) (int, time.Duration, error) {
 		return 0, 0, fmt.Errorf("bench: open call recording: %w", err)
 	}
 	defer f.Close()
-	dec := gob.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	in := bufio.NewReaderSize(f, 1<<20)
 
 	transport := genesys.NewTransport() // the pipeline's settings: a fair comparison
 	defer transport.CloseIdleConnections()
@@ -157,8 +188,8 @@ func (r *callRecorder) Replay(ctx context.Context) (int, time.Duration, error) {
 	}
 	start := time.Now()
 	for {
-		var c recordedCall
-		if err := dec.Decode(&c); err != nil {
+		c, err := readCall(in)
+		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				fail(fmt.Errorf("bench: read call recording: %w", err))
 			}
