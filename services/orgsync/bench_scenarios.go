@@ -163,11 +163,15 @@ func benchS6(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		// The clone timeout grows with the size: 10,000 × 20 is ten times S4.
 		ccfg := cfg
 		ccfg.Timeout = max(cfg.Timeout, time.Duration(users*z.S6Targets)*10*time.Millisecond)
+		stopSampling := sampleMemory(2 * time.Second)
 		rep, wall, err := env.clone(ctx, ccfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(users), Targets: targets, RequestedBy: "orgsync-bench"})
+		atPeak := stopSampling()
 		if err != nil {
 			return r, err
 		}
 		r.PeakRSSMB, r.SimPeakRSSMB = peakRSSMB(), sim.PeakRSSMB()
+		r.Note = fmt.Sprintf("at the peak of %d×%d: %s", users, z.S6Targets, atPeak)
+		progressf(cfg, "S6: %s", r.Note)
 		if cfg.HeapProfile != "" && users == z.S6Users {
 			if err := writeHeapProfile(cfg.HeapProfile + ".s6"); err != nil {
 				return r, err
