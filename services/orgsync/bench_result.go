@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -367,8 +368,9 @@ func (m memSample) String() string {
 
 // sampleMemory samples the process's memory every interval until stop is
 // called, which returns the sample of the highest RSS: what the peak was
-// made of (VmHWM says only how high it was).
-func sampleMemory(interval time.Duration) (stop func() memSample) {
+// made of (VmHWM says only how high it was). With a profile path, the heap
+// profile (as of the last GC) is written there at each new peak.
+func sampleMemory(interval time.Duration, profile string) (stop func() memSample) {
 	done, out := make(chan struct{}), make(chan memSample, 1)
 	go func() {
 		var peak memSample
@@ -377,6 +379,12 @@ func sampleMemory(interval time.Duration) (stop func() memSample) {
 		for {
 			if m := readMemSample(); m.RSS > peak.RSS {
 				peak = m
+				if profile != "" {
+					if f, err := os.Create(profile); err == nil {
+						_ = pprof.Lookup("heap").WriteTo(f, 0)
+						_ = f.Close()
+					}
+				}
 			}
 			select {
 			case <-done:
