@@ -32,7 +32,7 @@ func newBenchCmd(a *app) *cobra.Command {
 	fs.StringVar(&o.logPath, "log", "", "write the services' logs to this file (default: discarded)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	fs.StringVar(&o.provArgs, "provisioner-args", "", `extra provisioner flags for every scenario, e.g. "--max-concurrent-plans 8 --user-concurrency 8"`)
-	fs.StringVar(&o.heapProfile, "memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak), and to FILE.s6 when S6's larger run does")
+	fs.StringVar(&o.heapProfile, "memprofile", "", "write a heap profile to this file when S4's pipeline finishes (its peak), to FILE.s6 when S6's larger run does, and to FILE.s6peak at its highest RSS")
 	fs.StringVar(&o.sizes, "sizes", "", `override sizes, e.g. "S2=100x5,S4=400x10,S1=3" (users x orgs; S1: orgs); issue 17's S6: "S6=10000x20"`)
 	// 240 MiB leaves room under the 300 MB RSS budget for the ~55 MB that
 	// Go does not manage: the binary's pages and the bbolt file mapped.

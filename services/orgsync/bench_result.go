@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -111,6 +113,9 @@ func (s *ScenarioResult) fromScale(half, full ScenarioResult) {
 	}
 	s.Note = fmt.Sprintf("%d×%d in %.1f s, %d×%d in %.1f s: wall ∝ (users×orgs)^%.2f",
 		half.Users, half.Targets, half.WallSeconds, full.Users, full.Targets, full.WallSeconds, s.ScalingExponent)
+	if full.Note != "" {
+		s.Note += "; " + full.Note
+	}
 }
 
 // BudgetCheck is one budget and whether the run met it.
@@ -396,6 +401,78 @@ func microsPerCall(d time.Duration, calls int) float64 {
 		return 0
 	}
 	return round3(float64(d.Microseconds()) / float64(calls))
+}
+
+// memSample is what the process's resident memory is made of at one time
+// (MiB): anonymous (the Go heap, stacks, runtime) and file-backed (mmapped
+// files: bbolt), and the Go heap's live bytes and what the runtime holds
+// from the OS.
+type memSample struct {
+	RSS, Anon, File, HeapLive, GoMapped float64
+}
+
+func (m memSample) String() string {
+	return fmt.Sprintf("RSS %.0f MB = anon %.0f + file %.0f; Go heap live %.0f MB, Go runtime total %.0f MB", m.RSS, m.Anon, m.File, m.HeapLive, m.GoMapped)
+}
+
+// sampleMemory samples the process's memory every interval until stop is
+// called, which returns the sample of the highest RSS: what the peak was
+// made of (VmHWM says only how high it was). With a profile path, the heap
+// profile (as of the last GC) is written there at each new peak.
+func sampleMemory(interval time.Duration, profile string) (stop func() memSample) {
+	done, out := make(chan struct{}), make(chan memSample, 1)
+	go func() {
+		var peak memSample
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			if m := readMemSample(); m.RSS > peak.RSS {
+				peak = m
+				if profile != "" {
+					if f, err := os.Create(profile); err == nil {
+						_ = pprof.Lookup("heap").WriteTo(f, 0)
+						_ = f.Close()
+					}
+				}
+			}
+			select {
+			case <-done:
+				out <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() memSample { close(done); return <-out }
+}
+
+func readMemSample() memSample {
+	var m memSample
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			key, rest, ok := strings.Cut(line, ":")
+			var kb float64
+			if !ok {
+				continue
+			}
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kb); err != nil {
+				continue
+			}
+			switch key {
+			case "VmRSS":
+				m.RSS = kb / 1024
+			case "RssAnon":
+				m.Anon = kb / 1024
+			case "RssFile":
+				m.File = kb / 1024
+			}
+		}
+	}
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}}
+	metrics.Read(samples)
+	m.HeapLive = float64(samples[0].Value.Uint64()) / (1 << 20)
+	m.GoMapped = float64(samples[1].Value.Uint64()) / (1 << 20)
+	return m
 }
 
 // peakRSSMBOf reads VmHWM (MiB) from a /proc/PID/status file; 0 if unknown.

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,7 +113,8 @@ func S4ProvisionerArgs() []string {
 // startLimitsOff starts gcsim with fx in its own process, limits off
 // (s4SimArgs), and a dev environment using it with S4's provisioner
 // concurrency: the setting of S4 and S6.
-func startLimitsOff(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.Fixture, opts ...orgs.Option) (*simProcess, *benchEnv, error) {
+// provArgs are more provisioner flags of the scenario (after S4's).
+func startLimitsOff(ctx context.Context, cfg BenchConfig, name string, fx *gcsim.Fixture, provArgs []string, opts ...orgs.Option) (*simProcess, *benchEnv, error) {
 	progressf(cfg, "%s: start gcsim (%d orgs) in its own process", name, len(fx.Orgs))
 	sim, err := startSimProcess(ctx, cfg.SimCommand, cfg.StoreDir, fx, s4SimArgs()...)
 	if err != nil {
@@ -124,7 +127,7 @@ func startLimitsOff(ctx context.Context, cfg BenchConfig, name string, fx *gcsim
 	if lcfg.ServiceArgs == nil {
 		lcfg.ServiceArgs = map[string][]string{}
 	}
-	lcfg.ServiceArgs["provisioner"] = append(S4ProvisionerArgs(), cfg.ServiceArgs["provisioner"]...)
+	lcfg.ServiceArgs["provisioner"] = slices.Concat(S4ProvisionerArgs(), provArgs, cfg.ServiceArgs["provisioner"])
 	// gcsim.Config{}: the environment uses sim, set up by s4SimArgs.
 	env, err := startBenchEnv(ctx, lcfg, strings.ToLower(name), fx, gcsim.Config{}, 1e6, 1000, sim, opts...)
 	if err != nil {
@@ -132,6 +135,15 @@ func startLimitsOff(ctx context.Context, cfg BenchConfig, name string, fx *gcsim
 		return nil, nil, err
 	}
 	return sim, env, nil
+}
+
+// s6ProvisionerArgs bound the plans in flight in all of S6's orgs to S4's
+// 50 (5 plans of one org at once, 10 orgs): the provisioner's concurrency
+// is per org, and 5 plans × 20 orgs held 10,000 users' plans and run state
+// in memory (87 of 207 MB live at 5,000 × 20) for no more throughput on
+// two cores.
+func s6ProvisionerArgs(orgs int) []string {
+	return []string{"--max-concurrent-plans", strconv.Itoa(min(5, max(1, 50/orgs)))}
 }
 
 // benchS6 is the scale scenario: S6Users users into S6Targets orgs with
@@ -149,7 +161,7 @@ func benchS6(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		if err != nil {
 			return r, err
 		}
-		sim, env, err := startLimitsOff(ctx, cfg, ScenarioS6, fx)
+		sim, env, err := startLimitsOff(ctx, cfg, ScenarioS6, fx, s6ProvisionerArgs(z.S6Targets))
 		if err != nil {
 			return r, err
 		}
@@ -163,11 +175,19 @@ func benchS6(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		// The clone timeout grows with the size: 10,000 × 20 is ten times S4.
 		ccfg := cfg
 		ccfg.Timeout = max(cfg.Timeout, time.Duration(users*z.S6Targets)*10*time.Millisecond)
+		peakProfile := ""
+		if cfg.HeapProfile != "" && users == z.S6Users {
+			peakProfile = cfg.HeapProfile + ".s6peak"
+		}
+		stopSampling := sampleMemory(2*time.Second, peakProfile)
 		rep, wall, err := env.clone(ctx, ccfg, CloneSpec{SourceOrg: BenchSourceOrg, Users: benchUsers(users), Targets: targets, RequestedBy: "orgsync-bench"})
+		atPeak := stopSampling()
 		if err != nil {
 			return r, err
 		}
 		r.PeakRSSMB, r.SimPeakRSSMB = peakRSSMB(), sim.PeakRSSMB()
+		r.Note = fmt.Sprintf("at the peak of %d×%d: %s", users, z.S6Targets, atPeak)
+		progressf(cfg, "S6: %s", r.Note)
 		if cfg.HeapProfile != "" && users == z.S6Users {
 			if err := writeHeapProfile(cfg.HeapProfile + ".s6"); err != nil {
 				return r, err
@@ -207,7 +227,7 @@ func benchS4(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 		return res, err
 	}
 	defer rec.Close()
-	sim, env, err := startLimitsOff(ctx, cfg, ScenarioS4, fx, orgs.WithTransport(rec))
+	sim, env, err := startLimitsOff(ctx, cfg, ScenarioS4, fx, nil, orgs.WithTransport(rec))
 	if err != nil {
 		return res, err
 	}

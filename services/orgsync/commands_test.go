@@ -62,7 +62,7 @@ func TestCLICloneAndStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &plan); code != ExitOK || err != nil {
 		t.Fatalf("plan: exit %d, %v\nstdout %s\nstderr %s", code, err, out, errOut)
 	}
-	if tr := plan.Targets[0]; tr.Status != "planned" || len(tr.Users[0].StepsApplied) != 0 || len(tr.Users[0].Changes) == 0 {
+	if tr := plan.Targets[0]; tr.Status != "planned" || len(tr.Users[0].StepsApplied()) != 0 || len(tr.Users[0].Changes()) == 0 {
 		t.Errorf("plan report: %s", reportJSON(&plan))
 	}
 	if n := SimWrites(h.stats("target2")); n != 0 {
@@ -80,7 +80,7 @@ func TestCLICloneAndStatus(t *testing.T) {
 	}
 	for _, tr := range rep.Targets {
 		for _, u := range tr.Users {
-			if u.TargetUserID == "" || len(u.StepsApplied) == 0 || u.APICalls.Total == 0 {
+			if u.TargetUserID == "" || len(u.StepsApplied()) == 0 || u.APICalls.Total == 0 {
 				t.Errorf("%s %s: report lacks target id, steps or calls: %+v", tr.Org, u.ExternalID, u)
 			}
 		}

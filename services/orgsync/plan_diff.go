@@ -91,33 +91,38 @@ func resourceOf(field string) string {
 	return head // user, team, utilization, externalId
 }
 
-// isDryRun reports whether e belongs to a dry run.
-func isDryRun(e *orgsyncv1.Event) bool {
-	return e.GetAttributes()[provisioner.DryRunAttribute] == "true" || e.GetStatus() == orgsyncv1.Status_STATUS_PLANNED
+// isDryRun reports whether row (an event, or a row of batch env) belongs
+// to a dry run.
+func isDryRun(env, row *orgsyncv1.Event) bool {
+	return attr(env, row, provisioner.DryRunAttribute) == "true" || row.GetStatus() == orgsyncv1.Status_STATUS_PLANNED
 }
 
 // notePlanned takes the planned changes of a STEP event of u (replacing
 // what an earlier delivery of the same step said).
-func (u *UserReport) notePlanned(e *orgsyncv1.Event) {
+func (u *UserReport) notePlanned(step uint16, e *orgsyncv1.Event) {
 	if e.GetStatus() != orgsyncv1.Status_STATUS_PLANNED {
-		if _, had := u.planned[e.GetStep()]; !had {
+		if u.more == nil {
 			return
 		}
-		delete(u.planned, e.GetStep())
+		if _, had := u.more.planned[step]; !had {
+			return
+		}
+		delete(u.more.planned, step)
 	} else {
-		if u.planned == nil {
-			u.planned = map[string][]Change{}
+		m := u.extra()
+		if m.planned == nil {
+			m.planned = map[uint16][]Change{}
 		}
 		changes := make([]Change, len(e.GetDiffs()))
 		for i, d := range e.GetDiffs() {
 			changes[i] = changeOf(d)
 		}
-		u.planned[e.GetStep()] = changes
+		m.planned[step] = changes
 	}
 	// In step order (the order the steps reported first).
-	u.Changes = nil
-	for _, s := range u.Steps {
-		u.Changes = append(u.Changes, u.planned[s.Step]...)
+	u.more.changes = nil
+	for _, s := range u.rows {
+		u.more.changes = append(u.more.changes, u.more.planned[s.step]...)
 	}
 }
 
@@ -152,7 +157,7 @@ func hasChangeOf(list []Change, c Change) bool {
 
 // creates reports whether u would be created.
 func (u *UserReport) creates() bool {
-	for _, c := range u.Changes {
+	for _, c := range u.Changes() {
 		if c.Resource == "user" && c.Op == OpCreate {
 			return true
 		}
@@ -174,7 +179,7 @@ func (r *Report) writePlan(w io.Writer) error {
 			switch {
 			case u.creates():
 				create++
-			case len(u.Changes) > 0 || u.Status == "planned":
+			case len(u.Changes()) > 0 || u.Status == "planned":
 				change++
 			case u.Status == "unchanged":
 				same++
@@ -202,7 +207,7 @@ func (r *Report) writePlan(w io.Writer) error {
 			fmt.Fprintf(w, "  + %s %s\n", c.Resource, strconv.Quote(c.New))
 		}
 		for _, u := range t.Users {
-			if len(u.Changes) == 0 && u.Status != "planned" {
+			if len(u.Changes()) == 0 && u.Status != "planned" {
 				continue
 			}
 			mark := "~"
@@ -210,7 +215,7 @@ func (r *Report) writePlan(w io.Writer) error {
 				mark = "+"
 			}
 			fmt.Fprintf(w, "  %s user %s\n", mark, userName(u.ExternalID))
-			for _, c := range u.Changes {
+			for _, c := range u.Changes() {
 				if c.Resource == "user" {
 					continue // the header says it
 				}

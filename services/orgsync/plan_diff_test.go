@@ -39,7 +39,7 @@ func TestPlanChangesFollowRedelivery(t *testing.T) {
 		{Op: OpUpdate, Resource: "profile", Field: "title", Old: "Lead", New: "Agent"},
 		{Op: OpRemove, Resource: "queue", Field: "queues[Sales]", Old: "member"},
 	}
-	if u := tr.User("src|USER|a@x.io"); !rep.DryRun || u == nil || !slices.Equal(u.Changes, want) || len(u.StepsApplied) != 0 {
+	if u := tr.User("src|USER|a@x.io"); !rep.DryRun || u == nil || !slices.Equal(u.Changes(), want) || len(u.StepsApplied()) != 0 {
 		t.Fatalf("report: %s", reportJSON(rep))
 	}
 	if !slices.Equal(tr.Changes, []Change{{Op: OpCreate, Resource: "team", Field: "name", New: "Night"}}) {

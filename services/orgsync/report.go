@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/orgsync/orgsync/pkg/events"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/integrator"
 )
@@ -55,19 +56,46 @@ type Report struct {
 	extracted bool
 	planned   map[string]bool
 	// steps interns step names: a report of 10,000 users × 20 targets holds
-	// two million step rows, each naming one of a dozen steps.
-	steps map[string]string
+	// two million step rows, each naming one of a dozen steps; a row holds
+	// the name's index. extIDs interns user external ids: each user is in
+	// every target.
+	steps  *stepNames
+	extIDs map[string]string
 }
 
-func (r *Report) intern(step string) string {
-	if have, ok := r.steps[step]; ok {
+// stepNames is a report's table of step names (stepRow.step indexes it).
+// A request's plans name a dozen steps (the resolver's step ids); past
+// 65,535 names, the last entry stands for the rest.
+type stepNames struct {
+	names []string
+	index map[string]uint16
+}
+
+// tooManySteps is the name of every step past a report's 65,535th.
+const tooManySteps = "(more step names than a report holds)"
+
+func (n *stepNames) of(step string) uint16 {
+	if i, ok := n.index[step]; ok {
+		return i
+	}
+	if len(n.names) == math.MaxUint16 {
+		step = tooManySteps
+	}
+	if len(n.names) > math.MaxUint16 {
+		return math.MaxUint16
+	}
+	i := uint16(len(n.names))
+	n.names = append(n.names, step)
+	n.index[step] = i
+	return i
+}
+
+func (r *Report) extID(ext string) string {
+	if have, ok := r.extIDs[ext]; ok {
 		return have
 	}
-	if r.steps == nil {
-		r.steps = map[string]string{}
-	}
-	r.steps[step] = step
-	return step
+	r.extIDs[ext] = ext
+	return ext
 }
 
 // TargetReport is one target org's part of a Report.
@@ -98,6 +126,9 @@ type TargetReport struct {
 	step         string // the step of the last STEP event
 	targetCalls  *Usage // from the TARGET events, when all carry them
 	usersByExtID map[string]*UserReport
+	// rowHint is the most step rows a user of t has: a user's rows are
+	// allocated at that size at once instead of grown by doubling.
+	rowHint int
 	// userCounts and userCalls are the sums over Users, kept as user
 	// events arrive (count/uncount) so that an event costs O(1), not
 	// O(users): a 2,000-user request sends some 10 events per user.
@@ -187,8 +218,51 @@ func (t *TargetReport) fold() {
 	}
 }
 
-// UserReport is one user in one target.
+// UserReport is one user in one target. It is held compact — a report of
+// 10,000 users × 20 targets has 200,000 of them: its steps are rows of
+// small integers (step name index, status, order applied), what few users
+// have (reasons of steps, errors, planned changes) apart, expanded only
+// when asked for (Steps, StepsApplied, MarshalJSON).
 type UserReport struct {
+	ExternalID   string
+	TargetUserID string
+	Status       string
+	Reason       string
+	APICalls     Usage
+
+	rows     []stepRow
+	names    *stepNames
+	more     *userMore // nil until a step has a reason, the user an error or a planned change
+	terminal bool
+}
+
+// stepRow is one step of a user plan.
+type stepRow struct {
+	step uint16 // index in the report's stepNames
+	// applied is 1 + the step's position in StepsApplied (the steps that
+	// changed the target, in the order they did; past 254 of them, in the
+	// order they first reported); 0: it changed nothing.
+	applied uint8
+	status  uint8 // an orgsyncv1.Status
+}
+
+// userMore is what few users have.
+type userMore struct {
+	reasons map[uint16]string // of steps
+	errors  []string
+	changes []Change
+	planned map[uint16][]Change // dry run: by step
+}
+
+func (u *UserReport) extra() *userMore {
+	if u.more == nil {
+		u.more = &userMore{}
+	}
+	return u.more
+}
+
+// userJSON is the JSON of a UserReport (a contract: see Report).
+type userJSON struct {
 	ExternalID   string `json:"externalId"`
 	TargetUserID string `json:"targetUserId,omitempty"`
 	Status       string `json:"status"`
@@ -202,9 +276,127 @@ type UserReport struct {
 	// Changes: in a dry run, what the clone would change for this user,
 	// field by field, against the target's actual state (plan_diff.go).
 	Changes []Change `json:"changes,omitempty"`
+}
 
-	terminal bool
-	planned  map[string][]Change // dry run: changes by step id
+// MarshalJSON writes u as userJSON.
+func (u *UserReport) MarshalJSON() ([]byte, error) {
+	return json.Marshal(userJSON{ExternalID: u.ExternalID, TargetUserID: u.TargetUserID, Status: u.Status, Reason: u.Reason,
+		StepsApplied: u.StepsApplied(), Steps: u.Steps(), APICalls: u.APICalls, Errors: u.Errors(), Changes: u.Changes()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (a report read back from
+// `--output json`).
+func (u *UserReport) UnmarshalJSON(b []byte) error {
+	var j userJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*u = UserReport{ExternalID: j.ExternalID, TargetUserID: j.TargetUserID, Status: j.Status, Reason: j.Reason, APICalls: j.APICalls,
+		names: &stepNames{index: map[string]uint16{}}}
+	u.terminal = isFinal(statusOf(j.Status))
+	for _, s := range j.Steps {
+		step := u.names.of(s.Step)
+		u.row(nil, step).status = uint8(statusOf(s.Status))
+		u.setReason(step, s.Reason)
+	}
+	for i, name := range j.StepsApplied {
+		u.row(nil, u.names.of(name)).applied = uint8(min(i+1, math.MaxUint8))
+	}
+	if len(j.Errors) > 0 || len(j.Changes) > 0 {
+		u.extra().errors, u.extra().changes = j.Errors, j.Changes
+	}
+	return nil
+}
+
+// Errors returns what failed for u, each said once.
+func (u *UserReport) Errors() []string {
+	if u.more == nil {
+		return nil
+	}
+	return u.more.errors
+}
+
+// Changes returns, in a dry run, what the clone would change for u.
+func (u *UserReport) Changes() []Change {
+	if u.more == nil {
+		return nil
+	}
+	return u.more.changes
+}
+
+// Steps returns u's steps in the order they first reported.
+func (u *UserReport) Steps() []StepReport {
+	out := make([]StepReport, len(u.rows))
+	for i, s := range u.rows {
+		out[i] = StepReport{Step: u.names.names[s.step], Status: StatusName(orgsyncv1.Status(s.status)), Reason: u.reason(s.step)}
+	}
+	return out
+}
+
+// StepsApplied returns the steps that changed the target, in the order
+// they did (none in a dry run: see Changes).
+func (u *UserReport) StepsApplied() []string {
+	applied := make([]stepRow, 0, len(u.rows))
+	for _, s := range u.rows {
+		if s.applied > 0 {
+			applied = append(applied, s)
+		}
+	}
+	slices.SortStableFunc(applied, func(a, b stepRow) int { return int(a.applied) - int(b.applied) })
+	out := make([]string, len(applied))
+	for i, s := range applied {
+		out[i] = u.names.names[s.step]
+	}
+	return out
+}
+
+// applied counts u's steps that changed the target.
+func (u *UserReport) applied() int {
+	n := 0
+	for _, s := range u.rows {
+		if s.applied > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (u *UserReport) reason(step uint16) string {
+	if u.more == nil {
+		return ""
+	}
+	return u.more.reasons[step]
+}
+
+func (u *UserReport) setReason(step uint16, reason string) {
+	switch {
+	case reason != "":
+		m := u.extra()
+		if m.reasons == nil {
+			m.reasons = map[uint16]string{}
+		}
+		m.reasons[step] = reason
+	case u.more != nil:
+		delete(u.more.reasons, step)
+	}
+}
+
+// row returns u's row of step, added when new (with room for as many rows
+// as the fullest user of t has, when t is given).
+func (u *UserReport) row(t *TargetReport, step uint16) *stepRow {
+	for i := range u.rows {
+		if u.rows[i].step == step {
+			return &u.rows[i]
+		}
+	}
+	if u.rows == nil && t != nil {
+		u.rows = make([]stepRow, 0, max(t.rowHint, 1))
+	}
+	u.rows = append(u.rows, stepRow{step: step})
+	if t != nil {
+		t.rowHint = max(t.rowHint, len(u.rows))
+	}
+	return &u.rows[len(u.rows)-1]
 }
 
 // StepReport is one step of a user plan.
@@ -243,11 +435,32 @@ func (u *Usage) sub(o Usage) {
 
 // StatusName renders an event status for humans and JSON: "changed", "failed"...
 func StatusName(s orgsyncv1.Status) string {
+	if name, ok := statusNames[s]; ok {
+		return name
+	}
+	return statusName(s)
+}
+
+func statusName(s orgsyncv1.Status) string {
 	if s == orgsyncv1.Status_STATUS_UNSPECIFIED {
 		return "unknown"
 	}
 	return strings.ToLower(strings.TrimPrefix(s.String(), "STATUS_"))
 }
+
+// statusNames holds the name of every known status, so that a report's
+// 200,000 users share a dozen strings; statusByName is its inverse.
+var statusNames, statusByName = func() (map[orgsyncv1.Status]string, map[string]orgsyncv1.Status) {
+	m, inv := map[orgsyncv1.Status]string{}, map[string]orgsyncv1.Status{}
+	for v := range orgsyncv1.Status_name {
+		m[orgsyncv1.Status(v)] = statusName(orgsyncv1.Status(v))
+		inv[m[orgsyncv1.Status(v)]] = orgsyncv1.Status(v)
+	}
+	return m, inv
+}()
+
+// statusOf is the status StatusName names (unspecified when none).
+func statusOf(name string) orgsyncv1.Status { return statusByName[name] }
 
 func isFinal(s orgsyncv1.Status) bool {
 	return s != orgsyncv1.Status_STATUS_UNSPECIFIED && s != orgsyncv1.Status_STATUS_RUNNING
@@ -258,7 +471,7 @@ func isFinal(s orgsyncv1.Status) bool {
 // the report is complete once each of them reported a final TARGET event.
 func NewReport(requestID, sourceOrg string, targets []string) *Report {
 	r := &Report{RequestID: requestID, SourceOrg: sourceOrg, Status: ReportRunning, Targets: []*TargetReport{}, byOrg: map[string]*TargetReport{},
-		planned: map[string]bool{}}
+		planned: map[string]bool{}, steps: &stepNames{index: map[string]uint16{}}, extIDs: map[string]string{}}
 	for _, t := range targets {
 		r.expected = append(r.expected, t)
 		r.target(t)
@@ -281,11 +494,12 @@ func (r *Report) target(org string) *TargetReport {
 // Target returns the report of org, or nil.
 func (r *Report) Target(org string) *TargetReport { return r.byOrg[org] }
 
-func (t *TargetReport) user(extID string) *UserReport {
+func (r *Report) user(t *TargetReport, extID string) *UserReport {
 	if u, ok := t.usersByExtID[extID]; ok {
 		return u
 	}
-	u := &UserReport{ExternalID: extID, Status: "pending", StepsApplied: []string{}, Steps: []StepReport{}}
+	extID = r.extID(extID)
+	u := &UserReport{ExternalID: extID, Status: "pending", names: r.steps}
 	t.usersByExtID[extID] = u
 	t.Users = append(t.Users, u)
 	return u
@@ -302,112 +516,125 @@ func (r *Report) Apply(e *orgsyncv1.Event) {
 	if e.GetRequestId() != r.RequestID {
 		return
 	}
-	if len(e.GetRows()) > 0 {
-		// A batch (a phase's steps, a plan's users): its rows, each as
-		// the event it stands for.
-		for _, row := range events.Expand(e) {
-			r.Apply(row)
-		}
-		return
-	}
 	if r.SourceOrg == "" {
 		r.SourceOrg = e.GetSourceOrg()
 	}
-	if isDryRun(e) {
-		r.DryRun = true
+	rows := e.GetRows()
+	if len(rows) == 0 {
+		r.applyRow(e, e)
 	}
-	switch e.GetKind() {
-	case orgsyncv1.EventKind_EVENT_KIND_REQUEST:
-		r.extracted = true
-		for _, t := range splitList(e.GetAttributes()[AttrPlannedTargets]) {
-			r.planned[t] = true
-		}
-		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED {
-			r.failed = true
-			r.Reason = e.GetReason()
-			if r.Reason == "" {
-				r.Reason = e.GetMessage()
-			}
-		}
-	case orgsyncv1.EventKind_EVENT_KIND_TARGET:
-		t := r.target(e.GetOrg())
-		p := t.part(e.GetPlanId(), e.GetPlanParts())
-		p.progress(e)
-		if p.terminal && !isFinal(e.GetStatus()) {
-			t.fold()
-			break
-		}
-		p.status = StatusName(e.GetStatus())
-		p.terminal = isFinal(e.GetStatus())
-		if e.GetReason() != "" {
-			p.reason = e.GetReason()
-		}
-		if e.GetApiCalls() != nil && p.terminal {
-			u := usageOf(e.GetApiCalls())
-			p.calls = &u
-		}
-		if isDryRun(e) && p.terminal {
-			t.notePlannedResources(e)
-		}
-		t.fold()
-	case orgsyncv1.EventKind_EVENT_KIND_USER:
-		t := r.target(e.GetOrg())
-		u := t.user(e.GetUserExternalId())
-		if e.GetTargetUserId() != "" {
-			u.TargetUserID = e.GetTargetUserId()
-		}
-		t.part(e.GetPlanId(), e.GetPlanParts()).progress(e)
-		t.fold()
-		if u.terminal && !isFinal(e.GetStatus()) {
-			return
-		}
-		t.uncount(u)
-		u.Status = StatusName(e.GetStatus())
-		u.terminal = isFinal(e.GetStatus())
-		u.Reason = e.GetReason()
-		if e.GetApiCalls() != nil {
-			u.APICalls = usageOf(e.GetApiCalls())
-		}
-		if e.GetStatus() == orgsyncv1.Status_STATUS_FAILED && e.GetReason() != "" {
-			u.addError("", e.GetReason())
-		}
-		t.count(u)
-	case orgsyncv1.EventKind_EVENT_KIND_STEP:
-		step := r.intern(e.GetStep())
-		t := r.target(e.GetOrg())
-		t.step = step
-		if t.Status == "pending" {
-			t.Status = "running" // its first step finished
-		}
-		u := t.user(e.GetUserExternalId())
-		if e.GetTargetUserId() != "" && u.TargetUserID == "" {
-			u.TargetUserID = e.GetTargetUserId()
-		}
-		var s *StepReport
-		for i := range u.Steps {
-			if u.Steps[i].Step == step {
-				s = &u.Steps[i]
-			}
-		}
-		if s == nil {
-			u.Steps = append(u.Steps, StepReport{Step: step})
-			s = &u.Steps[len(u.Steps)-1]
-		}
-		s.Status, s.Reason = StatusName(e.GetStatus()), e.GetReason()
-		u.notePlanned(e)
-		switch e.GetStatus() {
-		case orgsyncv1.Status_STATUS_CHANGED:
-			u.StepsApplied = appendUnique(u.StepsApplied, step)
-		case orgsyncv1.Status_STATUS_FAILED:
-			if e.GetReason() != "" {
-				u.addError(step, e.GetReason())
-			}
-		}
+	// A batch (a phase's steps, a plan's users): each row is the event it
+	// stands for, read through the batch's envelope (events.Expand's
+	// rules) without completing it into one.
+	for _, row := range rows {
+		r.applyRow(e, row)
 	}
 	if t := r.byOrg[e.GetOrg()]; t != nil {
+		if k := e.GetKind(); k == orgsyncv1.EventKind_EVENT_KIND_TARGET || k == orgsyncv1.EventKind_EVENT_KIND_USER {
+			t.fold() // once per event: it derives from the plans alone
+		}
 		t.tally()
 	}
 	r.summarize()
+}
+
+// applyRow folds row, an event or a row of batch env: the envelope (kind,
+// request, plan, org, plan parts, attributes the row lacks) is env's.
+func (r *Report) applyRow(env, row *orgsyncv1.Event) {
+	if isDryRun(env, row) {
+		r.DryRun = true
+	}
+	status := row.GetStatus()
+	switch env.GetKind() {
+	case orgsyncv1.EventKind_EVENT_KIND_REQUEST:
+		r.extracted = true
+		for _, t := range splitList(attr(env, row, AttrPlannedTargets)) {
+			r.planned[t] = true
+		}
+		if status == orgsyncv1.Status_STATUS_FAILED {
+			r.failed = true
+			r.Reason = row.GetReason()
+			if r.Reason == "" {
+				r.Reason = row.GetMessage()
+			}
+		}
+	case orgsyncv1.EventKind_EVENT_KIND_TARGET:
+		t := r.target(env.GetOrg())
+		p := t.part(env.GetPlanId(), env.GetPlanParts())
+		p.progress(row)
+		if p.terminal && !isFinal(status) {
+			return
+		}
+		p.status = StatusName(status)
+		p.terminal = isFinal(status)
+		if row.GetReason() != "" {
+			p.reason = row.GetReason()
+		}
+		if row.GetApiCalls() != nil && p.terminal {
+			u := usageOf(row.GetApiCalls())
+			p.calls = &u
+		}
+		if isDryRun(env, row) && p.terminal {
+			t.notePlannedResources(row)
+		}
+	case orgsyncv1.EventKind_EVENT_KIND_USER:
+		t := r.target(env.GetOrg())
+		u := r.user(t, row.GetUserExternalId())
+		if row.GetTargetUserId() != "" && u.TargetUserID != row.GetTargetUserId() {
+			u.TargetUserID = row.GetTargetUserId()
+		}
+		t.part(env.GetPlanId(), env.GetPlanParts()).progress(row)
+		if u.terminal && !isFinal(status) {
+			return
+		}
+		t.uncount(u)
+		u.Status = StatusName(status)
+		u.terminal = isFinal(status)
+		u.Reason = row.GetReason()
+		if row.GetApiCalls() != nil {
+			u.APICalls = usageOf(row.GetApiCalls())
+		}
+		if status == orgsyncv1.Status_STATUS_FAILED && row.GetReason() != "" {
+			u.addError("", row.GetReason())
+		}
+		t.count(u)
+	case orgsyncv1.EventKind_EVENT_KIND_STEP:
+		step := r.steps.of(row.GetStep())
+		t := r.target(env.GetOrg())
+		t.step = r.steps.names[step]
+		if t.Status == "pending" {
+			t.Status = "running" // its first step finished
+		}
+		u := r.user(t, row.GetUserExternalId())
+		if row.GetTargetUserId() != "" && u.TargetUserID == "" {
+			u.TargetUserID = row.GetTargetUserId()
+		}
+		s := u.row(t, step)
+		s.status = 0 // unknown: a status out of a row's range
+		if status >= 0 && status <= math.MaxUint8 {
+			s.status = uint8(status)
+		}
+		u.setReason(step, row.GetReason())
+		u.notePlanned(step, row)
+		switch status {
+		case orgsyncv1.Status_STATUS_CHANGED:
+			if s.applied == 0 {
+				s.applied = uint8(min(u.applied()+1, math.MaxUint8))
+			}
+		case orgsyncv1.Status_STATUS_FAILED:
+			if row.GetReason() != "" {
+				u.addError(t.step, row.GetReason())
+			}
+		}
+	}
+}
+
+// attr is row's attribute key, or its batch's (events.Expand's rule).
+func attr(env, row *orgsyncv1.Event, key string) string {
+	if v, own := row.GetAttributes()[key]; own {
+		return v
+	}
+	return env.GetAttributes()[key]
 }
 
 // progress takes the plan's Done/Total from e when they move forward.
@@ -426,21 +653,23 @@ func (p *planPart) progress(e *orgsyncv1.Event) {
 // wording wins.
 func (u *UserReport) addError(step, reason string) {
 	if step == "" {
-		for _, s := range u.Steps {
-			if s.Status == "failed" && s.Reason != "" && strings.HasSuffix(reason, s.Reason) {
+		for _, s := range u.rows {
+			if said := u.reason(s.step); s.status == uint8(orgsyncv1.Status_STATUS_FAILED) && said != "" && strings.HasSuffix(reason, said) {
 				return // said by the step already
 			}
 		}
-		u.Errors = appendUnique(u.Errors, reason)
+		m := u.extra()
+		m.errors = appendUnique(m.errors, reason)
 		return
 	}
-	kept := u.Errors[:0]
-	for _, e := range u.Errors {
+	m := u.extra()
+	kept := m.errors[:0]
+	for _, e := range m.errors {
 		if !strings.HasSuffix(e, reason) {
 			kept = append(kept, e)
 		}
 	}
-	u.Errors = appendUnique(kept, "step "+step+": "+reason)
+	m.errors = appendUnique(kept, "step "+step+": "+reason)
 }
 
 func appendUnique(list []string, s string) []string {
@@ -601,7 +830,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	}
 	for _, t := range r.Targets {
 		for _, u := range t.Users {
-			for _, e := range u.Errors {
+			for _, e := range u.Errors() {
 				fmt.Fprintf(w, "  %s %s: %s\n", t.Org, u.ExternalID, oneLine(e))
 			}
 		}

@@ -126,7 +126,7 @@ func TestReportUserErrorSaidOnce(t *testing.T) {
 		}
 		var out strings.Builder
 		_ = rep.WriteSummary(&out)
-		if errs := rep.Target("t1").User("a").Errors; len(errs) != 1 || errs[0] != "step team: add to team Sales: 404 not.found" {
+		if errs := rep.Target("t1").User("a").Errors(); len(errs) != 1 || errs[0] != "step team: add to team Sales: 404 not.found" {
 			t.Errorf("errors %q", errs)
 		}
 		if n := strings.Count(out.String(), "add to team Sales"); n != 1 {
@@ -159,11 +159,11 @@ func TestReportShowsTheStepsOfABatch(t *testing.T) {
 	if a == nil || b == nil {
 		t.Fatalf("users of the batch missing: %+v", tr.Users)
 	}
-	if a.Status != "changed" || a.TargetUserID != "ua" || strings.Join(a.StepsApplied, ",") != "a/ensure_user" || a.APICalls.Writes != 7 {
+	if a.Status != "changed" || a.TargetUserID != "ua" || strings.Join(a.StepsApplied(), ",") != "a/ensure_user" || a.APICalls.Writes != 7 {
 		t.Errorf("user a: %+v", a)
 	}
-	if b.Status != "failed" || len(b.Steps) != 1 || b.Steps[0].Status != "failed" || strings.Join(b.Errors, ";") != "step b/ensure_user: 409 conflict" {
-		t.Errorf("user b: %+v steps %+v", b, b.Steps)
+	if b.Status != "failed" || len(b.Steps()) != 1 || b.Steps()[0].Status != "failed" || strings.Join(b.Errors(), ";") != "step b/ensure_user: 409 conflict" {
+		t.Errorf("user b: %+v steps %+v", b, b.Steps())
 	}
 	if !maps.Equal(tr.Counts, map[string]int{"changed": 1, "failed": 1}) || tr.APICalls.Total != 8 {
 		t.Errorf("target counts %v calls %+v, want 1 changed, 1 failed, 8 calls", tr.Counts, tr.APICalls)

@@ -157,6 +157,9 @@ func (s *Service) handle(ctx context.Context, org string, m natsx.Msg) error {
 	}
 	started := time.Now()
 	res, err := s.engine.Apply(ctx, &plan)
+	if err == nil || IsPlanFailure(err) {
+		s.dropJournal(org, plan.GetPlanId()) // the plan has ended
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		if IsPlanFailure(err) {
@@ -170,6 +173,14 @@ func (s *Service) handle(ctx context.Context, org string, m natsx.Msg) error {
 	metrics.PlanDuration(ctx, org, time.Since(started), metrics.PlanSucceeded)
 	logFailedUsers(s.log, org, res)
 	return nil
+}
+
+// dropJournal deletes the journal of an ended plan (Store.DropJournal); a
+// failure only leaves the records behind, so it is logged, not returned.
+func (s *Service) dropJournal(org, planID string) {
+	if err := s.store.DropJournal(org, planID); err != nil {
+		s.log.Warn("journal of an ended plan kept", "plan", planID, "org", org, "err", err)
+	}
 }
 
 // logFailedUsers says at WARN which users of a finished plan failed (the

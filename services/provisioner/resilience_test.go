@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orgsync/orgsync/pkg/extid"
+	"github.com/orgsync/orgsync/pkg/natsx"
 	"github.com/orgsync/orgsync/pkg/natsx/natsxtest"
 	"github.com/orgsync/orgsync/pkg/service"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
@@ -237,4 +238,41 @@ func TestEventualConsistencyAfterCreate(t *testing.T) {
 		t.Fatalf("TARGET %v %q", ev.GetStatus(), ev.GetReason())
 	}
 	expectDemo(t, e, "t3")
+}
+
+// TestEndedPlanLeavesNoJournal: the journal lets a plan that stopped midway
+// resume (TestCrashMidPlanResumes); once the plan has ended nothing reads
+// it, and kept it grew the state file by a record per user and plan — a
+// third of the file at 10,000 users × 20 orgs. A plan that ended, done or
+// failed for good, leaves none.
+func TestEndedPlanLeavesNoJournal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gcsim.Config{})
+	svc := e.start(Config{Orgs: []string{"t3"}}, nil)
+	p := planFor(t, demoSnapshot("req-journal"), "t3")
+	e.publish(p)
+	if ev := e.waitTarget(p.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_CHANGED {
+		t.Fatalf("plan: %v %q", ev.GetStatus(), ev.GetReason())
+	}
+	// The journal is dropped before the plan is acknowledged.
+	natsxtest.Eventually(t, 30*time.Second, "the plan acknowledged", func() bool {
+		c, err := e.js.Consumer(context.Background(), natsx.StreamPlans, "provisioner-t3")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= 1 && info.NumAckPending == 0
+	})
+	svc.Stop(t)
+	s, err := OpenStore(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.journalLen("t3", p.GetPlanId()); err != nil || n != 0 {
+		t.Errorf("ended plan: %d journal records left (%v), want none", n, err)
+	}
+	if id, ok, err := s.TargetID("t3", p.GetUsers()[0].GetDesired().GetExternalId()); err != nil || !ok || id == "" {
+		t.Errorf("the id translation went with the journal: %q %v %v", id, ok, err)
+	}
 }

@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -333,6 +334,55 @@ func (s *Store) MarkStepsDone(org, planID string, recs ...StepRecord) error {
 		}
 		return nil
 	})
+}
+
+// DropJournal deletes the journal of plan planID in org. Once a plan has
+// ended (acknowledged or terminated) nothing resumes it, and a journal kept
+// grew the file by a record per user and plan for good: at 10,000 users × 20
+// orgs a third of the file, whose pages count in the process's RSS. A plan
+// delivered again after all (its acknowledgement lost) runs without
+// it: each step looks up before it creates.
+func (s *Store) DropJournal(org, planID string) error {
+	prefix := journalKey(planID, "")
+	var keys [][]byte
+	err := s.view(org, bucketJournal, func(b *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	return s.update(org, bucketJournal, func(b *bolt.Bucket) error {
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// journalLen counts the journal records of plan planID in org.
+func (s *Store) journalLen(org, planID string) (int, error) {
+	prefix := journalKey(planID, "")
+	n := 0
+	err := s.view(org, bucketJournal, func(b *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Baseline is the configuration last applied to a user in org (desired state
