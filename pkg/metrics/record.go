@@ -3,7 +3,6 @@ package metrics
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -89,8 +88,10 @@ func StatusClass(status int) string {
 	if status < 100 || status > 599 {
 		return "error"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[status/100-1] // a constant: this runs once per call
 }
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // Plan statuses for PlanDuration (the provisioner may pass its own words;
 // these are the ones dashboards expect).
