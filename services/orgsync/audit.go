@@ -103,6 +103,9 @@ func FormatAuditEvent(e *orgsyncv1.Event) string {
 	b.WriteString(FormatEvent(e))
 	attrs := e.GetAttributes()
 	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		if k == "reason" && attrs[k] == e.GetReason() {
+			continue // FormatEvent said it
+		}
 		fmt.Fprintf(&b, " %s=%q", k, oneLine(attrs[k]))
 	}
 	return b.String()

@@ -25,7 +25,7 @@ func newBenchCmd(a *app) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	var o benchOptions
-	fs.StringVar(&o.outPath, "out", "bench/results.json", "write the results as JSON to this file (empty: don't)")
+	fs.StringVar(&o.outPath, "out", "bench/results.json", "write the results as JSON to this file (empty: don't; with --quick the default is not to: bench/results.json is the committed reference run)")
 	fs.StringVar(&o.scenarios, "scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run (S3 runs S2's clone first)")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes (a smoke run of the harness): "+sizesString(QuickBenchSizes))
 	fs.BoolVar(&o.noBudgets, "no-fail", false, "exit 0 even when a budget is not met")
@@ -37,7 +37,12 @@ func newBenchCmd(a *app) *cobra.Command {
 	// 240 MiB leaves room under the 300 MB RSS budget for the ~55 MB that
 	// Go does not manage: the binary's pages and the bbolt file mapped.
 	fs.Int64Var(&o.memLimit, "memory-limit-mb", 240, "Go soft memory limit of this process in MiB (debug.SetMemoryLimit, as GOMEMLIMIT sets it; 0: none), unless GOMEMLIMIT is set")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), o, a.io) }
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if o.quick && !fs.Changed("out") {
+			o.outPath = "" // a smoke run must not replace the reference run
+		}
+		return runBench(cmd.Context(), o, a.io)
+	}
 	return cmd
 }
 

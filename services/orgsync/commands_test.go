@@ -99,6 +99,11 @@ func TestCLICloneAndStatus(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, `decision="phone_number"`) || !strings.Contains(out, "john.smith@acme.example") {
 		t.Errorf("audit --org target1: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Count(line, " reason=") > 1 {
+			t.Errorf("audit line says its reason twice: %s", line)
+		}
+	}
 	if code, _, errOut = run("audit"); code != ExitUsage || !strings.Contains(errOut, `required flag(s) "org" not set`) {
 		t.Errorf("audit without --org: exit %d, %s", code, errOut)
 	}
