@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/natsx"
@@ -138,18 +139,15 @@ func (s *Service) handle(ctx context.Context, m natsx.Msg) error {
 	span.SetAttributes(attribute.String("orgsync.org", req.GetTargetOrg()), attribute.Int("orgsync.users", len(rows)))
 	evs := make([]*orgsyncv1.Event, len(rows))
 	errs := make([]error, len(rows))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, s.cfg.Concurrency)
+	var g errgroup.Group // the users of a batch, Concurrency at a time
+	g.SetLimit(s.cfg.Concurrency)
 	for i, row := range rows {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			evs[i], errs[i] = s.syncUser(ctx, m, row)
-		}()
+			return nil // each user's outcome is its own (errs)
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	// One AUDIT event for the request's outcomes (a row per user).
 	if evs = slices.DeleteFunc(evs, func(e *orgsyncv1.Event) bool { return e == nil }); len(evs) > 0 {
 		b := events.Batch(orgsyncv1.EventKind_EVENT_KIND_AUDIT, evs)

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/orgsync/orgsync/pkg/events"
 	"github.com/orgsync/orgsync/pkg/genesys"
@@ -174,21 +175,18 @@ func (r *run) execPhase(ctx context.Context, ph phase, users []*userRun) map[*us
 func (r *run) forEach(ctx context.Context, users []*userRun, fn func(context.Context, *userRun) stepResult) map[*userRun]stepResult {
 	out := make(map[*userRun]stepResult, len(users))
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.e.cfg.UserConcurrency)
+	var g errgroup.Group
+	g.SetLimit(r.e.cfg.UserConcurrency)
 	for _, u := range users {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			res := fn(ctx, u)
 			mu.Lock()
 			out[u] = res
 			mu.Unlock()
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // fn reports through its result, never an error
 	return out
 }
 
