@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orgsync/orgsync/pkg/events"
@@ -215,6 +216,9 @@ func (s *Service) syncUser(ctx context.Context, m natsx.Msg, req *orgsyncv1.Inte
 	if err != nil {
 		s.log.Warn("CRM sync will be retried", "org", req.GetTargetOrg(), "user", req.GetUserExternalId(), "delivery", m.Delivered(), "err", err)
 		return nil, err
+	}
+	if out.State == StateFailed {
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, out.Reason)
 	}
 	return s.record(ctx, req, out)
 }
