@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -249,7 +250,20 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 		evs = append(evs, o.ev)
 	}
 	// One STEP event for the phase, a row per user (events.Batch), and one
-	// AUDIT event with the decisions its users' steps made.
+	// AUDIT event with the decisions its users' steps made — each once: a
+	// step healed and run again decides again, and unbatched the same
+	// decision (same id) was dropped by JetStream as a duplicate.
+	type decision struct {
+		user, step string
+		status     orgsyncv1.Status
+	}
+	seen := map[decision]bool{}
+	audits = slices.DeleteFunc(audits, func(a *orgsyncv1.Event) bool {
+		d := decision{a.GetUserExternalId(), a.GetStep(), a.GetStatus()}
+		dup := seen[d]
+		seen[d] = true
+		return dup
+	})
 	var batches []*orgsyncv1.Event
 	if len(evs) > 0 {
 		batches = append(batches, events.Batch(orgsyncv1.EventKind_EVENT_KIND_STEP, evs))
