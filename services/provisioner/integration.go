@@ -39,10 +39,9 @@ func IntegrationRequestID(planID, userExtID string) string {
 // the same users are the same message (a redelivered plan publishes no
 // duplicate), another set — a resumed plan's remaining users — another.
 func IntegrationBatchID(planID string, rows []*orgsyncv1.IntegrationRequest) string {
-	ids := make([]string, 0, 1+len(rows))
-	ids = append(ids, planID)
-	for _, r := range rows {
-		ids = append(ids, r.GetRequestId())
+	ids := make([]string, len(rows)) // each names the plan already
+	for i, r := range rows {
+		ids[i] = r.GetRequestId()
 	}
 	return planID + "|crm|" + events.ID(ids...)
 }

@@ -235,12 +235,15 @@ func decodeJournal(v []byte) (userJournal, error) {
 
 // journalTarget is the target user id a journal record names ("" for
 // none; a corrupt record is reported by walkJournal).
-func journalTarget(v []byte) string {
+func journalTarget(v []byte) string { return string(journalTargetBytes(v)) }
+
+// journalTargetBytes is journalTarget without a copy (v's bytes).
+func journalTargetBytes(v []byte) []byte {
 	n, k := binary.Uvarint(v)
 	if k <= 0 || uint64(len(v)-k) < n {
-		return ""
+		return nil
 	}
-	return string(v[k : k+int(n)])
+	return v[k : k+int(n)]
 }
 
 // StepDone returns the journal entry of a step, if the step finished.
@@ -309,7 +312,7 @@ func (s *Store) MarkStepsDone(org, planID string, recs ...StepRecord) error {
 			mark := stepMark{Status: rec.Entry.Status, At: rec.Entry.At.UnixMilli()}
 			var v []byte
 			switch id := rec.Entry.TargetUserID; {
-			case old != nil && (id == "" || id == journalTarget(old)):
+			case old != nil && (id == "" || id == string(journalTargetBytes(old))): // compared without a copy
 				// The same user: the step is appended (the last mark holds).
 				v = appendStepMark(slices.Clip(old), rec.StepID, mark)
 			default:
