@@ -28,8 +28,17 @@ type Client struct {
 	retry    RetryPolicy
 	observer func(context.Context, Call)
 
-	mu      sync.Mutex
-	created map[string]time.Time // user ids this client created → when (eventual consistency)
+	mu sync.Mutex
+	// created: user ids this client created within ConsistencyWindow →
+	// when (eventual consistency); createdOrder the same in creation
+	// order, so that ids leave as their window ends.
+	created      map[string]time.Time
+	createdOrder []createdUser
+}
+
+type createdUser struct {
+	id string
+	at time.Time
 }
 
 // Call describes one HTTP attempt, reported to the observer (WithObserver).

@@ -169,10 +169,26 @@ func (c *Client) CreateUser(ctx context.Context, in CreateUser) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.created[u.ID] = time.Now()
-	c.mu.Unlock()
+	c.rememberCreated(u.ID, time.Now())
 	return &u, nil
+}
+
+// rememberCreated records that this client created userID at now, and
+// forgets the users created more than ConsistencyWindow before: a 404 on
+// them is no longer waited out, and a provisioner that creates 200,000
+// users kept every id (24 MB) when they left only as they were read.
+func (c *Client) rememberCreated(userID string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.createdOrder
+	for len(old) > 0 && now.Sub(old[0].at) > c.cfg.ConsistencyWindow {
+		if c.created[old[0].id].Equal(old[0].at) { // not created again since
+			delete(c.created, old[0].id)
+		}
+		old = old[1:]
+	}
+	c.created[userID] = now
+	c.createdOrder = append(old, createdUser{userID, now})
 }
 
 // FindUserByEmail searches users with an EXACT match on email

@@ -48,7 +48,9 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 		return s.reject(ctx, m, req.GetRequestId(), org, err, nil)
 	}
 	cctx, counter := orgs.WithCounter(ctx)
-	var users []*orgsyncv1.UserConfig
+	// Of each user read, only what tracking needs is kept to the end: the
+	// configurations of 10,000 users held some 23 MB until the last part.
+	var users []trackedUser
 	err = ExtractParts(cctx, client, v.src, req.GetUsers(), req.GetOptions().GetInclude(), PartSizes{First: s.cfg.SnapshotUsers, Max: s.cfg.SnapshotUsersMax}, func(ex *Extracted, part, parts int) error {
 		// The request was made before anything was read: what is read is at
 		// least that recent (and a replay stamps the same time).
@@ -65,7 +67,9 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 		if err := s.publish(ctx, snap); err != nil {
 			return err
 		}
-		users = append(users, ex.Users...)
+		for _, u := range ex.Users {
+			users = append(users, trackedUser{id: u.GetSourceUserId(), email: u.GetEmail()})
+		}
 		s.log.Info("snapshot published", "request_id", req.GetRequestId(), "source_org", v.src, "snapshot_id", snap.GetSnapshotId(),
 			"part", part, "parts", parts, "users", len(snap.GetUsers()), "resources", len(snap.GetResources()), "targets", v.targets, "api_calls", counter.Total())
 		return nil
@@ -95,12 +99,15 @@ func (s *Service) handleClone(ctx context.Context, m natsx.Msg) error {
 	}
 	tr := s.tracking.Load()
 	for _, u := range users {
-		if err := tr.Track(ctx, v.src, u.GetSourceUserId(), u.GetEmail(), v.targets, req.GetOptions(), req.GetRequestId(), m.StreamSequence()); err != nil {
+		if err := tr.Track(ctx, v.src, u.id, u.email, v.targets, req.GetOptions(), req.GetRequestId(), m.StreamSequence()); err != nil {
 			return err // redelivery re-extracts; the snapshot publish is deduplicated
 		}
 	}
 	return nil
 }
+
+// trackedUser is a user of a clone request as tracking records it.
+type trackedUser struct{ id, email string }
 
 // handleChange re-extracts a tracked source user that changed and publishes
 // a snapshot (trigger CHANGE, or SWEEP for the periodic sweep) for the

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
@@ -400,8 +399,9 @@ func (s *Store) Baseline(org, userExtID string) (*orgsyncv1.UserConfig, error) {
 		if v == nil {
 			return nil
 		}
-		out = &orgsyncv1.UserConfig{}
-		return proto.Unmarshal(v, out)
+		var err error
+		out, err = decodeBaseline(v)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provisioner: baseline of %s in %s: %w", userExtID, org, err)
@@ -417,9 +417,9 @@ func (s *Store) PutBaselines(org string, users ...*orgsyncv1.UserConfig) error {
 	}
 	vals := make([][]byte, len(users))
 	for i, u := range users {
-		v, err := proto.Marshal(u)
+		v, err := encodeBaseline(u)
 		if err != nil {
-			return err
+			return fmt.Errorf("provisioner: baseline of %s in %s: %w", u.GetExternalId(), org, err)
 		}
 		vals[i] = v
 	}
@@ -440,10 +440,10 @@ func (s *Store) Baselines(org string) ([]*orgsyncv1.UserConfig, error) {
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(_, v []byte) error {
-			u := &orgsyncv1.UserConfig{}
-			if err := proto.Unmarshal(v, u); err != nil {
-				return err
+		return b.ForEach(func(k, v []byte) error {
+			u, err := decodeBaseline(v)
+			if err != nil {
+				return fmt.Errorf("baseline of %s: %w", k, err)
 			}
 			out = append(out, u)
 			return nil

@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"bytes"
 	"path/filepath"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgsync/orgsync/pkg/extid"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 )
 
@@ -160,6 +162,61 @@ func TestJournalRecordRoundTripsAndRejectsTruncation(t *testing.T) {
 	for n := 1; n < len(rec); n++ {
 		if cut, err := decodeJournal(rec[:n]); err == nil && len(cut.Steps) == 2 {
 			t.Fatalf("record cut to %d of %d bytes decoded whole: %+v", n, len(rec), cut)
+		}
+	}
+}
+
+// TestBaselinesAreStoredDeflated: a user's baseline is most of the state
+// file, whose touched pages count in the process's memory; it is stored
+// deflated, reads back equal, and a plain protobuf baseline written by an
+// earlier version still reads.
+func TestBaselinesAreStoredDeflated(t *testing.T) {
+	s, err := OpenStore(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	email := "agent07@acme.example"
+	u := &orgsyncv1.UserConfig{ExternalId: extid.User("source", email), Name: "Agent 07", Email: email,
+		Title: "Agent", Department: "Billing", DivisionRef: ref(tDiv, "Billing Division"),
+		Skills:    []*orgsyncv1.Proficiency{prof(tSkill, "Billing", 3), prof(tSkill, "Billing Escalations", 2.5), prof(tSkill, "Sales", 1)},
+		Languages: []*orgsyncv1.Proficiency{prof(tLang, "English", 5), prof(tLang, "French", 2)},
+		TeamRef:   ref(tTeam, "Billing Team"),
+		Grants: []*orgsyncv1.Grant{{RoleRef: ref(tRole, "Agent"), DivisionRef: ref(tDiv, "Billing Division")},
+			{RoleRef: ref(tRole, "employee"), DivisionRef: ref(tDiv, "Home")}},
+		QueueRefs:   []string{ref(tQueue, "Billing Queue"), ref(tQueue, "Support Queue")},
+		Phones:      []*orgsyncv1.Phone{{Alias: email + "/work", Type: "WORK"}},
+		LicenseRefs: []string{ref(tLic, "cx2")},
+	}
+	must(t, s.PutBaselines("t1", u))
+	plain, err := proto.Marshal(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []byte
+	must(t, s.view("t1", bucketBaseline, func(b *bolt.Bucket) error {
+		stored = bytes.Clone(b.Get([]byte(u.GetExternalId())))
+		return nil
+	}))
+	if len(stored) == 0 || stored[0] != baselineDeflated || len(stored) >= len(plain)*3/4 {
+		t.Errorf("stored baseline: %d bytes (plain protobuf %d), first byte %#x: want deflated, at most 3/4 of it", len(stored), len(plain), stored[0])
+	}
+	if got, err := s.Baseline("t1", u.GetExternalId()); err != nil || !proto.Equal(got, u) {
+		t.Errorf("Baseline = %v, %v; want what was put", got, err)
+	}
+
+	// A baseline as an earlier version wrote it: plain protobuf.
+	old := proto.Clone(u).(*orgsyncv1.UserConfig)
+	old.ExternalId, old.Title = extid.User("source", "old@acme.example"), "Old Timer"
+	oldPlain, _ := proto.Marshal(old)
+	must(t, s.update("t1", bucketBaseline, func(b *bolt.Bucket) error { return b.Put([]byte(old.GetExternalId()), oldPlain) }))
+	all, err := s.Baselines("t1")
+	if err != nil || len(all) != 2 {
+		t.Fatalf("Baselines = %d, %v; want 2", len(all), err)
+	}
+	for _, got := range all {
+		if want := map[string]*orgsyncv1.UserConfig{u.GetExternalId(): u, old.GetExternalId(): old}[got.GetExternalId()]; !proto.Equal(got, want) {
+			t.Errorf("Baselines: %v, want %v", got, want)
 		}
 	}
 }
