@@ -20,7 +20,8 @@ import (
 // looks up before it creates.
 //
 // Layout: one top-level bucket per org, with sub-buckets "ids", "steps"
-// (the journal: one record per user plan), "baseline".
+// (the journal: one record per user plan), "baseline" (a digest per user);
+// and "~baselines", the baselines by digest (store_baseline.go).
 type Store struct {
 	db *bolt.DB
 }
@@ -32,6 +33,10 @@ var (
 	// plan). OpenStore drops it: the journal only spares lookups on resume.
 	bucketJournalV1 = []byte("journal")
 	bucketBaseline  = []byte("baseline")
+	// bucketBaselineData holds the baselines themselves, shared by the
+	// users and orgs that have the same one (store_baseline.go). "~"
+	// cannot begin an org key, so it is no org's bucket.
+	bucketBaselineData = []byte("~baselines")
 )
 
 // OpenStore opens (creating if needed) the bbolt file at path. A second
@@ -81,13 +86,16 @@ func (s *Store) Close() error { return s.db.Close() }
 func (s *Store) Path() string { return s.db.Path() }
 
 func (s *Store) view(org string, sub []byte, fn func(b *bolt.Bucket) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		ob := tx.Bucket([]byte(org))
-		if ob == nil {
-			return fn(nil)
-		}
-		return fn(ob.Bucket(sub))
-	})
+	return s.db.View(func(tx *bolt.Tx) error { return fn(orgBucket(tx, org, sub)) })
+}
+
+// orgBucket returns org's sub-bucket, or nil when there is none.
+func orgBucket(tx *bolt.Tx, org string, sub []byte) *bolt.Bucket {
+	ob := tx.Bucket([]byte(org))
+	if ob == nil {
+		return nil
+	}
+	return ob.Bucket(sub)
 }
 
 // update runs fn in a write transaction on org's sub-bucket. Writes are
@@ -385,69 +393,4 @@ func (s *Store) journalLen(org, planID string) (int, error) {
 		return nil
 	})
 	return n, err
-}
-
-// Baseline is the configuration last applied to a user in org (desired state
-// in source terms, email mapped), or nil.
-func (s *Store) Baseline(org, userExtID string) (*orgsyncv1.UserConfig, error) {
-	var out *orgsyncv1.UserConfig
-	err := s.view(org, bucketBaseline, func(b *bolt.Bucket) error {
-		if b == nil {
-			return nil
-		}
-		v := b.Get([]byte(userExtID))
-		if v == nil {
-			return nil
-		}
-		var err error
-		out, err = decodeBaseline(v)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("provisioner: baseline of %s in %s: %w", userExtID, org, err)
-	}
-	return out, nil
-}
-
-// PutBaselines stores the configurations applied to users in org, in one
-// transaction: all or, on error, none.
-func (s *Store) PutBaselines(org string, users ...*orgsyncv1.UserConfig) error {
-	if len(users) == 0 {
-		return nil
-	}
-	vals := make([][]byte, len(users))
-	for i, u := range users {
-		v, err := encodeBaseline(u)
-		if err != nil {
-			return fmt.Errorf("provisioner: baseline of %s in %s: %w", u.GetExternalId(), org, err)
-		}
-		vals[i] = v
-	}
-	return s.update(org, bucketBaseline, func(b *bolt.Bucket) error {
-		for i, u := range users {
-			if err := b.Put([]byte(u.GetExternalId()), vals[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// Baselines lists every baseline of org.
-func (s *Store) Baselines(org string) ([]*orgsyncv1.UserConfig, error) {
-	var out []*orgsyncv1.UserConfig
-	err := s.view(org, bucketBaseline, func(b *bolt.Bucket) error {
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			u, err := decodeBaseline(v)
-			if err != nil {
-				return fmt.Errorf("baseline of %s: %w", k, err)
-			}
-			out = append(out, u)
-			return nil
-		})
-	})
-	return out, err
 }

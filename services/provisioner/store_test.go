@@ -1,7 +1,8 @@
 package provisioner
 
 import (
-	"bytes"
+	"encoding/binary"
+	"maps"
 	"path/filepath"
 	"testing"
 	"time"
@@ -166,57 +167,105 @@ func TestJournalRecordRoundTripsAndRejectsTruncation(t *testing.T) {
 	}
 }
 
-// TestBaselinesAreStoredDeflated: a user's baseline is most of the state
-// file, whose touched pages count in the process's memory; it is stored
-// deflated, reads back equal, and a plain protobuf baseline written by an
-// earlier version still reads.
-func TestBaselinesAreStoredDeflated(t *testing.T) {
+// TestBaselinesAreStoredOnce: a clone applies one configuration to a user
+// in every target; the state file holds it once (deflated), each org a
+// reference to it, and a configuration no user refers to any more is
+// deleted. A plain protobuf baseline written by an earlier version still
+// reads.
+func TestBaselinesAreStoredOnce(t *testing.T) {
 	s, err := OpenStore(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	email := "agent07@acme.example"
-	u := &orgsyncv1.UserConfig{ExternalId: extid.User("source", email), Name: "Agent 07", Email: email,
-		Title: "Agent", Department: "Billing", DivisionRef: ref(tDiv, "Billing Division"),
-		Skills:    []*orgsyncv1.Proficiency{prof(tSkill, "Billing", 3), prof(tSkill, "Billing Escalations", 2.5), prof(tSkill, "Sales", 1)},
-		Languages: []*orgsyncv1.Proficiency{prof(tLang, "English", 5), prof(tLang, "French", 2)},
-		TeamRef:   ref(tTeam, "Billing Team"),
-		Grants: []*orgsyncv1.Grant{{RoleRef: ref(tRole, "Agent"), DivisionRef: ref(tDiv, "Billing Division")},
-			{RoleRef: ref(tRole, "employee"), DivisionRef: ref(tDiv, "Home")}},
-		QueueRefs:   []string{ref(tQueue, "Billing Queue"), ref(tQueue, "Support Queue")},
-		Phones:      []*orgsyncv1.Phone{{Alias: email + "/work", Type: "WORK"}},
-		LicenseRefs: []string{ref(tLic, "cx2")},
+	user := func(email, title string) *orgsyncv1.UserConfig {
+		return &orgsyncv1.UserConfig{ExternalId: extid.User("source", email), Name: "Agent", Email: email,
+			Title: title, Department: "Billing", DivisionRef: ref(tDiv, "Billing Division"),
+			Skills:    []*orgsyncv1.Proficiency{prof(tSkill, "Billing", 3), prof(tSkill, "Billing Escalations", 2.5), prof(tSkill, "Sales", 1)},
+			Languages: []*orgsyncv1.Proficiency{prof(tLang, "English", 5), prof(tLang, "French", 2)},
+			TeamRef:   ref(tTeam, "Billing Team"),
+			Grants: []*orgsyncv1.Grant{{RoleRef: ref(tRole, "Agent"), DivisionRef: ref(tDiv, "Billing Division")},
+				{RoleRef: ref(tRole, "employee"), DivisionRef: ref(tDiv, "Home")}},
+			QueueRefs:   []string{ref(tQueue, "Billing Queue"), ref(tQueue, "Support Queue")},
+			Phones:      []*orgsyncv1.Phone{{Alias: email + "/work", Type: "WORK"}},
+			LicenseRefs: []string{ref(tLic, "cx2")},
+		}
 	}
-	must(t, s.PutBaselines("t1", u))
-	plain, err := proto.Marshal(u)
-	if err != nil {
-		t.Fatal(err)
+	jane, joe := user("jane@acme.example", "Agent"), user("joe@acme.example", "Agent")
+	orgs := []string{"t1", "t2", "t3"}
+	for _, org := range orgs {
+		must(t, s.PutBaselines(org, jane, joe))
 	}
-	var stored []byte
-	must(t, s.view("t1", bucketBaseline, func(b *bolt.Bucket) error {
-		stored = bytes.Clone(b.Get([]byte(u.GetExternalId())))
-		return nil
-	}))
-	if len(stored) == 0 || stored[0] != baselineDeflated || len(stored) >= len(plain)*3/4 {
-		t.Errorf("stored baseline: %d bytes (plain protobuf %d), first byte %#x: want deflated, at most 3/4 of it", len(stored), len(plain), stored[0])
+	must(t, s.PutBaselines("t1", jane, joe)) // a replayed plan
+	stored := func() map[string]int {
+		out := map[string]int{}
+		must(t, s.db.View(func(tx *bolt.Tx) error {
+			data := tx.Bucket(bucketBaselineData)
+			if data == nil {
+				return nil
+			}
+			return data.ForEach(func(k, v []byte) error {
+				if v == nil {
+					return nil // the refs sub-bucket
+				}
+				var u orgsyncv1.UserConfig
+				raw, err := inflate(v)
+				if err != nil {
+					return err
+				}
+				if err := proto.Unmarshal(raw, &u); err != nil {
+					return err
+				}
+				if len(v) >= len(raw)*3/4 {
+					t.Errorf("configuration of %s stored in %d bytes, %d plain: want deflated", u.GetEmail(), len(v), len(raw))
+				}
+				out[u.GetEmail()+" "+u.GetTitle()] = int(binary.BigEndian.Uint32(data.Bucket(baselineDataRefs).Get(k)))
+				return nil
+			})
+		}))
+		return out
 	}
-	if got, err := s.Baseline("t1", u.GetExternalId()); err != nil || !proto.Equal(got, u) {
-		t.Errorf("Baseline = %v, %v; want what was put", got, err)
+	if got, want := stored(), map[string]int{"jane@acme.example Agent": 3, "joe@acme.example Agent": 3}; !maps.Equal(got, want) {
+		t.Errorf("after a clone of 2 users into 3 orgs, configurations stored (with their references) %v; want %v", got, want)
+	}
+	for _, org := range orgs {
+		if got, err := s.Baseline(org, jane.GetExternalId()); err != nil || !proto.Equal(got, jane) {
+			t.Errorf("Baseline(%s, jane) = %v, %v; want what was put", org, got, err)
+		}
+	}
+
+	// Jane is promoted, one org after the other: her old configuration
+	// goes with its last reference.
+	lead := user("jane@acme.example", "Lead")
+	must(t, s.PutBaselines("t1", lead))
+	if got, want := stored(), map[string]int{"jane@acme.example Agent": 2, "jane@acme.example Lead": 1, "joe@acme.example Agent": 3}; !maps.Equal(got, want) {
+		t.Errorf("after one org's change: %v; want %v", got, want)
+	}
+	must(t, s.PutBaselines("t2", lead))
+	must(t, s.PutBaselines("t3", lead))
+	if got, want := stored(), map[string]int{"jane@acme.example Lead": 3, "joe@acme.example Agent": 3}; !maps.Equal(got, want) {
+		t.Errorf("after every org's change: %v; want %v", got, want)
+	}
+	if got, err := s.Baseline("t2", jane.GetExternalId()); err != nil || !proto.Equal(got, lead) {
+		t.Errorf("Baseline(t2, jane) = %v, %v; want the promoted one", got, err)
 	}
 
 	// A baseline as an earlier version wrote it: plain protobuf.
-	old := proto.Clone(u).(*orgsyncv1.UserConfig)
-	old.ExternalId, old.Title = extid.User("source", "old@acme.example"), "Old Timer"
+	old := user("old@acme.example", "Old Timer")
 	oldPlain, _ := proto.Marshal(old)
 	must(t, s.update("t1", bucketBaseline, func(b *bolt.Bucket) error { return b.Put([]byte(old.GetExternalId()), oldPlain) }))
 	all, err := s.Baselines("t1")
-	if err != nil || len(all) != 2 {
-		t.Fatalf("Baselines = %d, %v; want 2", len(all), err)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("Baselines(t1) = %d, %v; want 3", len(all), err)
 	}
 	for _, got := range all {
-		if want := map[string]*orgsyncv1.UserConfig{u.GetExternalId(): u, old.GetExternalId(): old}[got.GetExternalId()]; !proto.Equal(got, want) {
-			t.Errorf("Baselines: %v, want %v", got, want)
+		if want := map[string]*orgsyncv1.UserConfig{lead.GetExternalId(): lead, joe.GetExternalId(): joe, old.GetExternalId(): old}[got.GetExternalId()]; !proto.Equal(got, want) {
+			t.Errorf("Baselines(t1): %v, want %v", got, want)
 		}
+	}
+	// Replaced by this version, it becomes a reference like the others.
+	must(t, s.PutBaselines("t1", old))
+	if got := stored()["old@acme.example Old Timer"]; got != 1 {
+		t.Errorf("a plain baseline replaced: %d references to it; want 1", got)
 	}
 }
