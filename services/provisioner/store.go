@@ -104,16 +104,21 @@ func orgBucket(tx *bolt.Tx, org string, sub []byte) *bolt.Bucket {
 // returns once the write is durable.
 func (s *Store) update(org string, sub []byte, fn func(b *bolt.Bucket) error) error {
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		ob, err := tx.CreateBucketIfNotExists([]byte(org))
-		if err != nil {
-			return err
-		}
-		b, err := ob.CreateBucketIfNotExists(sub)
+		b, err := createOrgBucket(tx, org, sub)
 		if err != nil {
 			return err
 		}
 		return fn(b)
 	})
+}
+
+// createOrgBucket returns org's sub-bucket, created if needed.
+func createOrgBucket(tx *bolt.Tx, org string, sub []byte) (*bolt.Bucket, error) {
+	ob, err := tx.CreateBucketIfNotExists([]byte(org))
+	if err != nil {
+		return nil, err
+	}
+	return ob.CreateBucketIfNotExists(sub)
 }
 
 // TargetID returns the target id recorded for an external id in org.

@@ -117,11 +117,7 @@ func (s *Store) PutBaselines(org string, users ...*orgsyncv1.UserConfig) error {
 	// (the failed one rolled back), and a user whose reference is already
 	// the one to put is left alone: the counts stay exact.
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		ob, err := tx.CreateBucketIfNotExists([]byte(org))
-		if err != nil {
-			return err
-		}
-		b, err := ob.CreateBucketIfNotExists(bucketBaseline)
+		b, err := createOrgBucket(tx, org, bucketBaseline)
 		if err != nil {
 			return err
 		}
