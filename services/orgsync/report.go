@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/google/uuid"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/integrator"
 )
@@ -220,20 +221,80 @@ func (t *TargetReport) fold() {
 
 // UserReport is one user in one target. It is held compact — a report of
 // 10,000 users × 20 targets has 200,000 of them: its steps are rows of
-// small integers (step name index, status, order applied), what few users
-// have (reasons of steps, errors, planned changes) apart, expanded only
-// when asked for (Steps, StepsApplied, MarshalJSON).
+// small integers (step name index, status, order applied), its target
+// user id (a UUID) 16 bytes, its calls three int32, what few users have
+// (reasons, errors, planned changes, an id not a UUID) apart, expanded
+// only when asked for (Steps, StepsApplied, MarshalJSON...).
 type UserReport struct {
-	ExternalID   string
-	TargetUserID string
-	Status       string
-	Reason       string
-	APICalls     Usage
+	ExternalID string
+	Status     string
 
-	rows     []stepRow
-	names    *stepNames
-	more     *userMore // nil until a step has a reason, the user an error or a planned change
-	terminal bool
+	rows   []stepRow
+	names  *stepNames
+	more   *userMore // nil until the user or a step has a reason, the user an error, a planned change or a target user id not a UUID
+	target uuid.UUID // the target user id when it is a UUID (targetIsUUID)
+	calls  userCalls
+	// terminal: Status is final; targetIsUUID: target holds the target
+	// user id (else more does, if any).
+	terminal, targetIsUUID bool
+}
+
+// userCalls is a user's Usage: its total is always reads + writes.
+type userCalls struct{ reads, writes, throttled int32 }
+
+// APICalls returns the Genesys API calls made for u.
+func (u *UserReport) APICalls() Usage {
+	c := u.calls
+	return Usage{Reads: int(c.reads), Writes: int(c.writes), Throttled: int(c.throttled), Total: int(c.reads + c.writes)}
+}
+
+// TargetUserID returns the id of u in the target org ("" until known).
+func (u *UserReport) TargetUserID() string {
+	switch {
+	case u.targetIsUUID:
+		return u.target.String()
+	case u.more != nil:
+		return u.more.targetUserID
+	}
+	return ""
+}
+
+func (u *UserReport) knowsTarget() bool {
+	return u.targetIsUUID || u.more != nil && u.more.targetUserID != ""
+}
+
+// setTargetUserID takes id as u's target user id. A Genesys user id is a
+// canonical lowercase UUID: held as its 16 bytes (it prints back the
+// same), not as a 36-byte string of its own (48 on the heap) per user and
+// target.
+func (u *UserReport) setTargetUserID(id string) {
+	if len(id) == 36 { // else not a UUID; uuid.Parse would say so with an allocated error
+		if parsed, err := uuid.Parse(id); err == nil && id == strings.ToLower(id) {
+			u.target, u.targetIsUUID = parsed, true
+			if u.more != nil {
+				u.more.targetUserID = ""
+			}
+			return
+		}
+	}
+	u.targetIsUUID = false
+	if id != "" || u.more != nil {
+		u.extra().targetUserID = id
+	}
+}
+
+// Reason returns why u ended as it did ("" mostly).
+func (u *UserReport) Reason() string {
+	if u.more == nil {
+		return ""
+	}
+	return u.more.reason
+}
+
+func (u *UserReport) setReason(reason string) {
+	if reason != "" || u.more != nil {
+		u.extra().reason = reason
+	}
 }
 
 // stepRow is one step of a user plan.
@@ -248,10 +309,12 @@ type stepRow struct {
 
 // userMore is what few users have.
 type userMore struct {
-	reasons map[uint16]string // of steps
-	errors  []string
-	changes []Change
-	planned map[uint16][]Change // dry run: by step
+	reason       string
+	targetUserID string            // when not a UUID
+	reasons      map[uint16]string // of steps
+	errors       []string
+	changes      []Change
+	planned      map[uint16][]Change // dry run: by step
 }
 
 func (u *UserReport) extra() *userMore {
@@ -280,8 +343,8 @@ type userJSON struct {
 
 // MarshalJSON writes u as userJSON.
 func (u *UserReport) MarshalJSON() ([]byte, error) {
-	return json.Marshal(userJSON{ExternalID: u.ExternalID, TargetUserID: u.TargetUserID, Status: u.Status, Reason: u.Reason,
-		StepsApplied: u.StepsApplied(), Steps: u.Steps(), APICalls: u.APICalls, Errors: u.Errors(), Changes: u.Changes()})
+	return json.Marshal(userJSON{ExternalID: u.ExternalID, TargetUserID: u.TargetUserID(), Status: u.Status, Reason: u.Reason(),
+		StepsApplied: u.StepsApplied(), Steps: u.Steps(), APICalls: u.APICalls(), Errors: u.Errors(), Changes: u.Changes()})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes (a report read back from
@@ -291,13 +354,15 @@ func (u *UserReport) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*u = UserReport{ExternalID: j.ExternalID, TargetUserID: j.TargetUserID, Status: j.Status, Reason: j.Reason, APICalls: j.APICalls,
-		names: &stepNames{index: map[string]uint16{}}}
+	*u = UserReport{ExternalID: j.ExternalID, Status: j.Status, names: &stepNames{index: map[string]uint16{}},
+		calls: userCalls{reads: int32(j.APICalls.Reads), writes: int32(j.APICalls.Writes), throttled: int32(j.APICalls.Throttled)}}
 	u.terminal = isFinal(statusOf(j.Status))
+	u.setTargetUserID(j.TargetUserID)
+	u.setReason(j.Reason)
 	for _, s := range j.Steps {
 		step := u.names.of(s.Step)
 		u.row(nil, step).status = uint8(statusOf(s.Status))
-		u.setReason(step, s.Reason)
+		u.setStepReason(step, s.Reason)
 	}
 	for i, name := range j.StepsApplied {
 		u.row(nil, u.names.of(name)).applied = uint8(min(i+1, math.MaxUint8))
@@ -328,7 +393,7 @@ func (u *UserReport) Changes() []Change {
 func (u *UserReport) Steps() []StepReport {
 	out := make([]StepReport, len(u.rows))
 	for i, s := range u.rows {
-		out[i] = StepReport{Step: u.names.names[s.step], Status: StatusName(orgsyncv1.Status(s.status)), Reason: u.reason(s.step)}
+		out[i] = StepReport{Step: u.names.names[s.step], Status: StatusName(orgsyncv1.Status(s.status)), Reason: u.stepReason(s.step)}
 	}
 	return out
 }
@@ -361,14 +426,14 @@ func (u *UserReport) applied() int {
 	return n
 }
 
-func (u *UserReport) reason(step uint16) string {
+func (u *UserReport) stepReason(step uint16) string {
 	if u.more == nil {
 		return ""
 	}
 	return u.more.reasons[step]
 }
 
-func (u *UserReport) setReason(step uint16, reason string) {
+func (u *UserReport) setStepReason(step uint16, reason string) {
 	switch {
 	case reason != "":
 		m := u.extra()
@@ -580,8 +645,8 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 	case orgsyncv1.EventKind_EVENT_KIND_USER:
 		t := r.target(env.GetOrg())
 		u := r.user(t, row.GetUserExternalId())
-		if row.GetTargetUserId() != "" && u.TargetUserID != row.GetTargetUserId() {
-			u.TargetUserID = row.GetTargetUserId()
+		if id := row.GetTargetUserId(); id != "" {
+			u.setTargetUserID(id)
 		}
 		t.part(env.GetPlanId(), env.GetPlanParts()).progress(row)
 		if u.terminal && !isFinal(status) {
@@ -590,9 +655,9 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 		t.uncount(u)
 		u.Status = StatusName(status)
 		u.terminal = isFinal(status)
-		u.Reason = row.GetReason()
-		if row.GetApiCalls() != nil {
-			u.APICalls = usageOf(row.GetApiCalls())
+		u.setReason(row.GetReason())
+		if c := row.GetApiCalls(); c != nil {
+			u.calls = userCalls{reads: c.GetReads(), writes: c.GetWrites(), throttled: c.GetThrottled()}
 		}
 		if status == orgsyncv1.Status_STATUS_FAILED && row.GetReason() != "" {
 			u.addError("", row.GetReason())
@@ -606,15 +671,15 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 			t.Status = "running" // its first step finished
 		}
 		u := r.user(t, row.GetUserExternalId())
-		if row.GetTargetUserId() != "" && u.TargetUserID == "" {
-			u.TargetUserID = row.GetTargetUserId()
+		if id := row.GetTargetUserId(); id != "" && !u.knowsTarget() {
+			u.setTargetUserID(id)
 		}
 		s := u.row(t, step)
 		s.status = 0 // unknown: a status out of a row's range
 		if status >= 0 && status <= math.MaxUint8 {
 			s.status = uint8(status)
 		}
-		u.setReason(step, row.GetReason())
+		u.setStepReason(step, row.GetReason())
 		u.notePlanned(step, row)
 		switch status {
 		case orgsyncv1.Status_STATUS_CHANGED:
@@ -654,7 +719,7 @@ func (p *planPart) progress(e *orgsyncv1.Event) {
 func (u *UserReport) addError(step, reason string) {
 	if step == "" {
 		for _, s := range u.rows {
-			if said := u.reason(s.step); s.status == uint8(orgsyncv1.Status_STATUS_FAILED) && said != "" && strings.HasSuffix(reason, said) {
+			if said := u.stepReason(s.step); s.status == uint8(orgsyncv1.Status_STATUS_FAILED) && said != "" && strings.HasSuffix(reason, said) {
 				return // said by the step already
 			}
 		}
@@ -695,7 +760,7 @@ func (t *TargetReport) count(u *UserReport) {
 	if u.terminal {
 		t.userCounts[u.Status]++
 	}
-	t.userCalls.add(u.APICalls)
+	t.userCalls.add(u.APICalls())
 }
 
 func (t *TargetReport) uncount(u *UserReport) {
@@ -704,7 +769,7 @@ func (t *TargetReport) uncount(u *UserReport) {
 			delete(t.userCounts, u.Status)
 		}
 	}
-	t.userCalls.sub(u.APICalls)
+	t.userCalls.sub(u.APICalls())
 }
 
 // tally derives t's user counts and API calls from the running sums (an
