@@ -58,10 +58,34 @@ type Report struct {
 	planned   map[string]bool
 	// steps interns step names: a report of 10,000 users × 20 targets holds
 	// two million step rows, each naming one of a dozen steps; a row holds
-	// the name's index. extIDs interns user external ids: each user is in
-	// every target.
-	steps  *stepNames
-	extIDs map[string]string
+	// the name's index.
+	steps *stepNames
+	users *userNums
+	// rowHint is the most step rows a user has: a user's rows are
+	// allocated at that size at once instead of grown by doubling (a
+	// phase's batch adds a row to each user; the targets run the same
+	// steps).
+	rowHint int
+}
+
+// userNums numbers a report's users by external id (in the order first
+// seen): a target finds its report of a user by number (userAt), not in a
+// map of its own — one map for all targets instead of one per target, 54
+// bytes per user and target. exts are the numbers' external ids, which
+// the targets' reports of a user share.
+type userNums struct {
+	num  map[string]int32
+	exts []string
+}
+
+func (n *userNums) of(ext string) int32 {
+	if i, ok := n.num[ext]; ok {
+		return i
+	}
+	i := int32(len(n.exts))
+	n.exts = append(n.exts, ext)
+	n.num[ext] = i
+	return i
 }
 
 // stepNames is a report's table of step names (stepRow.step indexes it).
@@ -91,14 +115,6 @@ func (n *stepNames) of(step string) uint16 {
 	return i
 }
 
-func (r *Report) extID(ext string) string {
-	if have, ok := r.extIDs[ext]; ok {
-		return have
-	}
-	r.extIDs[ext] = ext
-	return ext
-}
-
 // TargetReport is one target org's part of a Report.
 type TargetReport struct {
 	Org string `json:"org"`
@@ -123,13 +139,13 @@ type TargetReport struct {
 	// the clone would create in this target (plan_diff.go).
 	Changes []Change `json:"changes,omitempty"`
 
-	terminal     bool
-	step         string // the step of the last STEP event
-	targetCalls  *Usage // from the TARGET events, when all carry them
-	usersByExtID map[string]*UserReport
-	// rowHint is the most step rows a user of t has: a user's rows are
-	// allocated at that size at once instead of grown by doubling.
-	rowHint int
+	terminal    bool
+	step        string // the step of the last STEP event
+	targetCalls *Usage // from the TARGET events, when all carry them
+	// users are the report's user numbers; userAt[n] is 1 + the index in
+	// Users of user number n (0: not in t).
+	users  *userNums
+	userAt []int32
 	// userCounts and userCalls are the sums over Users, kept as user
 	// events arrive (count/uncount) so that an event costs O(1), not
 	// O(users): a 2,000-user request sends some 10 events per user.
@@ -447,19 +463,19 @@ func (u *UserReport) setStepReason(step uint16, reason string) {
 }
 
 // row returns u's row of step, added when new (with room for as many rows
-// as the fullest user of t has, when t is given).
-func (u *UserReport) row(t *TargetReport, step uint16) *stepRow {
+// as the fullest user has, when hint, the most so far, is given).
+func (u *UserReport) row(hint *int, step uint16) *stepRow {
 	for i := range u.rows {
 		if u.rows[i].step == step {
 			return &u.rows[i]
 		}
 	}
-	if u.rows == nil && t != nil {
-		u.rows = make([]stepRow, 0, max(t.rowHint, 1))
+	if u.rows == nil && hint != nil {
+		u.rows = make([]stepRow, 0, max(*hint, 1))
 	}
 	u.rows = append(u.rows, stepRow{step: step})
-	if t != nil {
-		t.rowHint = max(t.rowHint, len(u.rows))
+	if hint != nil {
+		*hint = max(*hint, len(u.rows))
 	}
 	return &u.rows[len(u.rows)-1]
 }
@@ -536,7 +552,8 @@ func isFinal(s orgsyncv1.Status) bool {
 // the report is complete once each of them reported a final TARGET event.
 func NewReport(requestID, sourceOrg string, targets []string) *Report {
 	r := &Report{RequestID: requestID, SourceOrg: sourceOrg, Status: ReportRunning, Targets: []*TargetReport{}, byOrg: map[string]*TargetReport{},
-		planned: map[string]bool{}, steps: &stepNames{index: map[string]uint16{}}, extIDs: map[string]string{}}
+		planned: map[string]bool{}, steps: &stepNames{index: map[string]uint16{}},
+		users: &userNums{num: map[string]int32{}}}
 	for _, t := range targets {
 		r.expected = append(r.expected, t)
 		r.target(t)
@@ -549,7 +566,7 @@ func (r *Report) target(org string) *TargetReport {
 	if t, ok := r.byOrg[org]; ok {
 		return t
 	}
-	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{}, userCounts: map[string]int{},
+	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, users: r.users, userCounts: map[string]int{},
 		plans: map[string]*planPart{}}
 	r.byOrg[org] = t
 	r.Targets = append(r.Targets, t)
@@ -560,18 +577,30 @@ func (r *Report) target(org string) *TargetReport {
 func (r *Report) Target(org string) *TargetReport { return r.byOrg[org] }
 
 func (r *Report) user(t *TargetReport, extID string) *UserReport {
-	if u, ok := t.usersByExtID[extID]; ok {
+	if u := t.User(extID); u != nil {
 		return u
 	}
-	extID = r.extID(extID)
-	u := &UserReport{ExternalID: extID, Status: "pending", names: r.steps}
-	t.usersByExtID[extID] = u
+	n := r.users.of(extID)
+	if grow := int(n) + 1 - len(t.userAt); grow > 0 {
+		t.userAt = append(t.userAt, make([]int32, grow)...)
+	}
+	u := &UserReport{ExternalID: r.users.exts[n], Status: "pending", names: r.steps}
 	t.Users = append(t.Users, u)
+	t.userAt[n] = int32(len(t.Users))
 	return u
 }
 
 // User returns the report of the user with external id extID, or nil.
-func (t *TargetReport) User(extID string) *UserReport { return t.usersByExtID[extID] }
+func (t *TargetReport) User(extID string) *UserReport {
+	if t.users == nil {
+		return nil // read back from JSON
+	}
+	n, ok := t.users.num[extID]
+	if !ok || int(n) >= len(t.userAt) || t.userAt[n] == 0 {
+		return nil
+	}
+	return t.Users[t.userAt[n]-1]
+}
 
 // Apply folds one event into the report. Events of other requests are
 // ignored. Applying the same event twice changes nothing, and a final
@@ -674,7 +703,7 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 		if id := row.GetTargetUserId(); id != "" && !u.knowsTarget() {
 			u.setTargetUserID(id)
 		}
-		s := u.row(t, step)
+		s := u.row(&r.rowHint, step)
 		s.status = 0 // unknown: a status out of a row's range
 		if status >= 0 && status <= math.MaxUint8 {
 			s.status = uint8(status)
