@@ -45,8 +45,8 @@ func TestAPICallBudgetEndToEnd(t *testing.T) {
 			perUser := float64(calls) / budgetUsers
 			reported := 0
 			for _, u := range tr.Users {
-				reported += u.APICalls.Total
-				if run == 0 && u.APICalls.Total == 0 {
+				reported += u.APICalls().Total
+				if run == 0 && u.APICalls().Total == 0 {
 					t.Errorf("run 1, %s: the report has no API calls for user %s", target, u.ExternalID)
 				}
 			}

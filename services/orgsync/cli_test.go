@@ -105,7 +105,7 @@ func TestWaitFollowsEventContract(t *testing.T) {
 	if t1.Status != "changed" || t1.Counts["changed"] != 1 || t1.Counts["unchanged"] != 1 || t1.APICalls.Total != 12 {
 		t.Errorf("t1 = %+v", t1)
 	}
-	if u := t1.User("src|USER|a@x.example"); u.TargetUserID != "u-a" || strings.Join(u.StepsApplied(), ",") != "ensure_user" || u.APICalls.Total != 7 {
+	if u := t1.User("src|USER|a@x.example"); u.TargetUserID() != "u-a" || strings.Join(u.StepsApplied(), ",") != "ensure_user" || u.APICalls().Total != 7 {
 		t.Errorf("user a = %+v", u)
 	}
 	if t2 := rep.Target("t2"); t2.Status != "failed" || !strings.Contains(t2.Reason, "Billing Queue") {

@@ -80,7 +80,7 @@ func TestCLICloneAndStatus(t *testing.T) {
 	}
 	for _, tr := range rep.Targets {
 		for _, u := range tr.Users {
-			if u.TargetUserID == "" || len(u.StepsApplied()) == 0 || u.APICalls.Total == 0 {
+			if u.TargetUserID() == "" || len(u.StepsApplied()) == 0 || u.APICalls().Total == 0 {
 				t.Errorf("%s %s: report lacks target id, steps or calls: %+v", tr.Org, u.ExternalID, u)
 			}
 		}

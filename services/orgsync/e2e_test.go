@@ -179,7 +179,7 @@ func assertClonedUsers(t *testing.T, h *harness, rep *Report, target string, ema
 			numbers[phones[0]] = email
 		}
 		if rep != nil {
-			if u := rep.Target(target).User(wantExt); u == nil || u.TargetUserID != got.ID {
+			if u := rep.Target(target).User(wantExt); u == nil || u.TargetUserID() != got.ID {
 				t.Errorf("%s %s: report says target user %v, gcsim has %s", target, email, u, got.ID)
 			}
 		}

@@ -77,8 +77,8 @@ func TestCRMSyncIsDecoupledEndToEnd(t *testing.T) {
 	// the target user id the core created.
 	for _, u := range rep.Target("target3").Users {
 		r, ok := h.dev.Sim.CRMRecord(h.orgID("target3"), u.ExternalID)
-		if !ok || r.Status != gcsim.CRMProvisioned || r.GenesysUserID != u.TargetUserID || r.Submissions != 1 {
-			t.Errorf("target3 CRM record of %s: %+v (found %v); want PROVISIONED for %s", u.ExternalID, r, ok, u.TargetUserID)
+		if !ok || r.Status != gcsim.CRMProvisioned || r.GenesysUserID != u.TargetUserID() || r.Submissions != 1 {
+			t.Errorf("target3 CRM record of %s: %+v (found %v); want PROVISIONED for %s", u.ExternalID, r, ok, u.TargetUserID())
 		}
 		if _, err := extid.Parse(u.ExternalID); err != nil {
 			t.Errorf("CRM key %q is not the user's orgsync external id: %v", u.ExternalID, err)

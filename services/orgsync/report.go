@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/google/uuid"
 	orgsyncv1 "github.com/orgsync/orgsync/proto/orgsync/v1"
 	"github.com/orgsync/orgsync/services/integrator"
 )
@@ -57,10 +58,34 @@ type Report struct {
 	planned   map[string]bool
 	// steps interns step names: a report of 10,000 users × 20 targets holds
 	// two million step rows, each naming one of a dozen steps; a row holds
-	// the name's index. extIDs interns user external ids: each user is in
-	// every target.
-	steps  *stepNames
-	extIDs map[string]string
+	// the name's index.
+	steps *stepNames
+	users *userNums
+	// rowHint is the most step rows a user has: a user's rows are
+	// allocated at that size at once instead of grown by doubling (a
+	// phase's batch adds a row to each user; the targets run the same
+	// steps).
+	rowHint int
+}
+
+// userNums numbers a report's users by external id (in the order first
+// seen): a target finds its report of a user by number (userAt), not in a
+// map of its own — one map for all targets instead of one per target, 54
+// bytes per user and target. exts are the numbers' external ids, which
+// the targets' reports of a user share.
+type userNums struct {
+	num  map[string]int32
+	exts []string
+}
+
+func (n *userNums) of(ext string) int32 {
+	if i, ok := n.num[ext]; ok {
+		return i
+	}
+	i := int32(len(n.exts))
+	n.exts = append(n.exts, ext)
+	n.num[ext] = i
+	return i
 }
 
 // stepNames is a report's table of step names (stepRow.step indexes it).
@@ -90,14 +115,6 @@ func (n *stepNames) of(step string) uint16 {
 	return i
 }
 
-func (r *Report) extID(ext string) string {
-	if have, ok := r.extIDs[ext]; ok {
-		return have
-	}
-	r.extIDs[ext] = ext
-	return ext
-}
-
 // TargetReport is one target org's part of a Report.
 type TargetReport struct {
 	Org string `json:"org"`
@@ -122,13 +139,13 @@ type TargetReport struct {
 	// the clone would create in this target (plan_diff.go).
 	Changes []Change `json:"changes,omitempty"`
 
-	terminal     bool
-	step         string // the step of the last STEP event
-	targetCalls  *Usage // from the TARGET events, when all carry them
-	usersByExtID map[string]*UserReport
-	// rowHint is the most step rows a user of t has: a user's rows are
-	// allocated at that size at once instead of grown by doubling.
-	rowHint int
+	terminal    bool
+	step        string // the step of the last STEP event
+	targetCalls *Usage // from the TARGET events, when all carry them
+	// users are the report's user numbers; userAt[n] is 1 + the index in
+	// Users of user number n (0: not in t).
+	users  *userNums
+	userAt []int32
 	// userCounts and userCalls are the sums over Users, kept as user
 	// events arrive (count/uncount) so that an event costs O(1), not
 	// O(users): a 2,000-user request sends some 10 events per user.
@@ -220,20 +237,80 @@ func (t *TargetReport) fold() {
 
 // UserReport is one user in one target. It is held compact — a report of
 // 10,000 users × 20 targets has 200,000 of them: its steps are rows of
-// small integers (step name index, status, order applied), what few users
-// have (reasons of steps, errors, planned changes) apart, expanded only
-// when asked for (Steps, StepsApplied, MarshalJSON).
+// small integers (step name index, status, order applied), its target
+// user id (a UUID) 16 bytes, its calls three int32, what few users have
+// (reasons, errors, planned changes, an id not a UUID) apart, expanded
+// only when asked for (Steps, StepsApplied, MarshalJSON...).
 type UserReport struct {
-	ExternalID   string
-	TargetUserID string
-	Status       string
-	Reason       string
-	APICalls     Usage
+	ExternalID string
+	Status     string
 
-	rows     []stepRow
-	names    *stepNames
-	more     *userMore // nil until a step has a reason, the user an error or a planned change
-	terminal bool
+	rows   []stepRow
+	names  *stepNames
+	more   *userMore // nil until the user or a step has a reason, the user an error, a planned change or a target user id not a UUID
+	target uuid.UUID // the target user id when it is a UUID (targetIsUUID)
+	calls  userCalls
+	// terminal: Status is final; targetIsUUID: target holds the target
+	// user id (else more does, if any).
+	terminal, targetIsUUID bool
+}
+
+// userCalls is a user's Usage: its total is always reads + writes.
+type userCalls struct{ reads, writes, throttled int32 }
+
+// APICalls returns the Genesys API calls made for u.
+func (u *UserReport) APICalls() Usage {
+	c := u.calls
+	return Usage{Reads: int(c.reads), Writes: int(c.writes), Throttled: int(c.throttled), Total: int(c.reads + c.writes)}
+}
+
+// TargetUserID returns the id of u in the target org ("" until known).
+func (u *UserReport) TargetUserID() string {
+	switch {
+	case u.targetIsUUID:
+		return u.target.String()
+	case u.more != nil:
+		return u.more.targetUserID
+	}
+	return ""
+}
+
+func (u *UserReport) knowsTarget() bool {
+	return u.targetIsUUID || u.more != nil && u.more.targetUserID != ""
+}
+
+// setTargetUserID takes id as u's target user id. A Genesys user id is a
+// canonical lowercase UUID: held as its 16 bytes (it prints back the
+// same), not as a 36-byte string of its own (48 on the heap) per user and
+// target.
+func (u *UserReport) setTargetUserID(id string) {
+	if len(id) == 36 { // else not a UUID; uuid.Parse would say so with an allocated error
+		if parsed, err := uuid.Parse(id); err == nil && id == strings.ToLower(id) {
+			u.target, u.targetIsUUID = parsed, true
+			if u.more != nil {
+				u.more.targetUserID = ""
+			}
+			return
+		}
+	}
+	u.targetIsUUID = false
+	if id != "" || u.more != nil {
+		u.extra().targetUserID = id
+	}
+}
+
+// Reason returns why u ended as it did ("" mostly).
+func (u *UserReport) Reason() string {
+	if u.more == nil {
+		return ""
+	}
+	return u.more.reason
+}
+
+func (u *UserReport) setReason(reason string) {
+	if reason != "" || u.more != nil {
+		u.extra().reason = reason
+	}
 }
 
 // stepRow is one step of a user plan.
@@ -248,10 +325,12 @@ type stepRow struct {
 
 // userMore is what few users have.
 type userMore struct {
-	reasons map[uint16]string // of steps
-	errors  []string
-	changes []Change
-	planned map[uint16][]Change // dry run: by step
+	reason       string
+	targetUserID string            // when not a UUID
+	reasons      map[uint16]string // of steps
+	errors       []string
+	changes      []Change
+	planned      map[uint16][]Change // dry run: by step
 }
 
 func (u *UserReport) extra() *userMore {
@@ -280,8 +359,8 @@ type userJSON struct {
 
 // MarshalJSON writes u as userJSON.
 func (u *UserReport) MarshalJSON() ([]byte, error) {
-	return json.Marshal(userJSON{ExternalID: u.ExternalID, TargetUserID: u.TargetUserID, Status: u.Status, Reason: u.Reason,
-		StepsApplied: u.StepsApplied(), Steps: u.Steps(), APICalls: u.APICalls, Errors: u.Errors(), Changes: u.Changes()})
+	return json.Marshal(userJSON{ExternalID: u.ExternalID, TargetUserID: u.TargetUserID(), Status: u.Status, Reason: u.Reason(),
+		StepsApplied: u.StepsApplied(), Steps: u.Steps(), APICalls: u.APICalls(), Errors: u.Errors(), Changes: u.Changes()})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes (a report read back from
@@ -291,13 +370,15 @@ func (u *UserReport) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*u = UserReport{ExternalID: j.ExternalID, TargetUserID: j.TargetUserID, Status: j.Status, Reason: j.Reason, APICalls: j.APICalls,
-		names: &stepNames{index: map[string]uint16{}}}
+	*u = UserReport{ExternalID: j.ExternalID, Status: j.Status, names: &stepNames{index: map[string]uint16{}},
+		calls: userCalls{reads: int32(j.APICalls.Reads), writes: int32(j.APICalls.Writes), throttled: int32(j.APICalls.Throttled)}}
 	u.terminal = isFinal(statusOf(j.Status))
+	u.setTargetUserID(j.TargetUserID)
+	u.setReason(j.Reason)
 	for _, s := range j.Steps {
 		step := u.names.of(s.Step)
 		u.row(nil, step).status = uint8(statusOf(s.Status))
-		u.setReason(step, s.Reason)
+		u.setStepReason(step, s.Reason)
 	}
 	for i, name := range j.StepsApplied {
 		u.row(nil, u.names.of(name)).applied = uint8(min(i+1, math.MaxUint8))
@@ -328,7 +409,7 @@ func (u *UserReport) Changes() []Change {
 func (u *UserReport) Steps() []StepReport {
 	out := make([]StepReport, len(u.rows))
 	for i, s := range u.rows {
-		out[i] = StepReport{Step: u.names.names[s.step], Status: StatusName(orgsyncv1.Status(s.status)), Reason: u.reason(s.step)}
+		out[i] = StepReport{Step: u.names.names[s.step], Status: StatusName(orgsyncv1.Status(s.status)), Reason: u.stepReason(s.step)}
 	}
 	return out
 }
@@ -361,14 +442,14 @@ func (u *UserReport) applied() int {
 	return n
 }
 
-func (u *UserReport) reason(step uint16) string {
+func (u *UserReport) stepReason(step uint16) string {
 	if u.more == nil {
 		return ""
 	}
 	return u.more.reasons[step]
 }
 
-func (u *UserReport) setReason(step uint16, reason string) {
+func (u *UserReport) setStepReason(step uint16, reason string) {
 	switch {
 	case reason != "":
 		m := u.extra()
@@ -382,19 +463,19 @@ func (u *UserReport) setReason(step uint16, reason string) {
 }
 
 // row returns u's row of step, added when new (with room for as many rows
-// as the fullest user of t has, when t is given).
-func (u *UserReport) row(t *TargetReport, step uint16) *stepRow {
+// as the fullest user has, when hint, the most so far, is given).
+func (u *UserReport) row(hint *int, step uint16) *stepRow {
 	for i := range u.rows {
 		if u.rows[i].step == step {
 			return &u.rows[i]
 		}
 	}
-	if u.rows == nil && t != nil {
-		u.rows = make([]stepRow, 0, max(t.rowHint, 1))
+	if u.rows == nil && hint != nil {
+		u.rows = make([]stepRow, 0, max(*hint, 1))
 	}
 	u.rows = append(u.rows, stepRow{step: step})
-	if t != nil {
-		t.rowHint = max(t.rowHint, len(u.rows))
+	if hint != nil {
+		*hint = max(*hint, len(u.rows))
 	}
 	return &u.rows[len(u.rows)-1]
 }
@@ -471,7 +552,8 @@ func isFinal(s orgsyncv1.Status) bool {
 // the report is complete once each of them reported a final TARGET event.
 func NewReport(requestID, sourceOrg string, targets []string) *Report {
 	r := &Report{RequestID: requestID, SourceOrg: sourceOrg, Status: ReportRunning, Targets: []*TargetReport{}, byOrg: map[string]*TargetReport{},
-		planned: map[string]bool{}, steps: &stepNames{index: map[string]uint16{}}, extIDs: map[string]string{}}
+		planned: map[string]bool{}, steps: &stepNames{index: map[string]uint16{}},
+		users: &userNums{num: map[string]int32{}}}
 	for _, t := range targets {
 		r.expected = append(r.expected, t)
 		r.target(t)
@@ -484,7 +566,7 @@ func (r *Report) target(org string) *TargetReport {
 	if t, ok := r.byOrg[org]; ok {
 		return t
 	}
-	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, usersByExtID: map[string]*UserReport{}, userCounts: map[string]int{},
+	t := &TargetReport{Org: org, Status: "pending", Counts: map[string]int{}, Users: []*UserReport{}, users: r.users, userCounts: map[string]int{},
 		plans: map[string]*planPart{}}
 	r.byOrg[org] = t
 	r.Targets = append(r.Targets, t)
@@ -495,18 +577,30 @@ func (r *Report) target(org string) *TargetReport {
 func (r *Report) Target(org string) *TargetReport { return r.byOrg[org] }
 
 func (r *Report) user(t *TargetReport, extID string) *UserReport {
-	if u, ok := t.usersByExtID[extID]; ok {
+	if u := t.User(extID); u != nil {
 		return u
 	}
-	extID = r.extID(extID)
-	u := &UserReport{ExternalID: extID, Status: "pending", names: r.steps}
-	t.usersByExtID[extID] = u
+	n := r.users.of(extID)
+	if grow := int(n) + 1 - len(t.userAt); grow > 0 {
+		t.userAt = append(t.userAt, make([]int32, grow)...)
+	}
+	u := &UserReport{ExternalID: r.users.exts[n], Status: "pending", names: r.steps}
 	t.Users = append(t.Users, u)
+	t.userAt[n] = int32(len(t.Users))
 	return u
 }
 
 // User returns the report of the user with external id extID, or nil.
-func (t *TargetReport) User(extID string) *UserReport { return t.usersByExtID[extID] }
+func (t *TargetReport) User(extID string) *UserReport {
+	if t.users == nil {
+		return nil // read back from JSON
+	}
+	n, ok := t.users.num[extID]
+	if !ok || int(n) >= len(t.userAt) || t.userAt[n] == 0 {
+		return nil
+	}
+	return t.Users[t.userAt[n]-1]
+}
 
 // Apply folds one event into the report. Events of other requests are
 // ignored. Applying the same event twice changes nothing, and a final
@@ -580,8 +674,8 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 	case orgsyncv1.EventKind_EVENT_KIND_USER:
 		t := r.target(env.GetOrg())
 		u := r.user(t, row.GetUserExternalId())
-		if row.GetTargetUserId() != "" && u.TargetUserID != row.GetTargetUserId() {
-			u.TargetUserID = row.GetTargetUserId()
+		if id := row.GetTargetUserId(); id != "" {
+			u.setTargetUserID(id)
 		}
 		t.part(env.GetPlanId(), env.GetPlanParts()).progress(row)
 		if u.terminal && !isFinal(status) {
@@ -590,9 +684,9 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 		t.uncount(u)
 		u.Status = StatusName(status)
 		u.terminal = isFinal(status)
-		u.Reason = row.GetReason()
-		if row.GetApiCalls() != nil {
-			u.APICalls = usageOf(row.GetApiCalls())
+		u.setReason(row.GetReason())
+		if c := row.GetApiCalls(); c != nil {
+			u.calls = userCalls{reads: c.GetReads(), writes: c.GetWrites(), throttled: c.GetThrottled()}
 		}
 		if status == orgsyncv1.Status_STATUS_FAILED && row.GetReason() != "" {
 			u.addError("", row.GetReason())
@@ -606,15 +700,15 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 			t.Status = "running" // its first step finished
 		}
 		u := r.user(t, row.GetUserExternalId())
-		if row.GetTargetUserId() != "" && u.TargetUserID == "" {
-			u.TargetUserID = row.GetTargetUserId()
+		if id := row.GetTargetUserId(); id != "" && !u.knowsTarget() {
+			u.setTargetUserID(id)
 		}
-		s := u.row(t, step)
+		s := u.row(&r.rowHint, step)
 		s.status = 0 // unknown: a status out of a row's range
 		if status >= 0 && status <= math.MaxUint8 {
 			s.status = uint8(status)
 		}
-		u.setReason(step, row.GetReason())
+		u.setStepReason(step, row.GetReason())
 		u.notePlanned(step, row)
 		switch status {
 		case orgsyncv1.Status_STATUS_CHANGED:
@@ -654,7 +748,7 @@ func (p *planPart) progress(e *orgsyncv1.Event) {
 func (u *UserReport) addError(step, reason string) {
 	if step == "" {
 		for _, s := range u.rows {
-			if said := u.reason(s.step); s.status == uint8(orgsyncv1.Status_STATUS_FAILED) && said != "" && strings.HasSuffix(reason, said) {
+			if said := u.stepReason(s.step); s.status == uint8(orgsyncv1.Status_STATUS_FAILED) && said != "" && strings.HasSuffix(reason, said) {
 				return // said by the step already
 			}
 		}
@@ -695,7 +789,7 @@ func (t *TargetReport) count(u *UserReport) {
 	if u.terminal {
 		t.userCounts[u.Status]++
 	}
-	t.userCalls.add(u.APICalls)
+	t.userCalls.add(u.APICalls())
 }
 
 func (t *TargetReport) uncount(u *UserReport) {
@@ -704,7 +798,7 @@ func (t *TargetReport) uncount(u *UserReport) {
 			delete(t.userCounts, u.Status)
 		}
 	}
-	t.userCalls.sub(u.APICalls)
+	t.userCalls.sub(u.APICalls())
 }
 
 // tally derives t's user counts and API calls from the running sums (an

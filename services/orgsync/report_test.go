@@ -159,7 +159,7 @@ func TestReportShowsTheStepsOfABatch(t *testing.T) {
 	if a == nil || b == nil {
 		t.Fatalf("users of the batch missing: %+v", tr.Users)
 	}
-	if a.Status != "changed" || a.TargetUserID != "ua" || strings.Join(a.StepsApplied(), ",") != "a/ensure_user" || a.APICalls.Writes != 7 {
+	if a.Status != "changed" || a.TargetUserID() != "ua" || strings.Join(a.StepsApplied(), ",") != "a/ensure_user" || a.APICalls().Writes != 7 {
 		t.Errorf("user a: %+v", a)
 	}
 	if b.Status != "failed" || len(b.Steps()) != 1 || b.Steps()[0].Status != "failed" || strings.Join(b.Errors(), ";") != "step b/ensure_user: 409 conflict" {
