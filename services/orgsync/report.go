@@ -852,6 +852,9 @@ func (r *Report) phase(t *TargetReport) string {
 	case t.step == "verify":
 		return phaseVerifying
 	case t.step != "":
+		if p, ok := strings.CutPrefix(t.Phase, phaseProvisioning+": "); ok && p == t.step {
+			return t.Phase // as before: summarize runs per event
+		}
 		return phaseProvisioning + ": " + t.step
 	case r.planned[t.Org] || len(t.plans) > 0:
 		return phaseProvisioning

@@ -203,8 +203,8 @@ func (r *run) finishSteps(ctx context.Context, kind orgsyncv1.StepKind, users []
 		ev      *orgsyncv1.Event
 		journal bool // a finished step to journal (not a failure, not a dry run)
 	}
-	var outs []outcome
-	var recs []StepRecord
+	outs := make([]outcome, 0, len(users))
+	recs := make([]StepRecord, 0, len(users))
 	var audits []*orgsyncv1.Event
 	for _, u := range users {
 		audits = append(audits, u.audits...)
