@@ -146,8 +146,14 @@ func (r *run) prepareUsers() {
 // event's eventTime, a sweep's or clone's start) breaks ties, because the
 // version moves only with profile changes. A plan without a version (0) is
 // not judged; the deprecated date_modified of older baselines is ignored.
+// Versions count the changes of one source user: a user deleted in the
+// source and created again with the same email (the same external id, a new
+// source user id) starts again at version 1, and is not older for it.
 func staleReason(desired, applied *orgsyncv1.UserConfig) string {
 	if applied == nil || desired.GetSourceVersion() == 0 {
+		return ""
+	}
+	if d, a := desired.GetSourceUserId(), applied.GetSourceUserId(); d != "" && a != "" && d != a {
 		return ""
 	}
 	if desired.GetSourceVersion() < applied.GetSourceVersion() {

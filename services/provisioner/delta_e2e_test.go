@@ -334,6 +334,76 @@ func (p *pipeline) changeJohnAtSource(title string) {
 	}
 }
 
+// TestSourceUserCreatedAgainIsNotStale: an administrator deletes a cloned
+// user in the source and creates them again with the same email. The new
+// user's version starts again at 1, below the version orgsync applied to
+// the old one; a clone of the new user still reaches every target.
+func TestSourceUserCreatedAgainIsNotStale(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, pipelineOpts{rateLimit: -1})
+	p.clone("clone-1")
+	ctx := context.Background()
+	c := p.client(src)
+	u, err := c.GetUser(ctx, johnSourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted := "Team Lead"
+	if _, err := c.PatchUserAtVersion(ctx, johnSourceID, u.Version, genesys.UserPatch{Title: &promoted}); err != nil {
+		t.Fatal(err)
+	}
+	p.change("promoted") // applied at version 2 in every target
+	for _, tg := range targets {
+		if got := p.stateOf(tg, "john.smith@acme.example").Title; got != promoted {
+			t.Fatalf("%s: John's title %q after the change, want %q", tg, got, promoted)
+		}
+	}
+
+	// Created again as before (the same license and capacity), only the
+	// title new.
+	util, err := c.GetUserUtilization(ctx, johnSourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lics, err := c.GetUserLicenses(ctx, johnSourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteUser(ctx, johnSourceID); err != nil {
+		t.Fatal(err)
+	}
+	home, err := c.GetHomeDivision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.CreateUser(ctx, genesys.CreateUser{Name: "John Smith", Email: "john.smith@acme.example", DivisionID: home.ID, Title: "Rehired"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lics.Licenses {
+		if _, err := c.AssignLicenses(ctx, []genesys.LicenseAssignment{{LicenseID: l.ID, UserIDsAdd: []string{again.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SetUserUtilization(ctx, again.ID, *util); err != nil {
+		t.Fatal(err)
+	}
+	if again.ID == johnSourceID || again.Version >= 2 {
+		t.Fatalf("the user created again has id %s, version %d: want a new id at a version below the applied 2", again.ID, again.Version)
+	}
+	p.clone("clone-2")
+	for _, tg := range targets {
+		for _, ev := range p.eventsOf("clone-2|"+tg, orgsyncv1.EventKind_EVENT_KIND_USER) {
+			if ev.GetStatus() == orgsyncv1.Status_STATUS_SKIPPED {
+				t.Errorf("%s: %s skipped: %s", tg, ev.GetUserExternalId(), ev.GetReason())
+			}
+		}
+		if got := p.stateOf(tg, "john.smith@acme.example").Title; got != "Rehired" {
+			t.Errorf("%s: John's title %q after the clone of the user created again, want %q", tg, got, "Rehired")
+		}
+	}
+}
+
 // TestDeltaChangeAppliesExactlyTheDifference: after a clone, a change of
 // John at the source (skill added, proficiency changed, language removed,
 // queue and team moved, title changed) reaches every target as exactly that

@@ -32,6 +32,12 @@ func TestStaleReasonOrdersByVersionThenSourceChangeTime(t *testing.T) {
 		{"same version, earlier change", cfg(3, at(4)), cfg(3, at(5)), "stale: source changed 2026-03-01T10:04:00.000Z < applied 2026-03-01T10:05:00.000Z (version 3)"},
 		{"same version, no time on one side", cfg(3, nil), cfg(3, at(5)), ""},
 		{"no version", cfg(0, at(1)), cfg(3, at(5)), ""},
+		// The user was deleted in the source and created again: a new
+		// source user id, whose versions start again.
+		{"source user created again", &orgsyncv1.UserConfig{SourceUserId: "new", SourceVersion: 1, SourceChangedAt: at(9)},
+			&orgsyncv1.UserConfig{SourceUserId: "old", SourceVersion: 3, SourceChangedAt: at(5)}, ""},
+		{"same source user, older version", &orgsyncv1.UserConfig{SourceUserId: "old", SourceVersion: 2, SourceChangedAt: at(9)},
+			&orgsyncv1.UserConfig{SourceUserId: "old", SourceVersion: 3, SourceChangedAt: at(5)}, "stale: source version 2 < applied 3"},
 		// A baseline stored by an earlier release carries only the
 		// deprecated date_modified: it no longer decides anything.
 		{"deprecated date_modified ignored", &orgsyncv1.UserConfig{SourceVersion: 3, DateModified: at(1)},
