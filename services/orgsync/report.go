@@ -926,14 +926,28 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		return err
 	}
 	for _, t := range r.Targets {
+		skipped := 0
 		for _, u := range t.Users {
 			for _, e := range u.Errors() {
 				fmt.Fprintf(w, "  %s %s: %s\n", t.Org, u.ExternalID, oneLine(e))
 			}
+			// The table has no column for them: a user left alone is
+			// said, with why (e.g. stale: an older source version).
+			if u.Status == StatusName(orgsyncv1.Status_STATUS_SKIPPED) {
+				if skipped++; skipped <= skippedShown {
+					fmt.Fprintf(w, "  %s %s: skipped: %s\n", t.Org, u.ExternalID, oneLine(u.Reason()))
+				}
+			}
+		}
+		if more := skipped - skippedShown; more > 0 {
+			fmt.Fprintf(w, "  %s: %d more user(s) skipped (--output json lists them)\n", t.Org, more)
 		}
 	}
 	return r.writePlan(w)
 }
+
+// skippedShown is how many skipped users of a target the summary names.
+const skippedShown = 20
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 

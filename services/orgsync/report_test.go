@@ -83,6 +83,33 @@ func TestReportPhases(t *testing.T) {
 	}
 }
 
+// TestSummarySaysWhoWasSkipped: a user the provisioner left alone (here:
+// an older source version than the one applied) is named with the reason
+// under the table, which counts only changed, unchanged and failed users.
+func TestSummarySaysWhoWasSkipped(t *testing.T) {
+	t.Parallel()
+	rep := NewReport("r", "src", []string{"t1"})
+	for _, e := range []*orgsyncv1.Event{
+		{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: orgsyncv1.Status_STATUS_SKIPPED, UserExternalId: "src|USER|john@x.example",
+			Reason: "stale: source version 1 < applied 3", Done: 1, Total: 2},
+		{Kind: orgsyncv1.EventKind_EVENT_KIND_USER, Status: orgsyncv1.Status_STATUS_UNCHANGED, UserExternalId: "src|USER|jane@x.example", Done: 2, Total: 2},
+		{Kind: orgsyncv1.EventKind_EVENT_KIND_TARGET, Status: orgsyncv1.Status_STATUS_UNCHANGED, Done: 2, Total: 2},
+	} {
+		e.RequestId, e.Org, e.PlanId = "r", "t1", "r|t1"
+		rep.Apply(e)
+	}
+	var out strings.Builder
+	if err := rep.WriteSummary(&out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "t1 src|USER|john@x.example: skipped: stale: source version 1 < applied 3"; !strings.Contains(out.String(), want) {
+		t.Errorf("summary does not say who was skipped and why (%q):\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "jane") {
+		t.Errorf("summary names an unchanged user:\n%s", out.String())
+	}
+}
+
 // TestReportRejectedRequest: a request rejected before any target started
 // shows every target "not started" (not "pending"), the reason once.
 func TestReportRejectedRequest(t *testing.T) {
