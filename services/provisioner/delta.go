@@ -119,10 +119,13 @@ func (r *run) report() bool { return r.policy() == DriftReport }
 
 func (r *run) sweep() bool { return r.plan.GetTrigger() == orgsyncv1.Trigger_TRIGGER_SWEEP }
 
-// prepareUsers loads every user's baseline (under the user locks) and skips
+// prepareUsers loads every user's baseline (under the user locks) and marks
 // users whose plan carries an older source configuration than the one
 // applied already: a plan redelivered or replayed out of order must not roll
-// a target back.
+// a target back. Such a user is skipped — after ENSURE_USER, which lets it
+// through when the target user the baseline was applied to is gone (deleted
+// behind orgsync's back, or a target started afresh): there is nothing to
+// roll back, and skipping would leave the user missing.
 func (r *run) prepareUsers() {
 	for _, u := range r.users {
 		b, err := r.e.deps.Store.Baseline(r.org, u.ext)
@@ -136,7 +139,11 @@ func (r *run) prepareUsers() {
 		// from what orgsync applied last.
 		u.dx.verify = r.sweep() || r.dry
 		if reason := staleReason(u.d, b); reason != "" {
-			u.skipped = reason
+			if _, ensured := u.steps[orgsyncv1.StepKind_STEP_KIND_ENSURE_USER]; ensured {
+				u.stale = reason
+			} else {
+				u.skipped = reason
+			}
 		}
 	}
 }

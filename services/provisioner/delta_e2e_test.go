@@ -404,6 +404,54 @@ func TestSourceUserCreatedAgainIsNotStale(t *testing.T) {
 	}
 }
 
+// TestStalePlanRecreatesAUserGoneFromTheTarget: a plan older than the
+// configuration applied is skipped so as not to roll a target back — but
+// when the target user it would roll back is gone (deleted behind orgsync's
+// back, or a target started afresh when `orgsync dev` restarts), there is
+// nothing to roll back: the user is created again instead of left missing.
+func TestStalePlanRecreatesAUserGoneFromTheTarget(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t, pipelineOpts{rateLimit: -1})
+	p.clone("clone-1")
+	ctx := context.Background()
+	source := p.client(src)
+	u, err := source.GetUser(ctx, johnSourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted := "Team Lead"
+	if _, err := source.PatchUserAtVersion(ctx, johnSourceID, u.Version, genesys.UserPatch{Title: &promoted}); err != nil {
+		t.Fatal(err)
+	}
+	p.change("promoted") // version 2 applied in every target
+
+	t1 := p.client("t1")
+	gone, found, err := t1.FindUserByEmail(ctx, "john.smith@acme.example")
+	if err != nil || !found {
+		t.Fatalf("t1: John before the delete: found=%v %v", found, err)
+	}
+	if err := t1.DeleteUser(ctx, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.plansMu.Lock()
+	old := proto.Clone(p.plans["clone-1|t1"]).(*orgsyncv1.Plan) // carries version 1
+	p.plansMu.Unlock()
+	old.PlanId, old.RequestId = "replayed-clone-1|t1", "replayed-clone-1"
+	p.publish(old)
+	if ev := p.waitTarget(old.GetPlanId()); ev.GetStatus() != orgsyncv1.Status_STATUS_CHANGED {
+		t.Errorf("the stale plan ended %v: %s %s", ev.GetStatus(), ev.GetMessage(), ev.GetReason())
+	}
+	for _, ev := range p.eventsOf(old.GetPlanId(), orgsyncv1.EventKind_EVENT_KIND_USER) {
+		if ev.GetStatus() == orgsyncv1.Status_STATUS_SKIPPED {
+			t.Errorf("%s skipped: %s", ev.GetUserExternalId(), ev.GetReason())
+		}
+	}
+	again, found, err := t1.FindUserByEmail(ctx, "john.smith@acme.example")
+	if err != nil || !found || again.ID == gone.ID {
+		t.Fatalf("t1: John after the stale plan: found=%v (id %s, deleted %s) %v; want him created again", found, again.ID, gone.ID, err)
+	}
+}
+
 // TestDeltaChangeAppliesExactlyTheDifference: after a clone, a change of
 // John at the source (skill added, proficiency changed, language removed,
 // queue and team moved, title changed) reaches every target as exactly that

@@ -47,6 +47,10 @@ type userRun struct {
 	failed  error  // permanent: the user is done, FAILED
 	retry   error  // transient: resume on redelivery
 	skipped string // policy: the user is left alone (reason)
+	// stale: the plan carries an older source configuration than the one
+	// applied (staleReason). The user is skipped unless ENSURE_USER finds
+	// the target user gone: then nothing is rolled back (ensureUsers).
+	stale string
 	// audits are the AUDIT events of this user's current phase (phone
 	// decisions), sent with the phase's STEP event (finishSteps).
 	audits []*orgsyncv1.Event

@@ -202,6 +202,14 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 		if u.found == foundCreated || u.found == foundNew || (gone[u] != "" && u.id != gone[u]) {
 			u.baseline = nil
 		}
+		switch {
+		case u.stale == "":
+		case u.baseline == nil: // what the newer configuration was applied to is gone
+			u.stale = ""
+		case out[u].err == nil:
+			u.skipped = u.stale
+			out[u] = stepResult{status: orgsyncv1.Status_STATUS_SKIPPED, reason: u.skipped}
+		}
 		if _, done := out[u]; done {
 			continue
 		}
