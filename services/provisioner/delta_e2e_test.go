@@ -334,6 +334,25 @@ func (p *pipeline) changeJohnAtSource(title string) {
 	}
 }
 
+// promoteJohn changes John's title in the source (his version moves from 1
+// to 2) and waits until every target applied the change; it returns the
+// new title.
+func (p *pipeline) promoteJohn() string {
+	p.t.Helper()
+	ctx := context.Background()
+	c := p.client(src)
+	u, err := c.GetUser(ctx, johnSourceID)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	title := "Team Lead"
+	if _, err := c.PatchUserAtVersion(ctx, johnSourceID, u.Version, genesys.UserPatch{Title: &title}); err != nil {
+		p.t.Fatal(err)
+	}
+	p.change("promoted")
+	return title
+}
+
 // TestSourceUserCreatedAgainIsNotStale: an administrator deletes a cloned
 // user in the source and creates them again with the same email. The new
 // user's version starts again at 1, below the version orgsync applied to
@@ -344,15 +363,7 @@ func TestSourceUserCreatedAgainIsNotStale(t *testing.T) {
 	p.clone("clone-1")
 	ctx := context.Background()
 	c := p.client(src)
-	u, err := c.GetUser(ctx, johnSourceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	promoted := "Team Lead"
-	if _, err := c.PatchUserAtVersion(ctx, johnSourceID, u.Version, genesys.UserPatch{Title: &promoted}); err != nil {
-		t.Fatal(err)
-	}
-	p.change("promoted") // applied at version 2 in every target
+	promoted := p.promoteJohn() // applied at version 2 in every target
 	for _, tg := range targets {
 		if got := p.stateOf(tg, "john.smith@acme.example").Title; got != promoted {
 			t.Fatalf("%s: John's title %q after the change, want %q", tg, got, promoted)
@@ -414,16 +425,7 @@ func TestStalePlanRecreatesAUserGoneFromTheTarget(t *testing.T) {
 	p := startPipeline(t, pipelineOpts{rateLimit: -1})
 	p.clone("clone-1")
 	ctx := context.Background()
-	source := p.client(src)
-	u, err := source.GetUser(ctx, johnSourceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	promoted := "Team Lead"
-	if _, err := source.PatchUserAtVersion(ctx, johnSourceID, u.Version, genesys.UserPatch{Title: &promoted}); err != nil {
-		t.Fatal(err)
-	}
-	p.change("promoted") // version 2 applied in every target
+	p.promoteJohn() // version 2 applied in every target
 
 	t1 := p.client("t1")
 	gone, found, err := t1.FindUserByEmail(ctx, "john.smith@acme.example")
