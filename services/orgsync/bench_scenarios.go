@@ -186,7 +186,7 @@ func benchS6(ctx context.Context, cfg BenchConfig) (ScenarioResult, error) {
 			return r, err
 		}
 		r.PeakRSSMB, r.SimPeakRSSMB = peakRSSMB(), sim.PeakRSSMB()
-		r.Note = fmt.Sprintf("at the peak of %d×%d: %s", users, z.S6Targets, atPeak)
+		r.Note = fmt.Sprintf("highest 2-second sample of %d×%d (the table's peak RSS is VmHWM): %s", users, z.S6Targets, atPeak)
 		progressf(cfg, "S6: %s", r.Note)
 		if cfg.HeapProfile != "" && users == z.S6Users {
 			if err := writeHeapProfile(cfg.HeapProfile + ".s6"); err != nil {

@@ -825,7 +825,7 @@ func (r *Report) summarize() {
 		}
 		t.Phase = r.phase(t)
 		if r.failed && !t.terminal && (t.Status == "pending" || t.Status == "not started") {
-			t.Status, t.Reason = "not started", "request rejected (reason above)"
+			t.Status, t.Reason = "not started", "request rejected" // the request's reason says why, once
 		}
 	}
 	switch {

@@ -125,7 +125,7 @@ func TestReportRejectedRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tr := range rep.Targets {
-		if tr.Status != "not started" || tr.Reason != "request rejected (reason above)" || tr.Phase != "" {
+		if tr.Status != "not started" || tr.Reason != "request rejected" || tr.Phase != "" {
 			t.Errorf("%s: %q %q %q", tr.Org, tr.Status, tr.Reason, tr.Phase)
 		}
 	}
