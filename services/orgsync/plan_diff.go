@@ -174,7 +174,7 @@ func (r *Report) writePlan(w io.Writer) error {
 		return nil
 	}
 	for _, t := range r.Targets {
-		var create, change, same int
+		var create, change, same, skipped int
 		for _, u := range t.Users {
 			switch {
 			case u.creates():
@@ -183,7 +183,13 @@ func (r *Report) writePlan(w io.Writer) error {
 				change++
 			case u.Status == "unchanged":
 				same++
+			case u.Status == StatusName(orgsyncv1.Status_STATUS_SKIPPED):
+				skipped++
 			}
+		}
+		skippedText := ""
+		if skipped > 0 {
+			skippedText = fmt.Sprintf(", %d skipped (why: above)", skipped)
 		}
 		var parts []string
 		if n := len(t.Changes); n > 0 {
@@ -197,9 +203,9 @@ func (r *Report) writePlan(w io.Writer) error {
 		}
 		switch {
 		case len(parts) > 0:
-			fmt.Fprintf(w, "\nplan for %s: %s, %d unchanged\n", t.Org, strings.Join(parts, ", "), same)
+			fmt.Fprintf(w, "\nplan for %s: %s, %d unchanged%s\n", t.Org, strings.Join(parts, ", "), same, skippedText)
 		case t.Status == "unchanged":
-			fmt.Fprintf(w, "\nplan for %s: no changes (%d user(s) unchanged)\n", t.Org, same)
+			fmt.Fprintf(w, "\nplan for %s: no changes (%d user(s) unchanged%s)\n", t.Org, same, skippedText)
 		default:
 			fmt.Fprintf(w, "\nplan for %s: %s\n", t.Org, t.Status)
 		}

@@ -108,6 +108,15 @@ func TestSummarySaysWhoWasSkipped(t *testing.T) {
 	if strings.Contains(out.String(), "jane") {
 		t.Errorf("summary names an unchanged user:\n%s", out.String())
 	}
+	// The same in a dry run: the plan's count says it too.
+	rep.DryRun = true
+	out.Reset()
+	if err := rep.WriteSummary(&out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "plan for t1: no changes (1 user(s) unchanged, 1 skipped (why: above))"; !strings.Contains(out.String(), want) {
+		t.Errorf("plan does not count the skipped user (%q):\n%s", want, out.String())
+	}
 }
 
 // TestReportRejectedRequest: a request rejected before any target started
