@@ -259,9 +259,14 @@ type UserReport struct {
 type userCalls struct{ reads, writes, throttled int32 }
 
 // APICalls returns the Genesys API calls made for u.
-func (u *UserReport) APICalls() Usage {
-	c := u.calls
-	return Usage{Reads: int(c.reads), Writes: int(c.writes), Throttled: int(c.throttled), Total: int(c.reads + c.writes)}
+func (u *UserReport) APICalls() Usage { return u.calls.usage() }
+
+func callsOf(u *orgsyncv1.ApiUsage) userCalls {
+	return userCalls{reads: u.GetReads(), writes: u.GetWrites(), throttled: u.GetThrottled()}
+}
+
+func (c userCalls) usage() Usage {
+	return Usage{Reads: int(c.reads), Writes: int(c.writes), Throttled: int(c.throttled), Total: int(c.reads) + int(c.writes)}
 }
 
 // TargetUserID returns the id of u in the target org ("" until known).
@@ -495,10 +500,7 @@ type Usage struct {
 	Total     int `json:"total"`
 }
 
-func usageOf(u *orgsyncv1.ApiUsage) Usage {
-	return Usage{Reads: int(u.GetReads()), Writes: int(u.GetWrites()), Throttled: int(u.GetThrottled()),
-		Total: int(u.GetReads() + u.GetWrites())}
-}
+func usageOf(u *orgsyncv1.ApiUsage) Usage { return callsOf(u).usage() }
 
 func (u *Usage) add(o Usage) {
 	u.Reads += o.Reads
@@ -686,7 +688,7 @@ func (r *Report) applyRow(env, row *orgsyncv1.Event) {
 		u.terminal = isFinal(status)
 		u.setReason(row.GetReason())
 		if c := row.GetApiCalls(); c != nil {
-			u.calls = userCalls{reads: c.GetReads(), writes: c.GetWrites(), throttled: c.GetThrottled()}
+			u.calls = callsOf(c)
 		}
 		if status == orgsyncv1.Status_STATUS_FAILED && row.GetReason() != "" {
 			u.addError("", row.GetReason())

@@ -43,16 +43,12 @@ func (r *run) ensureUsers(ctx context.Context, pending []*userRun) map[*userRun]
 	gone := map[*userRun]string{} // translations of deleted users
 	var ids, exts []string
 	for _, u := range pending {
-		b, err := store.Baseline(r.org, u.ext)
-		if err != nil {
-			out[u] = failed(err)
-			continue
-		}
-		u.baseline = b
+		// u.baseline: loaded by prepareUsers under the same user locks.
 		var k knownIDs
 		if e, ok, err := store.StepDone(r.org, r.plan.GetPlanId(), u.ext, u.steps[orgsyncv1.StepKind_STEP_KIND_ENSURE_USER]); err == nil && ok {
 			k.journal = e.TargetUserID
 		}
+		var err error
 		if k.translation, _, err = store.TargetID(r.org, u.ext); err != nil {
 			out[u] = failed(err)
 			continue
